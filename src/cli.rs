@@ -1,0 +1,356 @@
+//! The entry point: argv and the environment in, one of generator mode,
+//! `explain` or `check` out (SPEC §1).
+
+use crate::annotation::KNOWN_KEYS;
+use crate::diag::Diagnostic;
+use crate::generate::{self, Database, Outcome, Plan};
+use crate::logging::{self, LOG_INFO, LOG_NOTICE, Logger};
+use crate::output::OutputDir;
+use crate::rootfs::Root;
+use camino::Utf8PathBuf;
+use std::io::Write;
+
+const USAGE: &str = "\
+usage: nix-confinement-generator [--root DIR] NORMAL [EARLY LATE]
+       nix-confinement-generator [--root DIR] explain UNIT
+       nix-confinement-generator [--root DIR] check
+
+Confines services annotated with X-ConfinementEnable=yes to their Nix store
+closure. See nix-confinement-generator(8) and nix-confinement(5).";
+
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Generate { normal: Utf8PathBuf },
+    Explain { unit: String },
+    Check,
+    Help,
+    Version,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Args {
+    root: Utf8PathBuf,
+    command: Command,
+}
+
+fn parse_args(args: &[String]) -> Result<Args, String> {
+    let mut root = Utf8PathBuf::from("/");
+    let mut rest: &[String] = args;
+    loop {
+        match rest.first().map(String::as_str) {
+            Some("--root") => {
+                let dir = rest.get(1).ok_or("--root needs a directory")?;
+                root = Utf8PathBuf::from(dir);
+                rest = &rest[2..];
+            }
+            Some(arg) if arg.starts_with("--root=") => {
+                root = Utf8PathBuf::from(&arg["--root=".len()..]);
+                rest = &rest[1..];
+            }
+            _ => break,
+        }
+    }
+    if root.as_str().is_empty() {
+        return Err("--root needs a directory".into());
+    }
+    let command = match rest {
+        [h] if h == "--help" || h == "-h" => Command::Help,
+        [v] if v == "--version" => Command::Version,
+        [c, unit] if c == "explain" => Command::Explain { unit: unit.clone() },
+        [c, ..] if c == "explain" => return Err("explain takes exactly one unit name".into()),
+        [c] if c == "check" => Command::Check,
+        [c, ..] if c == "check" => return Err("check takes no arguments".into()),
+        [normal] | [normal, _, _] if !normal.starts_with('-') => Command::Generate {
+            normal: Utf8PathBuf::from(normal),
+        },
+        [] => return Err("missing the output directory".into()),
+        _ => return Err(format!("unexpected arguments: {}", rest.join(" "))),
+    };
+    Ok(Args { root, command })
+}
+
+/// Runs the program; returns the exit status.
+pub fn main() -> i32 {
+    let raw: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+    {
+        Ok(args) => args,
+        Err(arg) => {
+            eprintln!("nix-confinement-generator: argument {arg:?} is not UTF-8\n{USAGE}");
+            return 2;
+        }
+    };
+    let args = match parse_args(&raw) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("nix-confinement-generator: {message}\n{USAGE}");
+            return 2;
+        }
+    };
+    let root = Root::new(args.root);
+    let env_unit_path = std::env::var("SYSTEMD_UNIT_PATH").ok();
+    match args.command {
+        Command::Help => {
+            println!("{USAGE}");
+            0
+        }
+        Command::Version => {
+            println!("nix-confinement-generator {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Command::Generate { normal } => {
+            let logger = Logger::from_env(true);
+            if std::env::var("SYSTEMD_IN_INITRD").is_ok_and(|v| v == "1") {
+                // The real root and its store are not mounted yet.
+                logger.log(logging::LOG_DEBUG, "in the initrd: nothing to do");
+                return 0;
+            }
+            run_generator(&root, &normal, env_unit_path.as_deref(), &logger)
+        }
+        Command::Explain { unit } => {
+            let logger = Logger::from_env(false);
+            explain(&root, &unit, env_unit_path.as_deref(), &logger)
+        }
+        Command::Check => check(&root, env_unit_path.as_deref()),
+    }
+}
+
+/// Generator mode: blocking drop-ins first, then each replaced by the real
+/// one. Returns 0 when every annotated unit was confined.
+pub fn run_generator(
+    root: &Root,
+    normal: &camino::Utf8Path,
+    env_unit_path: Option<&str>,
+    logger: &Logger,
+) -> i32 {
+    let output = match OutputDir::open(normal) {
+        Ok(output) => output,
+        Err(error) => {
+            logger.log(logging::LOG_ERR, &error.to_string());
+            return 1;
+        }
+    };
+    let mut plan = generate::plan(root, env_unit_path);
+    for warning in &plan.warnings {
+        logger.diagnostic(warning);
+    }
+    let mut write_failed = false;
+    let mut write = |unit: &str, file_name: &str, text: &str| {
+        if let Err(error) = output.write_dropin(unit, file_name, text) {
+            logger.log(logging::LOG_ERR, &format!("{unit}: {error}"));
+            write_failed = true;
+        }
+    };
+    // Phase 1: every annotated unit is blocked until its drop-in is ready.
+    for unit in &plan.units {
+        write(&unit.name, &unit.dropin_name, &generate::pending_text(unit));
+    }
+    // Phase 2: compute and replace.
+    let mut db = Database::new();
+    let (mut confined, mut blocked) = (0, 0);
+    let Plan { config, units, .. } = &mut plan;
+    for unit in units.iter_mut() {
+        let outcome = generate::compute(root, config, &mut db, unit);
+        for warning in &unit.warnings {
+            logger.diagnostic(warning);
+        }
+        match &outcome {
+            Outcome::Blocked { .. } => {
+                blocked += 1;
+                for error in &unit.errors {
+                    logger.diagnostic(error);
+                }
+            }
+            Outcome::Confined { .. } => confined += 1,
+            Outcome::Empty => {}
+        }
+        write(&unit.name, &unit.dropin_name, outcome.text());
+    }
+    if let Some(Ok(nix_db)) = db.opened()
+        && nix_db.mode == crate::store::db::OpenMode::ImmutableIgnoringWal
+    {
+        logger.log(
+            logging::LOG_WARNING,
+            &format!(
+                "{}: a -wal file exists but could not be read through; paths registered since the last checkpoint are not seen",
+                nix_db.path
+            ),
+        );
+    }
+    let summary = format!("{confined} unit(s) confined, {blocked} blocked");
+    logger.log(
+        if blocked > 0 {
+            logging::LOG_WARNING
+        } else {
+            LOG_NOTICE
+        },
+        &summary,
+    );
+    i32::from(blocked > 0 || write_failed)
+}
+
+fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &Logger) -> i32 {
+    let mut plan = generate::plan(root, env_unit_path);
+    for warning in plan
+        .warnings
+        .iter()
+        .filter(|w| w.unit.as_deref() == Some(unit_name))
+    {
+        logger.diagnostic(warning);
+    }
+    // An instance without files of its own is confined by its template.
+    let template = crate::unit::UnitName::parse(unit_name).and_then(|n| n.template());
+    let index = plan
+        .units
+        .iter()
+        .position(|u| u.name == unit_name)
+        .or_else(|| {
+            plan.units
+                .iter()
+                .position(|u| Some(&u.name) == template.as_ref())
+        });
+    let Some(index) = index else {
+        println!(
+            "{unit_name} is not confined: no X-ConfinementEnable=yes in its unit file or drop-ins \
+             (or no such service in the search path)."
+        );
+        return 0;
+    };
+    let mut db = Database::new();
+    let Plan { config, units, .. } = &mut plan;
+    let unit = &mut units[index];
+    let outcome = generate::compute(root, config, &mut db, unit);
+    let mut out = std::io::stdout().lock();
+    if unit.name != unit_name {
+        let _ = writeln!(
+            out,
+            "# {unit_name} has no files of its own: its template {} confines it.",
+            unit.name
+        );
+    }
+    let _ = writeln!(out, "# NORMAL/{}.d/{}", unit.name, unit.dropin_name);
+    let _ = out.write_all(outcome.text().as_bytes());
+    for warning in &unit.warnings {
+        let _ = writeln!(out, "# warning: {warning}");
+    }
+    match &outcome {
+        Outcome::Confined { closure, .. } => {
+            let _ = writeln!(out, "\n# Why each path is bound ({} paths):", closure.len());
+            for reached in closure {
+                let origin = &reached.origin;
+                let at = origin.location.as_ref().map_or_else(
+                    || "the generator's configuration".to_owned(),
+                    ToString::to_string,
+                );
+                let _ = writeln!(
+                    out,
+                    "{}\n    root {} named by {}= at {at} ({:?})",
+                    reached.path.path, reached.chain[0], origin.key, origin.text
+                );
+                if reached.chain.len() > 1 {
+                    let _ = writeln!(out, "    via {}", reached.chain.join(" -> "));
+                }
+            }
+            0
+        }
+        Outcome::Blocked { .. } => 1,
+        Outcome::Empty => 0,
+    }
+}
+
+fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
+    let mut plan = generate::plan(root, env_unit_path);
+    let mut out = std::io::stdout().lock();
+    let mut problems: Vec<Diagnostic> = plan.warnings.clone();
+    let mut db = Database::new();
+    let mut blocked = 0;
+    let Plan { config, units, .. } = &mut plan;
+    for unit in units.iter_mut() {
+        let outcome = generate::compute(root, config, &mut db, unit);
+        let status = match &outcome {
+            Outcome::Confined { closure, .. } => format!("confined, {} store paths", closure.len()),
+            Outcome::Blocked { .. } => {
+                blocked += 1;
+                "BLOCKED".to_owned()
+            }
+            Outcome::Empty => "opts out of its template's confinement".to_owned(),
+        };
+        let _ = writeln!(out, "{}: {status} (mode {})", unit.name, unit.mode.as_str());
+        for setting in unit
+            .merged
+            .settings
+            .iter()
+            .filter(|s| KNOWN_KEYS.contains(&s.key.as_str()))
+        {
+            let _ = writeln!(
+                out,
+                "    {}={}  ({})",
+                setting.key, setting.value, setting.location
+            );
+        }
+        problems.extend(unit.errors.iter().cloned());
+        problems.extend(unit.warnings.iter().cloned());
+    }
+    for problem in &problems {
+        let _ = writeln!(out, "{problem}");
+    }
+    let _ = writeln!(
+        out,
+        "{} annotated unit(s), {blocked} blocked, {} problem(s)",
+        units.len(),
+        problems.len()
+    );
+    let _ = LOG_INFO;
+    i32::from(blocked > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<Args, String> {
+        parse_args(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn generator_forms() {
+        let one = args(&["/run/gen"]).unwrap();
+        assert_eq!(
+            one.command,
+            Command::Generate {
+                normal: "/run/gen".into()
+            }
+        );
+        assert_eq!(one.root, "/");
+        let three = args(&["--root", "/r", "/a", "/b", "/c"]).unwrap();
+        assert_eq!(three.root, "/r");
+        assert_eq!(
+            three.command,
+            Command::Generate {
+                normal: "/a".into()
+            }
+        );
+        assert!(args(&["/a", "/b"]).is_err());
+        assert!(args(&[]).is_err());
+        assert!(args(&["--root"]).is_err());
+        assert!(args(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn subcommands() {
+        assert_eq!(
+            args(&["--root=/r", "check"]).unwrap().command,
+            Command::Check
+        );
+        assert_eq!(
+            args(&["explain", "a.service"]).unwrap().command,
+            Command::Explain {
+                unit: "a.service".into()
+            }
+        );
+        assert!(args(&["explain"]).is_err());
+        assert!(args(&["check", "x"]).is_err());
+    }
+}

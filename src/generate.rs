@@ -1,0 +1,556 @@
+//! The pipeline: unit files → annotations → roots → closures → drop-ins.
+//!
+//! [`plan`] does everything that needs no database: it finds the annotated
+//! units and the problems that block them. [`compute`] opens the database
+//! once and renders every drop-in. The generator writes a blocking drop-in
+//! for every annotated unit between the two, so that a kill at any moment
+//! leaves each annotated unit blocked or fully confined, never open.
+
+use crate::annotation::{self, Mode, Request};
+use crate::config::{self, Config};
+use crate::diag::{Diagnostic, Location};
+use crate::dropin::{self, ClosurePath, Confinement};
+use crate::rootfs::Root;
+use crate::store::roots::{Origin, Roots, collect_roots};
+use crate::store::{DbError, NixDb};
+use crate::unit::search_path::unit_search_path;
+use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Our drop-in's file name when no other drop-in of the unit sorts after it.
+pub const DROPIN_NAME: &str = "zz-confinement.conf";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Plain,
+    Template,
+    /// An instance with files of its own (a unit file or drop-ins).
+    Instance,
+}
+
+/// One service the generator has something to say about.
+#[derive(Debug, Clone)]
+pub struct UnitPlan {
+    pub name: String,
+    pub kind: Kind,
+    pub merged: MergedUnit,
+    /// `None` for an instance that opts out of its template's confinement.
+    pub request: Option<Request>,
+    pub mode: Mode,
+    pub roots: Roots,
+    /// Problems that block the unit.
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+    pub dropin_name: String,
+}
+
+impl UnitPlan {
+    pub fn is_blocked(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+/// A store path in a unit's closure and how it got there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub path: ClosurePath,
+    /// From the root to this path (the root first, this path last).
+    pub chain: Vec<String>,
+    pub origin: Origin,
+}
+
+/// What is written for a unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Confined {
+        text: String,
+        closure: Vec<Reached>,
+    },
+    Blocked {
+        text: String,
+    },
+    /// An instance that opts out: an empty file hides the template's.
+    Empty,
+}
+
+impl Outcome {
+    pub fn text(&self) -> &str {
+        match self {
+            Outcome::Confined { text, .. } | Outcome::Blocked { text } => text,
+            Outcome::Empty => "",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub config: Config,
+    pub catalog: Catalog,
+    pub units: Vec<UnitPlan>,
+    /// Problems that block every annotated unit (configuration errors).
+    pub global_errors: Vec<Diagnostic>,
+    /// Problems with no unit to block (other unit types, unreadable files).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Finds every annotated service under `root` and what blocks it.
+pub fn plan(root: &Root, env_unit_path: Option<&str>) -> Plan {
+    let (config, global_errors) = config::load(root);
+    let search_path = unit_search_path(root, config.unit_path.as_deref(), env_unit_path);
+    let catalog = Catalog::scan(root, search_path);
+    let mut warnings = catalog.warnings.clone();
+    let mut units = Vec::new();
+
+    let candidates = candidate_names(&catalog);
+    // Templates first, so that instances can be compared with them.
+    let mut template_requested: HashMap<String, bool> = HashMap::new();
+    for (name, kind) in &candidates {
+        let Some(files) = catalog.unit_files(name) else {
+            continue;
+        };
+        if !files_mention_annotations(root, &files) {
+            if *kind == Kind::Template {
+                template_requested.insert(name.clone(), false);
+            }
+            continue;
+        }
+        let is_service = name.ends_with(".service");
+        let merged = match MergedUnit::load(root, &files) {
+            Ok(merged) => merged,
+            Err(error) if is_service => {
+                // systemd refuses the unit too, but we cannot tell whether it
+                // asks for confinement: block it, never leave it open.
+                units.push(unreadable_unit(
+                    name,
+                    *kind,
+                    files.fragment_path.clone(),
+                    error,
+                    &config,
+                ));
+                continue;
+            }
+            Err(error) => {
+                warnings.push(error);
+                continue;
+            }
+        };
+        let annotations = annotation::read_annotations(&merged, is_service);
+        warnings.extend(annotations.warnings.iter().cloned());
+        if !is_service {
+            continue;
+        }
+        let template_wants = UnitName::parse(name)
+            .and_then(|n| n.template())
+            .and_then(|t| template_requested.get(&t).copied())
+            .unwrap_or(false);
+        if *kind == Kind::Template {
+            template_requested.insert(name.clone(), annotations.request.is_some());
+        }
+        match annotations.request {
+            Some(request) => {
+                units.push(plan_unit(
+                    root,
+                    &config,
+                    merged,
+                    *kind,
+                    request,
+                    annotations.errors,
+                ));
+            }
+            // An instance opting out of its template's confinement gets an
+            // empty drop-in of the same name, which hides the template's.
+            None if *kind == Kind::Instance && template_wants => units.push(UnitPlan {
+                name: name.clone(),
+                kind: *kind,
+                mode: config.default_mode,
+                merged,
+                request: None,
+                roots: Roots::default(),
+                errors: Vec::new(),
+                warnings: Vec::new(),
+                dropin_name: DROPIN_NAME.to_owned(),
+            }),
+            None => {}
+        }
+    }
+    assign_dropin_names(&mut units);
+    for unit in &mut units {
+        if unit.request.is_some() {
+            unit.errors.extend(global_errors.iter().map(|e| {
+                let mut e = e.clone();
+                e.unit = Some(unit.name.clone());
+                e
+            }));
+        }
+    }
+    Plan {
+        config,
+        catalog,
+        units,
+        global_errors,
+        warnings,
+    }
+}
+
+/// Every unit name worth reading, templates before their instances.
+fn candidate_names(catalog: &Catalog) -> Vec<(String, Kind)> {
+    let mut names: BTreeMap<String, Kind> = BTreeMap::new();
+    for (name, entry) in catalog.names() {
+        let Some(parsed) = UnitName::parse(name) else {
+            continue;
+        };
+        if matches!(entry, Entry::Alias { .. } | Entry::Masked { .. }) {
+            continue;
+        }
+        let kind = if parsed.is_template() {
+            Kind::Template
+        } else if parsed.is_instance() {
+            Kind::Instance
+        } else {
+            Kind::Plain
+        };
+        names.insert(name.to_owned(), kind);
+    }
+    // Aliases whose target has no entry of its own (a linked file outside
+    // the search path): the target name is the unit.
+    for (_, entry) in catalog.names() {
+        if let Entry::Alias { target_name, .. } = entry
+            && catalog.entry(target_name).is_none()
+        {
+            let kind = match UnitName::parse(target_name) {
+                Some(n) if n.is_template() => Kind::Template,
+                Some(n) if n.is_instance() => Kind::Instance,
+                _ => Kind::Plain,
+            };
+            names.entry(target_name.clone()).or_insert(kind);
+        }
+    }
+    // Instances that exist only through their drop-in directories.
+    for name in catalog.dropin_dir_units() {
+        if UnitName::parse(name).is_some_and(|n| n.is_instance()) && catalog.entry(name).is_none() {
+            names.entry(name.to_owned()).or_insert(Kind::Instance);
+        }
+    }
+    let mut ordered: Vec<(String, Kind)> = names.into_iter().collect();
+    ordered.sort_by_key(|(name, kind)| (*kind != Kind::Template, name.clone()));
+    ordered
+}
+
+/// A cheap test before parsing: units whose files never mention
+/// "confin" (any case) carry no annotations and no misspelt ones.
+fn files_mention_annotations(root: &Root, files: &crate::unit::UnitFiles) -> bool {
+    let mentions = |real: &camino::Utf8Path| {
+        std::fs::read(root.join(real))
+            .is_ok_and(|bytes| bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"confin")))
+    };
+    // A file we cannot read is handed to the parser, which reports it.
+    mentions(&files.fragment_real)
+        || files
+            .dropins
+            .iter()
+            .filter_map(|d| d.real.as_deref())
+            .any(mentions)
+        || std::fs::metadata(root.join(&files.fragment_real)).is_err()
+}
+
+fn unreadable_unit(
+    name: &str,
+    kind: Kind,
+    fragment: camino::Utf8PathBuf,
+    error: Diagnostic,
+    config: &Config,
+) -> UnitPlan {
+    UnitPlan {
+        name: name.to_owned(),
+        kind,
+        merged: MergedUnit {
+            name: name.to_owned(),
+            sources: vec![fragment],
+            settings: Vec::new(),
+            dropin_names: BTreeSet::new(),
+            warnings: Vec::new(),
+        },
+        request: Some(Request {
+            enable: annotation::Located {
+                value: true,
+                location: None,
+            },
+            mode: None,
+            full_unit: annotation::Located {
+                value: false,
+                location: None,
+            },
+            packages: Vec::new(),
+            bin_sh: annotation::BinSh::Default,
+        }),
+        mode: config.default_mode,
+        roots: Roots::default(),
+        errors: vec![error],
+        warnings: Vec::new(),
+        dropin_name: DROPIN_NAME.to_owned(),
+    }
+}
+
+fn plan_unit(
+    root: &Root,
+    config: &Config,
+    merged: MergedUnit,
+    kind: Kind,
+    request: Request,
+    mut errors: Vec<Diagnostic>,
+) -> UnitPlan {
+    let name = merged.name.clone();
+    let unit_error = |setting: &crate::unit::Setting, message: String| {
+        Diagnostic::error(Some(&name), Some(setting.location.clone()), message)
+    };
+    for key in ["RootDirectory", "RootImage"] {
+        if let Some(setting) = merged.scalar("Service", key) {
+            errors.push(unit_error(
+                setting,
+                format!(
+                    "the unit sets {key}={} itself, which conflicts with confinement",
+                    setting.value
+                ),
+            ));
+        }
+    }
+    if let Some(setting) = merged.scalar("Service", "RootDirectoryStartOnly")
+        && annotation::parse_boolean(&setting.value) != Some(false)
+    {
+        errors.push(unit_error(
+            setting,
+            "RootDirectoryStartOnly= is enabled, but systemd cannot restrict bind mounts to \
+             ExecStart=: the other commands would run unconfined"
+                .to_owned(),
+        ));
+    }
+    let mode = request
+        .mode
+        .as_ref()
+        .map_or(config.default_mode, |m| m.value);
+    let mut roots = collect_roots(root, config, &merged, &request);
+    errors.append(&mut roots.errors);
+    let mut warnings = merged.warnings.clone();
+    warnings.append(&mut roots.warnings);
+    UnitPlan {
+        name,
+        kind,
+        merged,
+        request: Some(request),
+        mode,
+        roots,
+        errors,
+        warnings,
+        dropin_name: DROPIN_NAME.to_owned(),
+    }
+}
+
+/// Our drop-in must be applied after every other drop-in of the unit, so
+/// that none can reset or replace what it sets: `zz-confinement.conf`, or,
+/// when some drop-in sorts at or after that name, a name just after the last
+/// one. A template and its instances share one name, so that an instance's
+/// drop-in hides the template's.
+fn assign_dropin_names(units: &mut [UnitPlan]) {
+    let mut last_by_family: HashMap<String, String> = HashMap::new();
+    for unit in units.iter() {
+        let family = family_of(&unit.name);
+        if let Some(last) = unit.merged.dropin_names.iter().next_back() {
+            let entry = last_by_family.entry(family).or_default();
+            if *last > *entry {
+                *entry = last.clone();
+            }
+        }
+    }
+    for unit in units.iter_mut() {
+        unit.dropin_name = match last_by_family.get(&family_of(&unit.name)) {
+            Some(last) if last.as_str() >= DROPIN_NAME => {
+                format!("{}~confinement.conf", last.trim_end_matches(".conf"))
+            }
+            _ => DROPIN_NAME.to_owned(),
+        };
+    }
+}
+
+/// Templates and their instances form one family; other units are alone.
+fn family_of(name: &str) -> String {
+    UnitName::parse(name)
+        .and_then(|n| n.template())
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// The text every annotated unit gets before its closure is computed.
+pub fn pending_text(unit: &UnitPlan) -> String {
+    let sources: Vec<&camino::Utf8Path> = unit.merged.sources.iter().map(|s| s.as_path()).collect();
+    dropin::render_blocked(
+        &unit.name,
+        &sources,
+        &[format!(
+            "{}: the generator did not finish computing the confinement",
+            unit.name
+        )],
+    )
+}
+
+fn blocked_text(unit: &UnitPlan, errors: &[Diagnostic]) -> String {
+    let sources: Vec<&camino::Utf8Path> = unit.merged.sources.iter().map(|s| s.as_path()).collect();
+    let reasons: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    dropin::render_blocked(&unit.name, &sources, &reasons)
+}
+
+/// Opens the database only when some unit needs it.
+pub struct Database {
+    opened: Option<Result<NixDb, DbError>>,
+}
+
+impl Database {
+    pub fn new() -> Database {
+        Database { opened: None }
+    }
+
+    fn get(&mut self, root: &Root, config: &Config) -> Result<&mut NixDb, DbError> {
+        let opened = self
+            .opened
+            .get_or_insert_with(|| NixDb::open(root, &config.state_dir));
+        opened.as_mut().map_err(|e| e.clone())
+    }
+
+    pub fn opened(&self) -> Option<&Result<NixDb, DbError>> {
+        self.opened.as_ref()
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Computes what to write for `unit`. Errors found on the way (unknown
+/// roots, database faults) are added to the unit's errors.
+pub fn compute(root: &Root, config: &Config, db: &mut Database, unit: &mut UnitPlan) -> Outcome {
+    if unit.request.is_none() {
+        return Outcome::Empty;
+    }
+    if unit.is_blocked() {
+        return Outcome::Blocked {
+            text: blocked_text(unit, &unit.errors),
+        };
+    }
+    match closure_of(root, config, db, unit) {
+        Ok(closure) => {
+            let closure_paths: Vec<ClosurePath> = closure.iter().map(|r| r.path.clone()).collect();
+            let extra_binds: Vec<(String, String)> = unit
+                .roots
+                .extra_binds
+                .iter()
+                .map(|b| (b.source.to_string(), b.target.to_string()))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let text = dropin::render_confinement(&Confinement {
+                unit: &unit.merged,
+                mode: unit.mode,
+                bin_sh: unit.roots.bin_sh.as_deref(),
+                closure: &closure_paths,
+                extra_binds: &extra_binds,
+            });
+            Outcome::Confined { text, closure }
+        }
+        Err(errors) => {
+            unit.errors.extend(errors);
+            Outcome::Blocked {
+                text: blocked_text(unit, &unit.errors),
+            }
+        }
+    }
+}
+
+fn closure_of(
+    root: &Root,
+    config: &Config,
+    db: &mut Database,
+    unit: &UnitPlan,
+) -> Result<Vec<Reached>, Vec<Diagnostic>> {
+    let name = unit.name.as_str();
+    let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
+    let db = db.get(root, config).map_err(db_error)?;
+    let mut root_ids: Vec<i64> = Vec::new();
+    let mut origins: HashMap<i64, Origin> = HashMap::new();
+    let mut errors = Vec::new();
+    for root_path in &unit.roots.paths {
+        match db.id_of(&root_path.store_path).map_err(db_error)? {
+            Some(id) => {
+                origins
+                    .entry(id)
+                    .or_insert_with(|| root_path.origin.clone());
+                root_ids.push(id);
+            }
+            None => errors.push(Diagnostic::error(
+                Some(name),
+                root_path.origin.location.clone(),
+                format!(
+                    "{}: {} is not a valid path in the Nix database {}",
+                    root_path.origin.key, root_path.store_path, db.path
+                ),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let parents = db.closure(&root_ids).map_err(db_error)?;
+    let mut reached = Vec::with_capacity(parents.len());
+    for &id in parents.keys() {
+        let mut chain_ids = vec![id];
+        let mut current = id;
+        while parents[&current] != current {
+            current = parents[&current];
+            chain_ids.push(current);
+        }
+        chain_ids.reverse();
+        let origin = origins[&current].clone();
+        let mut chain = Vec::with_capacity(chain_ids.len());
+        for chain_id in chain_ids {
+            chain.push(db.path(chain_id).map_err(db_error)?.to_owned());
+        }
+        let path = chain.last().cloned().unwrap_or_default();
+        let symlink_target = symlink_target(root, config, &path, name).map_err(|e| vec![e])?;
+        reached.push(Reached {
+            path: ClosurePath {
+                path,
+                symlink_target,
+            },
+            chain,
+            origin,
+        });
+    }
+    reached.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(reached)
+}
+
+/// The fully resolved target of a store path that is a symlink.
+fn symlink_target(
+    root: &Root,
+    config: &Config,
+    path: &str,
+    unit: &str,
+) -> Result<Option<String>, Diagnostic> {
+    let logical = camino::Utf8Path::new(path);
+    let is_link =
+        std::fs::symlink_metadata(root.join(logical)).is_ok_and(|m| m.file_type().is_symlink());
+    if !is_link {
+        return Ok(None);
+    }
+    match root.canonicalize(logical) {
+        Ok(target) => Ok(Some(target.to_string())),
+        Err(error) => Err(Diagnostic::error(
+            Some(unit),
+            Some(Location::new(path, 0)),
+            format!(
+                "store path {path} is a symbolic link that does not resolve ({error}); \
+                 systemd cannot bind it (store {})",
+                config.store_dir.as_str()
+            ),
+        )),
+    }
+}

@@ -1,0 +1,300 @@
+//! Finding unit files and their drop-ins in the search path, with systemd's
+//! rules (systemd.unit(5)): the first file found for a name wins, an empty
+//! file or a link to `/dev/null` masks, a link to a file of another name is an
+//! alias, and drop-ins come from every search directory with same-name
+//! hiding by priority and application in lexical order of file names.
+
+use super::name::{UnitName, dropin_dir_names};
+use crate::diag::{Diagnostic, Location};
+use crate::rootfs::Root;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// What the highest-priority entry for a unit name is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A unit file. `path` is where it was found, `real` the file it resolves to.
+    File {
+        path: Utf8PathBuf,
+        real: Utf8PathBuf,
+    },
+    /// An empty file or a link to `/dev/null`.
+    Masked { path: Utf8PathBuf },
+    /// An instance linked to its own template (`foo@bar.service ->
+    /// foo@.service`): it is loaded from the template.
+    InstanceLink { path: Utf8PathBuf },
+    /// A link to a unit file of another name.
+    Alias {
+        path: Utf8PathBuf,
+        target_name: String,
+        real: Utf8PathBuf,
+    },
+}
+
+/// One drop-in file, as found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropinFile {
+    pub file_name: String,
+    /// Where it was found (logical).
+    pub path: Utf8PathBuf,
+    /// What to read, or `None` when the drop-in is masked (or dangling): it
+    /// still hides lower-priority drop-ins of the same name.
+    pub real: Option<Utf8PathBuf>,
+}
+
+/// The unit files of a root, indexed once, so that each unit is loaded
+/// without walking directories again.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub search_path: Vec<Utf8PathBuf>,
+    entries: BTreeMap<String, Entry>,
+    /// `(search dir index, unit or type name)` → the `.conf` files in
+    /// `NAME.d/` of that search directory, by file name.
+    dropin_dirs: HashMap<(usize, String), Vec<DropinFile>>,
+    /// Every name that has a `NAME.d/` somewhere, to find instances that
+    /// exist only through their drop-ins.
+    dropin_dir_units: BTreeSet<String>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A unit's files, in the order systemd applies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFiles {
+    pub name: String,
+    /// The file the unit is loaded from: found path, resolved path.
+    pub fragment_path: Utf8PathBuf,
+    pub fragment_real: Utf8PathBuf,
+    /// Applied drop-ins (not masked), sorted by file name.
+    pub dropins: Vec<DropinFile>,
+    /// Every drop-in file name that applies or hides, for choosing a name of
+    /// our own that sorts after them all.
+    pub dropin_names: BTreeSet<String>,
+}
+
+impl Catalog {
+    pub fn scan(root: &Root, search_path: Vec<Utf8PathBuf>) -> Catalog {
+        let mut catalog = Catalog {
+            search_path,
+            ..Catalog::default()
+        };
+        for index in 0..catalog.search_path.len() {
+            let dir = catalog.search_path[index].clone();
+            catalog.scan_dir(root, index, &dir);
+        }
+        catalog
+    }
+
+    fn scan_dir(&mut self, root: &Root, index: usize, dir: &Utf8Path) {
+        // Search directories may themselves be links (NixOS links
+        // /etc/systemd/system into the store).
+        let Ok(real_dir) = root.canonicalize(dir) else {
+            return;
+        };
+        let Ok(read_dir) = std::fs::read_dir(root.join(&real_dir)) else {
+            return;
+        };
+        let mut names: Vec<String> = read_dir
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .collect();
+        // Deterministic order, so warnings come out the same every run.
+        names.sort_unstable();
+        for name in names {
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = dir.join(&name);
+            if let Some(unit) = name.strip_suffix(".d") {
+                let is_unit_or_type =
+                    UnitName::parse(unit).is_some() || super::name::UNIT_TYPES.contains(&unit);
+                if is_unit_or_type {
+                    let files = self.scan_dropin_dir(root, &path);
+                    if !files.is_empty() {
+                        self.dropin_dir_units.insert(unit.to_owned());
+                        self.dropin_dirs.insert((index, unit.to_owned()), files);
+                    }
+                }
+                continue;
+            }
+            if UnitName::parse(&name).is_none() || self.entries.contains_key(&name) {
+                continue;
+            }
+            if let Some(entry) = self.classify(root, &name, path) {
+                self.entries.insert(name, entry);
+            }
+        }
+    }
+
+    fn classify(&mut self, root: &Root, name: &str, path: Utf8PathBuf) -> Option<Entry> {
+        let real = match root.canonicalize(&path) {
+            Ok(real) => real,
+            Err(error) => {
+                // systemd skips a dangling link, so a lower-priority file of
+                // the same name can still load.
+                self.warnings.push(Diagnostic::warning(
+                    Some(name),
+                    Some(Location::new(&path, 0)),
+                    format!("unit file cannot be read, skipping it: {error}"),
+                ));
+                return None;
+            }
+        };
+        if real == "/dev/null" {
+            return Some(Entry::Masked { path });
+        }
+        let metadata = std::fs::metadata(root.join(&real)).ok()?;
+        if !metadata.is_file() {
+            return None;
+        }
+        if metadata.len() == 0 {
+            return Some(Entry::Masked { path });
+        }
+        let target_name = real.file_name().unwrap_or_default();
+        let is_alias = target_name != name && UnitName::parse(target_name).is_some();
+        let own_template = UnitName::parse(name).and_then(|n| n.template());
+        if is_alias && own_template.as_deref() == Some(target_name) {
+            return Some(Entry::InstanceLink { path });
+        }
+        Some(if is_alias {
+            Entry::Alias {
+                path,
+                target_name: target_name.to_owned(),
+                real,
+            }
+        } else {
+            Entry::File { path, real }
+        })
+    }
+
+    fn scan_dropin_dir(&mut self, root: &Root, dir: &Utf8Path) -> Vec<DropinFile> {
+        let Ok(real_dir) = root.canonicalize(dir) else {
+            return Vec::new();
+        };
+        let Ok(read_dir) = std::fs::read_dir(root.join(&real_dir)) else {
+            return Vec::new();
+        };
+        let mut files = Vec::new();
+        for entry in read_dir.flatten() {
+            let Ok(file_name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if file_name.starts_with('.') || !file_name.ends_with(".conf") {
+                continue;
+            }
+            let path = dir.join(&file_name);
+            let real = match root.canonicalize(&path) {
+                Ok(real) if real == "/dev/null" => None,
+                Ok(real) => {
+                    if std::fs::metadata(root.join(&real)).is_ok_and(|m| m.is_dir()) {
+                        continue;
+                    }
+                    Some(real)
+                }
+                Err(error) => {
+                    self.warnings.push(Diagnostic::warning(
+                        None,
+                        Some(Location::new(&path, 0)),
+                        format!(
+                            "drop-in cannot be read, it only hides others of its name: {error}"
+                        ),
+                    ));
+                    None
+                }
+            };
+            files.push(DropinFile {
+                file_name,
+                path,
+                real,
+            });
+        }
+        files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        files
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// All names with an entry, sorted.
+    pub fn names(&self) -> impl Iterator<Item = (&str, &Entry)> {
+        self.entries.iter().map(|(n, e)| (n.as_str(), e))
+    }
+
+    /// Names that have drop-in directories (whether or not a file exists).
+    pub fn dropin_dir_units(&self) -> impl Iterator<Item = &str> {
+        self.dropin_dir_units.iter().map(String::as_str)
+    }
+
+    /// Every alias that points at `name`.
+    pub fn aliases_of(&self, name: &str) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter_map(|(alias, entry)| match entry {
+                Entry::Alias { target_name, .. } if target_name == name => Some(alias.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The files of unit `name`, or `None` when it has no unit file or is
+    /// masked. An instance without a file of its own loads from its template.
+    pub fn unit_files(&self, name: &str) -> Option<UnitFiles> {
+        let (fragment_path, fragment_real) = self.fragment(name)?;
+        let mut names = vec![name.to_owned()];
+        names.extend(self.aliases_of(name).into_iter().map(str::to_owned));
+
+        // For each search directory in priority order, each name's drop-in
+        // directories; the first file of a given name wins.
+        let mut chosen: BTreeMap<&str, &DropinFile> = BTreeMap::new();
+        for index in 0..self.search_path.len() {
+            for unit_name in &names {
+                for dir_name in dropin_dir_names(unit_name) {
+                    let Some(files) = self.dropin_dirs.get(&(index, dir_name)) else {
+                        continue;
+                    };
+                    for file in files {
+                        chosen.entry(file.file_name.as_str()).or_insert(file);
+                    }
+                }
+            }
+        }
+        Some(UnitFiles {
+            name: name.to_owned(),
+            fragment_path,
+            fragment_real,
+            dropin_names: chosen.keys().map(|n| (*n).to_owned()).collect(),
+            dropins: chosen
+                .into_values()
+                .filter(|file| file.real.is_some())
+                .cloned()
+                .collect(),
+        })
+    }
+
+    fn fragment(&self, name: &str) -> Option<(Utf8PathBuf, Utf8PathBuf)> {
+        match self.entries.get(name) {
+            Some(Entry::File { path, real }) => Some((path.clone(), real.clone())),
+            Some(Entry::Masked { .. }) => None,
+            Some(Entry::InstanceLink { .. }) => {
+                let template = UnitName::parse(name)?.template()?;
+                self.fragment(&template)
+            }
+            Some(Entry::Alias { .. }) => None,
+            None => {
+                // A unit known only as the target of aliases (its file lies
+                // outside the search path), or an instance of a template.
+                let via_alias = self.entries.values().find_map(|entry| match entry {
+                    Entry::Alias {
+                        path,
+                        target_name,
+                        real,
+                    } if target_name == name => Some((path.clone(), real.clone())),
+                    _ => None,
+                });
+                via_alias.or_else(|| {
+                    let template = UnitName::parse(name)?.template()?;
+                    self.fragment(&template)
+                })
+            }
+        }
+    }
+}

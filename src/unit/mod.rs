@@ -1,0 +1,13 @@
+//! Unit files: their syntax, where systemd finds them, and the merged view
+//! of one unit with the provenance of each assignment.
+
+pub mod catalog;
+pub mod exec;
+pub mod merged;
+pub mod name;
+pub mod search_path;
+pub mod syntax;
+
+pub use catalog::{Catalog, Entry, UnitFiles};
+pub use merged::{MergedUnit, Setting};
+pub use name::UnitName;

@@ -1,0 +1,161 @@
+//! Unit names as systemd.unit(5) defines them: `prefix.type`,
+//! `prefix@.type` (a template) and `prefix@instance.type` (an instance).
+
+/// systemd's `UNIT_NAME_MAX`: a name must be shorter than 256 bytes.
+const UNIT_NAME_MAX: usize = 255;
+
+/// The unit types of systemd.unit(5).
+pub const UNIT_TYPES: &[&str] = &[
+    "service",
+    "socket",
+    "device",
+    "mount",
+    "automount",
+    "swap",
+    "target",
+    "path",
+    "timer",
+    "slice",
+    "scope",
+];
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\')
+}
+
+/// The parts of a valid unit name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitName<'a> {
+    pub prefix: &'a str,
+    /// `None` for a plain unit, `Some("")` for a template.
+    pub instance: Option<&'a str>,
+    pub unit_type: &'a str,
+}
+
+impl<'a> UnitName<'a> {
+    pub fn parse(name: &'a str) -> Option<Self> {
+        if name.is_empty() || name.len() > UNIT_NAME_MAX {
+            return None;
+        }
+        let (stem, unit_type) = name.rsplit_once('.')?;
+        if !UNIT_TYPES.contains(&unit_type) {
+            return None;
+        }
+        let (prefix, instance) = match stem.split_once('@') {
+            Some((prefix, instance)) => (prefix, Some(instance)),
+            None => (stem, None),
+        };
+        let valid = !prefix.is_empty()
+            && prefix.chars().all(is_name_char)
+            && instance.is_none_or(|i| i.chars().all(|c| is_name_char(c) || c == '@'));
+        valid.then_some(UnitName {
+            prefix,
+            instance,
+            unit_type,
+        })
+    }
+
+    pub fn is_template(&self) -> bool {
+        self.instance == Some("")
+    }
+
+    pub fn is_instance(&self) -> bool {
+        self.instance.is_some_and(|i| !i.is_empty())
+    }
+
+    /// `foo@.service` for `foo@bar.service`.
+    pub fn template(&self) -> Option<String> {
+        self.is_instance()
+            .then(|| format!("{}@.{}", self.prefix, self.unit_type))
+    }
+}
+
+/// The names whose `NAME.d/` directories hold drop-ins for `name`, most
+/// specific first, as systemd's `unit_file_find_dirs()` walks them: the
+/// name, its template, each dash-truncated prefix (`foo-bar-.service`,
+/// `foo-.service`) and the top-level type (`service`).
+pub fn dropin_dir_names(name: &str) -> Vec<String> {
+    let Some(parsed) = UnitName::parse(name) else {
+        return vec![name.to_owned()];
+    };
+    let mut names = vec![name.to_owned()];
+    if let Some(template) = parsed.template() {
+        names.push(template);
+    }
+    // "foo-bar-baz" → "foo-bar-", "foo-": each step drops the last dash
+    // segment. A prefix that already ends in a dash is truncated first.
+    let mut prefix = parsed.prefix;
+    loop {
+        let trimmed = prefix.strip_suffix('-').unwrap_or(prefix);
+        match trimmed.rfind('-') {
+            Some(dash) if dash > 0 => {
+                prefix = &trimmed[..=dash];
+                names.push(format!("{prefix}.{}", parsed.unit_type));
+            }
+            _ => break,
+        }
+    }
+    names.push(parsed.unit_type.to_owned());
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_template_and_instance_names() {
+        let plain = UnitName::parse("foo.service").unwrap();
+        assert_eq!(
+            (plain.prefix, plain.instance, plain.unit_type),
+            ("foo", None, "service")
+        );
+        assert!(UnitName::parse("foo@.service").unwrap().is_template());
+        let instance = UnitName::parse("foo@bar-1.service").unwrap();
+        assert!(instance.is_instance());
+        assert_eq!(instance.template().as_deref(), Some("foo@.service"));
+    }
+
+    #[test]
+    fn rejects_invalid_names() {
+        for bad in [
+            "",
+            ".service",
+            "foo",
+            "foo.",
+            "@x.service",
+            "a b.service",
+            "föö.service",
+            "a/b.service",
+        ] {
+            assert!(UnitName::parse(bad).is_none(), "{bad}");
+        }
+        assert!(UnitName::parse(&format!("{}.service", "a".repeat(250))).is_none());
+    }
+
+    #[test]
+    fn dropin_dirs_follow_systemd_order() {
+        assert_eq!(
+            dropin_dir_names("foo-bar-baz.service"),
+            [
+                "foo-bar-baz.service",
+                "foo-bar-.service",
+                "foo-.service",
+                "service"
+            ]
+        );
+        assert_eq!(
+            dropin_dir_names("foo-bar@x.service"),
+            [
+                "foo-bar@x.service",
+                "foo-bar@.service",
+                "foo-.service",
+                "service"
+            ]
+        );
+        assert_eq!(
+            dropin_dir_names("plain.service"),
+            ["plain.service", "service"]
+        );
+    }
+}

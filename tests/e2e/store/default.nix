@@ -1,0 +1,55 @@
+# The e2e test store. Built by tests/e2e/run.sh with
+#   nix-build --store "local?root=$STORE_ROOT" ... --argstr busybox <path> -A <attr>...
+# `busybox` is the store path of the static busybox that run.sh added with
+# `nix-store --add /bin/busybox` (a single executable file, no references).
+#
+# Reference graph (-> = reference registered by Nix's scanner):
+#   bb        -> busybox          bin/busybox -> busybox, bin/<applet> -> busybox
+#   check     -> bb               access-level checker (busybox sh script)
+#   serve     -> bb, greeting     server for the socket-activated template case
+#   hello     -> bb               "another program" to bind as /bin/sh
+#   sh2       -> bb               bin/sh -> bb/bin/sh: a symlink chain into busybox
+#   link      -> target           the store path itself is a symlink
+#   greeting, target, foobar      data files
+#   profile   -> check, greeting  bin/ncg-check -> check/bin/ncg-check, used
+#                                 through /nix/var/nix/profiles/ncg-e2e
+{ busybox }:
+let
+  lib = import ./lib.nix { };
+  inherit (lib) runCommand writeText writeScriptBin substitute;
+  busyboxPath = builtins.storePath busybox;
+in
+rec {
+  bb = runCommand "ncg-bb" { busybox = busyboxPath; } ''
+    mkdir -p "$out/bin"
+    ln -s "$busybox" "$out/bin/busybox"
+    for a in $("$out/bin/busybox" --list); do
+      [ "$a" = busybox ] || ln -s busybox "$out/bin/$a"
+    done
+  '';
+
+  check = writeScriptBin "ncg-check" (substitute ./check.sh { BB = bb; });
+
+  greeting = writeText "ncg-greeting" "hello from the store";
+
+  serve = writeScriptBin "ncg-serve" (substitute ./serve.sh { BB = bb; GREETING = greeting; });
+
+  hello = writeScriptBin "ncg-hello" (substitute ./hello.sh { BB = bb; });
+
+  sh2 = runCommand "ncg-sh2" { inherit bb; } ''
+    mkdir -p "$out/bin"
+    ln -s "$bb/bin/sh" "$out/bin/sh"
+  '';
+
+  target = writeText "ncg-symlink-target" "got me";
+
+  link = runCommand "ncg-symlink" { inherit target; } ''ln -s "$target" "$out"'';
+
+  foobar = writeText "ncg-foobar" "eek";
+
+  profile = runCommand "ncg-profile-env" { inherit check greeting; } ''
+    mkdir -p "$out/bin" "$out/share"
+    ln -s "$check/bin/ncg-check" "$out/bin/ncg-check"
+    ln -s "$greeting" "$out/share/greeting"
+  '';
+}
