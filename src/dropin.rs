@@ -2,7 +2,7 @@
 //! the text systemd reads. Nothing here touches the file system.
 
 use crate::annotation::Mode;
-use crate::unit::MergedUnit;
+use crate::unit::{MergedUnit, Setting};
 use camino::Utf8Path;
 use std::fmt::Write;
 
@@ -44,7 +44,6 @@ pub struct Confinement<'a> {
 /// purposes: `Some(true)` for yes and for the newer non-boolean values that
 /// also turn the feature on (`PrivateTmp=disconnected`,
 /// `PrivateUsers=self|identity|full`, `ProtectControlGroups=private|strict`).
-/// An unparsable value, which systemd ignores, reads as off.
 fn setting_is_on(value: &str) -> bool {
     crate::annotation::parse_boolean(value).unwrap_or(matches!(
         value,
@@ -52,10 +51,37 @@ fn setting_is_on(value: &str) -> bool {
     ))
 }
 
+/// Values systemd accepts for a key besides booleans (newer systemd).
+fn extra_values(key: &str) -> &'static [&'static str] {
+    match key {
+        "PrivateTmp" => &["disconnected"],
+        "PrivateUsers" => &["self", "identity", "full"],
+        "ProtectControlGroups" => &["private", "strict"],
+        _ => &[],
+    }
+}
+
+/// The unit's own value of one of the keys the module sets with
+/// `mkDefault`, or `None` when the unit leaves it to the default.
+///
+/// systemd (measured on 252) ignores an empty or unparsable assignment of
+/// these boolean keys ("Failed to parse boolean value, ignoring"), so the last
+/// valid assignment stands; only `MountAPIVFS=`, a tristate, is reset by an
+/// empty assignment.
+pub fn own_value<'a>(unit: &'a MergedUnit, key: &'a str) -> Option<&'a Setting> {
+    if key == "MountAPIVFS" {
+        return unit.scalar("Service", key);
+    }
+    unit.assignments("Service", key).rev().find(|setting| {
+        crate::annotation::parse_boolean(&setting.value).is_some()
+            || extra_values(key).contains(&setting.value.as_str())
+    })
+}
+
 /// True when the unit's effective `PrivateTmp=` is on: its own value, else
 /// the mode's default.
 pub fn effective_private_tmp(unit: &MergedUnit, mode: Mode) -> bool {
-    match unit.scalar("Service", "PrivateTmp") {
+    match own_value(unit, "PrivateTmp") {
         Some(setting) => setting_is_on(&setting.value),
         None => mode == Mode::FullApivfs,
     }
@@ -83,7 +109,7 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
     out.push_str("RuntimeDirectory=confinement/%n\n");
     out.push_str("InaccessiblePaths=-+/run/confinement/%n\n");
     out.push_str("ReadOnlyPaths=+/\n");
-    if c.unit.scalar("Service", "PrivateMounts").is_none() {
+    if own_value(c.unit, "PrivateMounts").is_none() {
         out.push_str("PrivateMounts=yes\n");
     }
     let mode_value = if c.mode == Mode::FullApivfs {
@@ -92,7 +118,7 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
         "no"
     };
     for key in MODE_DEFAULT_KEYS {
-        if c.unit.scalar("Service", key).is_none() {
+        if own_value(c.unit, key).is_none() {
             let _ = writeln!(out, "{key}={mode_value}");
         }
     }
@@ -160,12 +186,14 @@ pub fn render_blocked(unit_name: &str, sources: &[&Utf8Path], reasons: &[String]
         "Description=BLOCKED by {GENERATOR}: {}{more}",
         escape_value(summary)
     );
-    for reason in reasons {
+    // systemd evaluates assertions last to first and reports the first that
+    // fails: the constant one that can never hold comes first in the file, so
+    // it is reached only if systemd ignored every reason path (it ignores an
+    // invalid one), and the first reason comes last, so it is the one shown.
+    out.push_str("AssertPathExists=!/\n");
+    for reason in reasons.iter().rev() {
         let _ = writeln!(out, "AssertPathExists={}", assertion_path(reason));
     }
-    // A constant assertion that can never hold, in case systemd rejects one
-    // of the reason paths above (it ignores an invalid assertion).
-    out.push_str("AssertPathExists=!/\n");
     out
 }
 
@@ -184,17 +212,16 @@ fn render_header(out: &mut String, unit: &MergedUnit) {
 /// normalized, components of at most 255 bytes, at most 4095 bytes) that
 /// cannot exist, so the assertion always fails and shows the reason.
 fn assertion_path(reason: &str) -> String {
+    let reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     let mut path = format!("/{GENERATOR}: BLOCKED: ");
-    for (i, component) in reason.split('/').enumerate() {
-        let component: String = component
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let component = component.trim();
-        if component.is_empty() || component == "." || component == ".." {
-            continue;
-        }
-        if i > 0 && !path.ends_with('/') {
+    let components = reason
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != "." && *c != "..");
+    for (i, component) in components.enumerate() {
+        if i > 0 {
             path.push('/');
         }
         for (count, c) in component.chars().enumerate() {
@@ -203,9 +230,6 @@ fn assertion_path(reason: &str) -> String {
             }
             path.push(c);
         }
-    }
-    while path.ends_with('/') {
-        path.pop();
     }
     let mut path = escape_value(&path);
     if path.len() > 4000 {

@@ -314,8 +314,8 @@ fn plan_unit(
             ));
         }
     }
-    if let Some(setting) = merged.scalar("Service", "RootDirectoryStartOnly")
-        && annotation::parse_boolean(&setting.value) != Some(false)
+    if let Some(setting) = dropin::own_value(&merged, "RootDirectoryStartOnly")
+        && annotation::parse_boolean(&setting.value) == Some(true)
     {
         errors.push(unit_error(
             setting,

@@ -84,7 +84,7 @@ impl MergedUnit {
         &'a self,
         section: &'a str,
         key: &'a str,
-    ) -> impl Iterator<Item = &'a Setting> + 'a {
+    ) -> impl DoubleEndedIterator<Item = &'a Setting> + 'a {
         self.settings
             .iter()
             .filter(move |s| s.section == section && s.key == key)

@@ -1,0 +1,245 @@
+//! Test roots built with real Nix: store paths registered with
+//! `nix-store --load-db` or added with `nix-store --add`, unit files written
+//! under `etc/` and `usr/lib/`, and the real generator binary run on them.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const GENERATOR: &str = env!("CARGO_BIN_EXE_nix-confinement-generator");
+const NIX_BASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A store path name with a hash made from `seed` (valid Nix base32).
+pub fn store_path(seed: u64, name: &str) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5851_f42d_4c95_7f2d;
+    let hash: String = (0..32)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            NIX_BASE32[(x % 32) as usize] as char
+        })
+        .collect();
+    format!("/nix/store/{hash}-{name}")
+}
+
+pub struct TestRoot {
+    pub dir: PathBuf,
+    pub out: PathBuf,
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl TestRoot {
+    pub fn new(name: &str) -> TestRoot {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let base = std::env::temp_dir().join(format!("ncg-test-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("root");
+        let out = base.join("out");
+        std::fs::create_dir_all(dir.join("etc/systemd/system")).unwrap();
+        std::fs::create_dir_all(dir.join("usr/lib/systemd/system")).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        TestRoot { dir, out }
+    }
+
+    pub fn store_uri(&self) -> String {
+        format!("local?root={}", self.dir.display())
+    }
+
+    /// Registers store paths with their references using real Nix
+    /// (`nix-store --load-db`), and creates each as a directory so that it
+    /// exists like a real one.
+    pub fn register(&self, paths: &[(&str, &[&str])]) {
+        let mut registration = String::new();
+        for (path, references) in paths {
+            let _ = writeln!(
+                registration,
+                "{path}\nsha256:{}\n1024\n\n{}",
+                "0".repeat(64),
+                references.len()
+            );
+            for reference in *references {
+                let _ = writeln!(registration, "{reference}");
+            }
+            let on_disk = self.path(path);
+            if std::fs::symlink_metadata(&on_disk).is_err() {
+                std::fs::create_dir_all(&on_disk).unwrap();
+            }
+        }
+        let mut child = Command::new("nix-store")
+            .args(["--store", &self.store_uri(), "--load-db"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("nix-store must be installed (apt-get install nix-bin)");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(registration.as_bytes())
+            .unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "nix-store --load-db failed"
+        );
+    }
+
+    /// Adds a file (or directory or symlink) to the store with real Nix.
+    pub fn add(&self, source: &Path) -> String {
+        let output = Command::new("nix-store")
+            .args(["--store", &self.store_uri(), "--add"])
+            .arg(source)
+            .output()
+            .expect("nix-store must be installed");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// `nix-store --query --requisites` of `paths`, sorted.
+    pub fn requisites(&self, paths: &[&str]) -> Vec<String> {
+        let output = Command::new("nix-store")
+            .args(["--store", &self.store_uri(), "--query", "--requisites"])
+            .args(paths)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut list: Vec<String> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        list.sort();
+        list
+    }
+
+    /// The real path of a logical one.
+    pub fn path(&self, logical: &str) -> PathBuf {
+        self.dir.join(logical.trim_start_matches('/'))
+    }
+
+    pub fn write(&self, logical: &str, text: &str) {
+        let path = self.path(logical);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    pub fn write_executable(&self, logical: &str, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        self.write(logical, text);
+        std::fs::set_permissions(self.path(logical), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+
+    pub fn symlink(&self, target: &str, logical: &str) {
+        let path = self.path(logical);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&path);
+        std::os::unix::fs::symlink(target, path).unwrap();
+    }
+
+    pub fn unit(&self, name: &str, text: &str) {
+        self.write(&format!("/etc/systemd/system/{name}"), text);
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = Command::new(GENERATOR)
+            .arg("--root")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("SYSTEMD_UNIT_PATH")
+            .env_remove("SYSTEMD_IN_INITRD")
+            .env("SYSTEMD_LOG_TARGET", "console")
+            .output()
+            .unwrap();
+        Run {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Runs the generator into a fresh output directory.
+    pub fn generate(&self) -> Run {
+        let _ = std::fs::remove_dir_all(&self.out);
+        std::fs::create_dir_all(&self.out).unwrap();
+        let out = self.out.to_str().unwrap().to_owned();
+        self.run(&[&out])
+    }
+
+    /// The drop-in written for `unit` (panics when there is none).
+    pub fn dropin(&self, unit: &str) -> String {
+        self.dropin_named(unit, "zz-confinement.conf")
+    }
+
+    pub fn dropin_named(&self, unit: &str, file: &str) -> String {
+        let path = self.out.join(format!("{unit}.d/{file}"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    pub fn has_dropin(&self, unit: &str) -> bool {
+        self.out.join(format!("{unit}.d")).exists()
+    }
+
+    /// `systemd-analyze verify` of `unit` with the generated drop-ins, in a
+    /// mount namespace where the test store is `/nix` (so Exec programs
+    /// exist). Returns everything it printed: a clean verify prints nothing.
+    pub fn verify(&self, unit: &str) -> String {
+        let unit_path = format!(
+            "{}:{}:{}:",
+            self.out.display(),
+            self.path("/etc/systemd/system").display(),
+            self.path("/usr/lib/systemd/system").display()
+        );
+        let script = format!(
+            "mount --bind '{}' /nix && exec systemd-analyze verify '{unit}'",
+            self.path("/nix").display()
+        );
+        let output = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .env("SYSTEMD_UNIT_PATH", unit_path)
+            .env("SYSTEMD_LOG_COLOR", "0")
+            .output()
+            .unwrap();
+        let mut printed = String::from_utf8_lossy(&output.stdout).into_owned();
+        printed.push_str(&String::from_utf8_lossy(&output.stderr));
+        if !output.status.success() && printed.is_empty() {
+            printed = format!("systemd-analyze exited with {}", output.status);
+        }
+        printed
+    }
+}
+
+/// The `BindReadOnlyPaths=` values of a drop-in, in order.
+pub fn binds(dropin: &str) -> Vec<String> {
+    dropin
+        .lines()
+        .filter_map(|l| l.strip_prefix("BindReadOnlyPaths="))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `[Service]` assignments (not comments) of a drop-in.
+pub fn assignments(dropin: &str) -> Vec<String> {
+    dropin
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('[') && !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
