@@ -109,18 +109,19 @@ is_special_fs() {
 
 # file_writable FILE: can FILE be written? Real attempts only: busybox's
 # `test -w` is not access(2) (it answers yes for root even on a read-only
-# mount). Opening for appending writes nothing. A running executable fails
-# that open with ETXTBSY whatever the mount: then setting its times to its
-# own times (a no-op that needs a writable mount, and ownership or root)
+# mount). Opening for appending writes nothing. On a writable mount, a
+# running executable fails that open with ETXTBSY: then setting its times to
+# its own times (a no-op that needs a writable mount, and ownership or root)
 # decides.
 file_writable() {
-  local err=$OUT/.ncg-check-err
+  local err=$OUT/.ncg-check-err msg=
   if ( exec 3>>"$1" ) 2>"$err"; then
     return 0
   fi
-  if grep -qi 'busy' "$err"; then
-    touch -c -r "$1" "$1" 2>&- && return 0
-  fi
+  read -r msg <"$err" || true
+  case $msg in
+    *[Bb]usy*) touch -c -r "$1" "$1" 2>&- && return 0 ;;
+  esac
   return 1
 }
 
