@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The README's second command: the whole test suite, as root on Debian.
+# Installs what the tests need when missing, then runs the style checks,
+# the unit and integration tests (real Nix, real systemd-analyze), and the
+# end-to-end suite in a booted systemd container.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+packages=()
+command -v nix-store >/dev/null 2>&1 || packages+=(nix-bin)
+command -v systemd-nspawn >/dev/null 2>&1 || packages+=(systemd-container)
+command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
+[ -x /bin/busybox ] || packages+=(busybox-static)
+command -v unshare >/dev/null 2>&1 || packages+=(util-linux)
+if [ ${#packages[@]} -gt 0 ]; then
+    echo "== installing ${packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --quiet 2>&1 | tee /tmp/nix-confinement-generator-cargo-test.log
+if [ -z "${SKIP_E2E:-}" ] && [ -x tests/e2e/run.sh ]; then
+    echo "== end-to-end suite (systemd in a container)"
+    cargo build --release --quiet
+    tests/e2e/run.sh
+fi
