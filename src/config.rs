@@ -253,6 +253,23 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configuration_states_the_defaults() {
+        let shipped = include_str!("../generator.d/nix-confinement-generator.conf");
+        let (config, errors) = load(&root_with(&[(
+            "/usr/lib/systemd/nix-confinement-generator.conf",
+            shipped,
+        )]));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            Config {
+                sources: Vec::new(),
+                ..config
+            },
+            Config::default()
+        );
+    }
+
+    #[test]
     fn invalid_values_are_errors_naming_the_file() {
         let (_, errors) = load(&root_with(&[(
             "/etc/systemd/nix-confinement-generator.conf",
