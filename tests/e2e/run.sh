@@ -377,7 +377,7 @@ start_container() { # start_container ro|rw
   log "booting $SUITE with systemd-nspawn (store bound $mode)"
   t=$EPOCHREALTIME
   systemd-nspawn --quiet -D "$ROOT" --boot --register=no --keep-unit --console=pipe \
-    --private-network --machine=ncg-e2e "$bind" --bind="$OUT:/out" \
+    --private-network --machine="ncg-e2e-$$" "$bind" --bind="$OUT:/out" \
     </dev/null >"$WORK/logs/console-$mode.log" 2>&1 &
   NSPAWN_PID=$!
   local i state=
