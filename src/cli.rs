@@ -137,6 +137,16 @@ pub fn run_generator(
         logger.diagnostic(warning);
     }
     let mut write_failed = false;
+    // The read-only store view the confined units bind from.
+    if plan.units.iter().any(|u| u.request.is_some())
+        && let Err(error) = output.write_unit(
+            crate::dropin::STORE_VIEW_UNIT,
+            &crate::dropin::render_store_view_mount(plan.config.store_dir.as_str()),
+        )
+    {
+        logger.log(logging::LOG_ERR, &error.to_string());
+        write_failed = true;
+    }
     let mut write = |unit: &str, file_name: &str, text: &str| {
         if let Err(error) = output.write_dropin(unit, file_name, text) {
             logger.log(logging::LOG_ERR, &format!("{unit}: {error}"));

@@ -449,6 +449,7 @@ pub fn compute(root: &Root, config: &Config, db: &mut Database, unit: &mut UnitP
                 .collect();
             let text = dropin::render_confinement(&Confinement {
                 unit: &unit.merged,
+                store_dir: config.store_dir.as_str(),
                 mode: unit.mode,
                 bin_sh: unit.roots.bin_sh.as_deref(),
                 closure: &closure_paths,

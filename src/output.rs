@@ -88,35 +88,53 @@ impl OutputDir {
             Mode::empty(),
         )
         .map_err(|e| error(format!("opening {dir_name}: {}", e.desc())))?;
-
-        let temp_name = format!(".{file_name}.{}.tmp", std::process::id());
-        let flags =
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let mode = Mode::from_bits_truncate(0o644);
-        let file = match openat(&unit_dir, temp_name.as_str(), flags, mode) {
-            Err(Errno::EEXIST) => {
-                // Left over by a killed run with our pid: remove and retry.
-                let _ = unlinkat(&unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-                openat(&unit_dir, temp_name.as_str(), flags, mode)
-            }
-            other => other,
-        }
-        .map_err(|e| error(format!("creating a temporary file: {}", e.desc())))?;
-        let mut file = std::fs::File::from(file);
-        if let Err(e) = file
-            .write_all(content.as_bytes())
-            .and_then(|()| file.flush())
-        {
-            let _ = unlinkat(&unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-            return Err(error(e.to_string()));
-        }
-        drop(file);
-        // rename() replaces a planted symlink itself, never what it points to.
-        renameat(&unit_dir, temp_name.as_str(), &unit_dir, file_name).map_err(|e| {
-            let _ = unlinkat(&unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-            error(e.desc().to_owned())
-        })
+        write_atomically(&unit_dir, file_name, content).map_err(error)
     }
+
+    /// Atomically writes a unit file `NORMAL/<name>`.
+    pub fn write_unit(&self, name: &str, content: &str) -> Result<(), OutputError> {
+        let error = |message: String| OutputError {
+            path: self.path.join(name),
+            message,
+        };
+        if !is_plain_name(name) {
+            return Err(error(
+                "refusing a name that is not a single path component".into(),
+            ));
+        }
+        write_atomically(&self.dir, name, content).map_err(error)
+    }
+}
+
+/// Writes `content` to a temporary file in `dir` and renames it to `name`.
+fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Result<(), String> {
+    let temp_name = format!(".{name}.{}.tmp", std::process::id());
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mode = Mode::from_bits_truncate(0o644);
+    let file = match openat(dir, temp_name.as_str(), flags, mode) {
+        Err(Errno::EEXIST) => {
+            // Left over by a killed run with our pid: remove and retry.
+            let _ = unlinkat(dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
+            openat(dir, temp_name.as_str(), flags, mode)
+        }
+        other => other,
+    }
+    .map_err(|e| format!("creating a temporary file: {}", e.desc()))?;
+    let mut file = std::fs::File::from(file);
+    if let Err(e) = file
+        .write_all(content.as_bytes())
+        .and_then(|()| file.flush())
+    {
+        let _ = unlinkat(dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
+        return Err(e.to_string());
+    }
+    drop(file);
+    // rename() replaces a planted symlink itself, never what it points to.
+    renameat(dir, temp_name.as_str(), dir, name).map_err(|e| {
+        let _ = unlinkat(dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
+        e.desc().to_owned()
+    })
 }
 
 fn is_plain_name(name: &str) -> bool {

@@ -25,6 +25,11 @@ fn program(root: &TestRoot, seed: u64, name: &str) -> String {
     path
 }
 
+/// Where a store path is found in the read-only store view.
+fn view(store_path: &str) -> String {
+    store_path.replacen("/nix/store", support::STORE_VIEW, 1)
+}
+
 fn assert_verifies(root: &TestRoot, unit: &str) {
     let printed = root.verify(unit);
     assert!(
@@ -107,6 +112,7 @@ fn mode_defaults_full_apivfs() {
     assert_eq!(
         assignments(&root.dropin("a.service")),
         [
+            "RequiresMountsFor=/run/nix-confinement-store".to_owned(),
             "RootDirectory=/run/confinement/%n".to_owned(),
             "RuntimeDirectory=confinement/%n".to_owned(),
             "InaccessiblePaths=-+/run/confinement/%n".to_owned(),
@@ -119,10 +125,57 @@ fn mode_defaults_full_apivfs() {
             "ProtectControlGroups=yes".to_owned(),
             "ProtectKernelModules=yes".to_owned(),
             "ProtectKernelTunables=yes".to_owned(),
-            format!("BindReadOnlyPaths={app}"),
+            "TemporaryFileSystem=/nix/store:ro".to_owned(),
+            format!("BindPaths={}:{app}", view(&app)),
         ]
     );
     assert_verifies(&root, "a.service");
+}
+
+#[test]
+fn the_store_view_is_a_private_read_only_bind_mount_unit() {
+    let root = TestRoot::new("store-view");
+    let app = program(&root, 13, "app");
+    root.unit(
+        "a.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    root.unit(
+        "plain.service",
+        &format!("[Service]\nExecStart={app}/bin/app\n"),
+    );
+    assert_eq!(root.generate().status, 0);
+    let mount =
+        std::fs::read_to_string(root.out.join("run-nix\\x2dconfinement\\x2dstore.mount")).unwrap();
+    assert_eq!(
+        assignments(&mount),
+        [
+            "Description=Read-only view of the Nix store for confined services",
+            "RequiresMountsFor=/nix/store",
+            "What=/nix/store",
+            "Where=/run/nix-confinement-store",
+            "Type=none",
+            "Options=bind,ro,private",
+        ]
+    );
+    // The unit name is the escaped mount point, as systemd requires.
+    let escaped = std::process::Command::new("systemd-escape")
+        .args(["--path", "--suffix=mount", "/run/nix-confinement-store"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&escaped.stdout).trim(),
+        "run-nix\\x2dconfinement\\x2dstore.mount"
+    );
+    assert_verifies(&root, "run-nix\\x2dconfinement\\x2dstore.mount");
+    // Nothing annotated: no mount unit either.
+    let bare = TestRoot::new("store-view-none");
+    bare.unit(
+        "plain.service",
+        &format!("[Service]\nExecStart={app}/bin/app\n"),
+    );
+    assert_eq!(bare.generate().status, 0);
+    assert_eq!(std::fs::read_dir(&bare.out).unwrap().count(), 0);
 }
 
 #[test]
@@ -313,7 +366,7 @@ fn bin_sh_default_empty_custom() {
 
     let default = root.dropin("default.service");
     assert!(
-        default.contains(&format!("\nBindReadOnlyPaths={bash}/bin/bash:/bin/sh\n")),
+        default.contains(&format!("\nBindPaths={}/bin/bash:/bin/sh\n", view(&bash))),
         "{default}"
     );
     assert!(
@@ -324,7 +377,7 @@ fn bin_sh_default_empty_custom() {
     assert!(!none.contains("/bin/sh") && !none.contains(&bash), "{none}");
     let custom = root.dropin("custom.service");
     assert!(
-        custom.contains(&format!("\nBindReadOnlyPaths={dash}/bin/dash:/bin/sh\n")),
+        custom.contains(&format!("\nBindPaths={}/bin/dash:/bin/sh\n", view(&dash))),
         "{custom}"
     );
     assert!(!custom.contains(&bash), "{custom}");
@@ -533,7 +586,11 @@ fn unannotated_units_are_never_touched() {
     );
     let run = root.generate();
     assert_eq!(run.status, 0);
-    assert_eq!(std::fs::read_dir(&root.out).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(&root.out).unwrap().count(),
+        0,
+        "not even the store view mount unit"
+    );
 }
 
 #[test]
@@ -835,7 +892,8 @@ fn explain_names_the_key_line_and_reference_chain() {
     let run = root.run(&["explain", "a.service"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
-        run.stdout.contains(&format!("BindReadOnlyPaths={libc}\n")),
+        run.stdout
+            .contains(&format!("BindPaths={}:{libc}\n", view(&libc))),
         "{}",
         run.stdout
     );

@@ -226,12 +226,39 @@ impl TestRoot {
     }
 }
 
-/// The `BindReadOnlyPaths=` values of a drop-in, in order.
+/// The store view the generated mount unit provides.
+pub const STORE_VIEW: &str = "/run/nix-confinement-store";
+
+/// What a drop-in binds, in order and in store terms: `PATH` for a path bound
+/// at itself, `SOURCE:TARGET` otherwise. A `BindPaths=` source must be in the
+/// read-only store view (it is read back as the store path it shows), and
+/// `/bin/sh` is left out.
 pub fn binds(dropin: &str) -> Vec<String> {
     dropin
         .lines()
-        .filter_map(|l| l.strip_prefix("BindReadOnlyPaths="))
-        .map(str::to_owned)
+        .filter_map(|line| {
+            let (source, target) = if let Some(value) = line.strip_prefix("BindPaths=") {
+                let (source, target) = value.split_once(':').expect("BindPaths= with a target");
+                let rest = source.strip_prefix(STORE_VIEW).unwrap_or_else(|| {
+                    panic!("BindPaths= not from the read-only store view: {line}")
+                });
+                (format!("/nix/store{rest}"), target.to_owned())
+            } else if let Some(value) = line.strip_prefix("BindReadOnlyPaths=") {
+                match value.split_once(':') {
+                    Some((source, target)) => (source.to_owned(), target.to_owned()),
+                    None => (value.to_owned(), value.to_owned()),
+                }
+            } else {
+                return None;
+            };
+            if target == "/bin/sh" {
+                None
+            } else if source == target {
+                Some(target)
+            } else {
+                Some(format!("{source}:{target}"))
+            }
+        })
         .collect()
 }
 
