@@ -71,6 +71,53 @@ pub struct UnitFiles {
     pub dropin_names: BTreeSet<String>,
 }
 
+/// The kernel's limit on links followed while resolving one path.
+const MAX_LINKS: usize = 40;
+
+/// True when `path` is a link whose chain reaches `/dev/null`: a mask.
+///
+/// Under `--root` the root rarely has a `/dev/null` of its own, so the link
+/// target is compared by name, as `systemctl --root` does
+/// (`null_or_empty_path_with_root()`), instead of being resolved.
+fn links_to_dev_null(root: &Root, path: &Utf8Path) -> bool {
+    let mut current = path.to_owned();
+    for _ in 0..MAX_LINKS {
+        let (Some(parent), Some(name)) = (current.parent(), current.file_name()) else {
+            return false;
+        };
+        let Ok(parent) = root.canonicalize(parent) else {
+            return false;
+        };
+        let Ok(target) = std::fs::read_link(root.join(&parent.join(name))) else {
+            return false;
+        };
+        let Ok(target) = Utf8PathBuf::from_path_buf(target) else {
+            return false;
+        };
+        current = normalize(&parent.join(target));
+        if current == "/dev/null" {
+            return true;
+        }
+    }
+    false
+}
+
+/// `.` and `..` removed without looking at the file system (`..` at the
+/// top stays at `/`).
+fn normalize(path: &Utf8Path) -> Utf8PathBuf {
+    let mut out = Utf8PathBuf::from("/");
+    for component in path.as_str().split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl Catalog {
     pub fn scan(root: &Root, search_path: Vec<Utf8PathBuf>) -> Catalog {
         let mut catalog = Catalog {
@@ -125,6 +172,9 @@ impl Catalog {
     }
 
     fn classify(&mut self, root: &Root, name: &str, path: Utf8PathBuf) -> Option<Entry> {
+        if links_to_dev_null(root, &path) {
+            return Some(Entry::Masked { path });
+        }
         let real = match root.canonicalize(&path) {
             Ok(real) => real,
             Err(error) => {
@@ -181,6 +231,14 @@ impl Catalog {
                 continue;
             }
             let path = dir.join(&file_name);
+            if links_to_dev_null(root, &path) {
+                files.push(DropinFile {
+                    file_name,
+                    path,
+                    real: None,
+                });
+                continue;
+            }
             let real = match root.canonicalize(&path) {
                 Ok(real) if real == "/dev/null" => None,
                 Ok(real) => {
@@ -296,5 +354,77 @@ impl Catalog {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A root under the temporary directory, with the given files and links
+    /// (`path -> target`), and the default search path.
+    fn root(name: &str, files: &[(&str, &str)], links: &[(&str, &str)]) -> (Root, Catalog) {
+        let dir = Utf8PathBuf::from(format!(
+            "{}/ncg-catalog-{name}-{}",
+            std::env::temp_dir().display(),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, text) in files {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        for (path, target) in links {
+            let path = dir.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            symlink(target, path).unwrap();
+        }
+        let root = Root::new(dir);
+        let search_path = crate::unit::search_path::unit_search_path(&root, None, None);
+        let catalog = Catalog::scan(&root, search_path);
+        (root, catalog)
+    }
+
+    const UNIT: &str = "[Service]\nExecStart=/bin/true\n";
+
+    #[test]
+    fn a_link_to_dev_null_masks_even_when_the_root_has_no_dev() {
+        let (_root, catalog) = root(
+            "devnull",
+            &[
+                ("usr/lib/systemd/system/a.service", UNIT),
+                ("usr/lib/systemd/system/a.service.d/10-x.conf", UNIT),
+            ],
+            &[
+                ("etc/systemd/system/a.service", "/dev/null"),
+                ("etc/systemd/system/b.service", "../../../dev/null"),
+                ("etc/systemd/system/a.service.d/10-x.conf", "/dev/null"),
+            ],
+        );
+        assert!(matches!(
+            catalog.entry("a.service"),
+            Some(Entry::Masked { .. })
+        ));
+        assert!(matches!(
+            catalog.entry("b.service"),
+            Some(Entry::Masked { .. })
+        ));
+        assert!(catalog.unit_files("a.service").is_none());
+        assert!(catalog.warnings.is_empty(), "{:?}", catalog.warnings);
+        // The masked drop-in hides the /usr/lib one of the same name.
+        let (_root, catalog) = root(
+            "devnull-dropin",
+            &[
+                ("usr/lib/systemd/system/a.service", UNIT),
+                ("usr/lib/systemd/system/a.service.d/10-x.conf", UNIT),
+            ],
+            &[("etc/systemd/system/a.service.d/10-x.conf", "/dev/null")],
+        );
+        let files = catalog.unit_files("a.service").unwrap();
+        assert!(files.dropins.is_empty(), "{:?}", files.dropins);
+        assert!(files.dropin_names.contains("10-x.conf"));
+        assert!(catalog.warnings.is_empty(), "{:?}", catalog.warnings);
     }
 }
