@@ -162,7 +162,7 @@ pub fn run_generator(
     let (mut confined, mut blocked) = (0, 0);
     let Plan { config, units, .. } = &mut plan;
     for unit in units.iter_mut() {
-        let outcome = generate::compute(root, config, &mut db, unit);
+        let outcome = generate::compute(root, config, &mut db, unit, false);
         for warning in &unit.warnings {
             logger.diagnostic(warning);
         }
@@ -231,7 +231,7 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     let mut db = Database::new();
     let Plan { config, units, .. } = &mut plan;
     let unit = &mut units[index];
-    let outcome = generate::compute(root, config, &mut db, unit);
+    let outcome = generate::compute(root, config, &mut db, unit, true);
     let mut out = std::io::stdout().lock();
     if unit.name != unit_name {
         let _ = writeln!(
@@ -278,7 +278,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut blocked = 0;
     let Plan { config, units, .. } = &mut plan;
     for unit in units.iter_mut() {
-        let outcome = generate::compute(root, config, &mut db, unit);
+        let outcome = generate::compute(root, config, &mut db, unit, false);
         let status = match &outcome {
             Outcome::Confined { closure, .. } => format!("confined, {} store paths", closure.len()),
             Outcome::Blocked { .. } => {

@@ -54,7 +54,8 @@ impl UnitPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reached {
     pub path: ClosurePath,
-    /// From the root to this path (the root first, this path last).
+    /// From the root to this path (the root first, this path last); only
+    /// computed for `explain`.
     pub chain: Vec<String>,
     pub origin: Origin,
 }
@@ -397,21 +398,20 @@ fn blocked_text(unit: &UnitPlan, errors: &[Diagnostic]) -> String {
     dropin::render_blocked(&unit.name, &sources, &reasons)
 }
 
-/// Opens the database only when some unit needs it.
+/// The database, opened only when some unit needs it, and what was learnt
+/// about store paths on disk, shared by every unit of a run.
 pub struct Database {
     opened: Option<Result<NixDb, DbError>>,
+    /// Store path id → its symlink target, for paths already looked at.
+    symlinks: HashMap<i64, Option<String>>,
 }
 
 impl Database {
     pub fn new() -> Database {
-        Database { opened: None }
-    }
-
-    fn get(&mut self, root: &Root, config: &Config) -> Result<&mut NixDb, DbError> {
-        let opened = self
-            .opened
-            .get_or_insert_with(|| NixDb::open(root, &config.state_dir));
-        opened.as_mut().map_err(|e| e.clone())
+        Database {
+            opened: None,
+            symlinks: HashMap::new(),
+        }
     }
 
     pub fn opened(&self) -> Option<&Result<NixDb, DbError>> {
@@ -426,8 +426,15 @@ impl Default for Database {
 }
 
 /// Computes what to write for `unit`. Errors found on the way (unknown
-/// roots, database faults) are added to the unit's errors.
-pub fn compute(root: &Root, config: &Config, db: &mut Database, unit: &mut UnitPlan) -> Outcome {
+/// roots, database faults) are added to the unit's errors. With `explain`,
+/// each closure path also carries the reference chain that reached it.
+pub fn compute(
+    root: &Root,
+    config: &Config,
+    db: &mut Database,
+    unit: &mut UnitPlan,
+    explain: bool,
+) -> Outcome {
     if unit.request.is_none() {
         return Outcome::Empty;
     }
@@ -436,7 +443,7 @@ pub fn compute(root: &Root, config: &Config, db: &mut Database, unit: &mut UnitP
             text: blocked_text(unit, &unit.errors),
         };
     }
-    match closure_of(root, config, db, unit) {
+    match closure_of(root, config, db, unit, explain) {
         Ok(closure) => {
             let closure_paths: Vec<ClosurePath> = closure.iter().map(|r| r.path.clone()).collect();
             let extra_binds: Vec<(String, String)> = unit
@@ -469,12 +476,18 @@ pub fn compute(root: &Root, config: &Config, db: &mut Database, unit: &mut UnitP
 fn closure_of(
     root: &Root,
     config: &Config,
-    db: &mut Database,
+    database: &mut Database,
     unit: &UnitPlan,
+    explain: bool,
 ) -> Result<Vec<Reached>, Vec<Diagnostic>> {
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
-    let db = db.get(root, config).map_err(db_error)?;
+    let symlinks = &mut database.symlinks;
+    let db = database
+        .opened
+        .get_or_insert_with(|| NixDb::open(root, &config.state_dir))
+        .as_mut()
+        .map_err(|e| db_error(e.clone()))?;
     let mut root_ids: Vec<i64> = Vec::new();
     let mut origins: HashMap<i64, Origin> = HashMap::new();
     let mut errors = Vec::new();
@@ -502,27 +515,34 @@ fn closure_of(
     let parents = db.closure(&root_ids).map_err(db_error)?;
     let mut reached = Vec::with_capacity(parents.len());
     for &id in parents.keys() {
-        let mut chain_ids = vec![id];
         let mut current = id;
+        let mut chain = Vec::new();
+        if explain {
+            chain.push(db.path(id).map_err(db_error)?.to_owned());
+        }
         while parents[&current] != current {
             current = parents[&current];
-            chain_ids.push(current);
+            if explain {
+                chain.push(db.path(current).map_err(db_error)?.to_owned());
+            }
         }
-        chain_ids.reverse();
-        let origin = origins[&current].clone();
-        let mut chain = Vec::with_capacity(chain_ids.len());
-        for chain_id in chain_ids {
-            chain.push(db.path(chain_id).map_err(db_error)?.to_owned());
-        }
-        let path = chain.last().cloned().unwrap_or_default();
-        let symlink_target = symlink_target(root, config, &path, name).map_err(|e| vec![e])?;
+        chain.reverse();
+        let path = db.path(id).map_err(db_error)?.to_owned();
+        let symlink_target = match symlinks.get(&id) {
+            Some(known) => known.clone(),
+            None => {
+                let target = symlink_target(root, config, &path, name).map_err(|e| vec![e])?;
+                symlinks.insert(id, target.clone());
+                target
+            }
+        };
         reached.push(Reached {
             path: ClosurePath {
                 path,
                 symlink_target,
             },
             chain,
-            origin,
+            origin: origins[&current].clone(),
         });
     }
     reached.sort_by(|a, b| a.path.cmp(&b.path));

@@ -140,12 +140,17 @@ impl Catalog {
         let Ok(read_dir) = std::fs::read_dir(root.join(&real_dir)) else {
             return;
         };
-        let mut names: Vec<String> = read_dir
-            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        let mut entries: Vec<(String, Option<std::fs::FileType>)> = read_dir
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                // d_type from readdir: no extra system call.
+                let file_type = entry.file_type().ok();
+                Some((entry.file_name().into_string().ok()?, file_type))
+            })
             .collect();
         // Deterministic order, so warnings come out the same every run.
-        names.sort_unstable();
-        for name in names {
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (name, file_type) in entries {
             if name.starts_with('.') {
                 continue;
             }
@@ -165,17 +170,29 @@ impl Catalog {
             if UnitName::parse(&name).is_none() || self.entries.contains_key(&name) {
                 continue;
             }
-            if let Some(entry) = self.classify(root, &name, path) {
+            // A plain file in a resolved directory needs no resolution.
+            let known_real = file_type
+                .filter(std::fs::FileType::is_file)
+                .map(|_| real_dir.join(&name));
+            if let Some(entry) = self.classify(root, &name, path, known_real) {
                 self.entries.insert(name, entry);
             }
         }
     }
 
-    fn classify(&mut self, root: &Root, name: &str, path: Utf8PathBuf) -> Option<Entry> {
-        if links_to_dev_null(root, &path) {
-            return Some(Entry::Masked { path });
-        }
-        let real = match root.canonicalize(&path) {
+    fn classify(
+        &mut self,
+        root: &Root,
+        name: &str,
+        path: Utf8PathBuf,
+        known_real: Option<Utf8PathBuf>,
+    ) -> Option<Entry> {
+        let resolved = match known_real {
+            Some(real) => Ok(real),
+            None if links_to_dev_null(root, &path) => return Some(Entry::Masked { path }),
+            None => root.canonicalize(&path),
+        };
+        let real = match resolved {
             Ok(real) => real,
             Err(error) => {
                 // systemd skips a dangling link, so a lower-priority file of
@@ -300,19 +317,27 @@ impl Catalog {
         let mut names = vec![name.to_owned()];
         names.extend(self.aliases_of(name).into_iter().map(str::to_owned));
 
-        // For each search directory in priority order, each name's drop-in
-        // directories; the first file of a given name wins.
-        let mut chosen: BTreeMap<&str, &DropinFile> = BTreeMap::new();
-        for index in 0..self.search_path.len() {
-            for unit_name in &names {
+        // The directories in systemd's order (unit_file_find_dropin_paths()):
+        // the unit's own name in every search directory, then each alias in
+        // every search directory, then the top-level type directory in every
+        // search directory. The first file of a given name wins.
+        let mut dirs: Vec<(usize, String)> = Vec::new();
+        for unit_name in &names {
+            for index in 0..self.search_path.len() {
                 for dir_name in dropin_dir_names(unit_name) {
-                    let Some(files) = self.dropin_dirs.get(&(index, dir_name)) else {
-                        continue;
-                    };
-                    for file in files {
-                        chosen.entry(file.file_name.as_str()).or_insert(file);
-                    }
+                    dirs.push((index, dir_name));
                 }
+            }
+        }
+        if let Some(parsed) = UnitName::parse(name) {
+            for index in 0..self.search_path.len() {
+                dirs.push((index, parsed.unit_type.to_owned()));
+            }
+        }
+        let mut chosen: BTreeMap<&str, &DropinFile> = BTreeMap::new();
+        for dir in dirs {
+            for file in self.dropin_dirs.get(&dir).into_iter().flatten() {
+                chosen.entry(file.file_name.as_str()).or_insert(file);
             }
         }
         Some(UnitFiles {
@@ -426,5 +451,41 @@ mod tests {
         assert!(files.dropins.is_empty(), "{:?}", files.dropins);
         assert!(files.dropin_names.contains("10-x.conf"));
         assert!(catalog.warnings.is_empty(), "{:?}", catalog.warnings);
+    }
+
+    fn dropin_paths(catalog: &Catalog, name: &str) -> Vec<String> {
+        let files = catalog.unit_files(name).unwrap();
+        files.dropins.iter().map(|d| d.path.to_string()).collect()
+    }
+
+    #[test]
+    fn type_dirs_and_aliases_rank_below_the_units_own_name_in_every_directory() {
+        // systemd 252 (`systemd-analyze --root verify`) applies
+        // /usr/lib/…/t.service.d/10-x.conf and not /etc/…/service.d/10-x.conf,
+        // and /usr/lib/…/real.service.d/20-y.conf, not the alias's
+        // /etc/…/al.service.d/20-y.conf.
+        let (_root, catalog) = root(
+            "dropin-order",
+            &[
+                ("usr/lib/systemd/system/t.service", UNIT),
+                ("usr/lib/systemd/system/t.service.d/10-x.conf", UNIT),
+                ("etc/systemd/system/service.d/10-x.conf", UNIT),
+                ("usr/lib/systemd/system/real.service", UNIT),
+                ("usr/lib/systemd/system/real.service.d/20-y.conf", UNIT),
+                ("etc/systemd/system/al.service.d/20-y.conf", UNIT),
+            ],
+            &[("usr/lib/systemd/system/al.service", "real.service")],
+        );
+        assert_eq!(
+            dropin_paths(&catalog, "t.service"),
+            ["/usr/lib/systemd/system/t.service.d/10-x.conf"]
+        );
+        assert_eq!(
+            dropin_paths(&catalog, "real.service"),
+            [
+                "/etc/systemd/system/service.d/10-x.conf",
+                "/usr/lib/systemd/system/real.service.d/20-y.conf"
+            ]
+        );
     }
 }
