@@ -70,10 +70,12 @@ impl<'a> UnitName<'a> {
     }
 }
 
-/// The names whose `NAME.d/` directories hold drop-ins for `name`, most
-/// specific first, as systemd's `unit_file_find_dirs()` walks them: the
-/// name, its template, each dash-truncated prefix (`foo-bar-.service`,
-/// `foo-.service`) and the top-level type (`service`).
+/// The names whose `NAME.d/` directories hold drop-ins for `name` in one
+/// search directory, most specific first, as systemd's
+/// `unit_file_find_dirs()` walks them: the name, its template and each
+/// dash-truncated prefix (`foo-bar-.service`, `foo-.service`). The top-level
+/// type directory (`service.d/`) is not among them: it ranks below every
+/// name's directories in every search directory.
 pub fn dropin_dir_names(name: &str) -> Vec<String> {
     let Some(parsed) = UnitName::parse(name) else {
         return vec![name.to_owned()];
@@ -95,7 +97,6 @@ pub fn dropin_dir_names(name: &str) -> Vec<String> {
             _ => break,
         }
     }
-    names.push(parsed.unit_type.to_owned());
     names
 }
 
@@ -137,25 +138,12 @@ mod tests {
     fn dropin_dirs_follow_systemd_order() {
         assert_eq!(
             dropin_dir_names("foo-bar-baz.service"),
-            [
-                "foo-bar-baz.service",
-                "foo-bar-.service",
-                "foo-.service",
-                "service"
-            ]
+            ["foo-bar-baz.service", "foo-bar-.service", "foo-.service",]
         );
         assert_eq!(
             dropin_dir_names("foo-bar@x.service"),
-            [
-                "foo-bar@x.service",
-                "foo-bar@.service",
-                "foo-.service",
-                "service"
-            ]
+            ["foo-bar@x.service", "foo-bar@.service", "foo-.service",]
         );
-        assert_eq!(
-            dropin_dir_names("plain.service"),
-            ["plain.service", "service"]
-        );
+        assert_eq!(dropin_dir_names("plain.service"), ["plain.service"]);
     }
 }
