@@ -77,27 +77,57 @@ impl<'a> UnitName<'a> {
 /// type directory (`service.d/`) is not among them: it ranks below every
 /// name's directories in every search directory.
 pub fn dropin_dir_names(name: &str) -> Vec<String> {
-    let Some(parsed) = UnitName::parse(name) else {
-        return vec![name.to_owned()];
-    };
-    let mut names = vec![name.to_owned()];
-    if let Some(template) = parsed.template() {
-        names.push(template);
-    }
-    // "foo-bar-baz" → "foo-bar-", "foo-": each step drops the last dash
-    // segment. A prefix that already ends in a dash is truncated first.
-    let mut prefix = parsed.prefix;
-    loop {
-        let trimmed = prefix.strip_suffix('-').unwrap_or(prefix);
-        match trimmed.rfind('-') {
-            Some(dash) if dash > 0 => {
-                prefix = &trimmed[..=dash];
-                names.push(format!("{prefix}.{}", parsed.unit_type));
-            }
-            _ => break,
-        }
-    }
+    let mut names = Vec::new();
+    push_dropin_dir_names(name, &mut names);
     names
+}
+
+/// `unit_file_find_dirs()`: the name itself, then (for an instance) its
+/// template's list, then the list of the dash-truncated name, which keeps
+/// the instance: `foo-bar@x.service` → `foo-bar@x`, `foo-bar@`, `foo-`,
+/// `foo-@x`, `foo-@`. A name already listed adds nothing (its files were
+/// taken at its first place), so it is listed once.
+fn push_dropin_dir_names(name: &str, names: &mut Vec<String>) {
+    if !names.iter().any(|n| n == name) {
+        names.push(name.to_owned());
+    }
+    let Some(parsed) = UnitName::parse(name) else {
+        return;
+    };
+    if let Some(template) = parsed.template() {
+        push_dropin_dir_names(&template, names);
+    }
+    let Some(prefix) = dash_truncated(parsed.prefix) else {
+        return;
+    };
+    let truncated = match parsed.instance {
+        Some(instance) if !instance.is_empty() => {
+            format!("{prefix}@{instance}.{}", parsed.unit_type)
+        }
+        _ => format!("{prefix}.{}", parsed.unit_type),
+    };
+    if truncated.len() <= UNIT_NAME_MAX {
+        push_dropin_dir_names(&truncated, names);
+    }
+}
+
+/// The prefix cut after its last dash (`foo-bar` → `foo-`); a prefix that
+/// ends in a dash loses it first (`foo-bar-` → `foo-`). `None` without a
+/// dash or with only a leading one.
+fn dash_truncated(prefix: &str) -> Option<&str> {
+    let mut rest = prefix;
+    let mut chopped = false;
+    loop {
+        let dash = rest.rfind('-')?;
+        if dash == 0 {
+            return None;
+        }
+        if dash + 1 < rest.len() || chopped {
+            return Some(&rest[..=dash]);
+        }
+        rest = &rest[..dash];
+        chopped = true;
+    }
 }
 
 #[cfg(test)]
@@ -140,10 +170,36 @@ mod tests {
             dropin_dir_names("foo-bar-baz.service"),
             ["foo-bar-baz.service", "foo-bar-.service", "foo-.service",]
         );
+        // Checked against systemd 252 (systemd-analyze --root verify): an
+        // instance's dash-truncated names keep the instance.
         assert_eq!(
             dropin_dir_names("foo-bar@x.service"),
-            ["foo-bar@x.service", "foo-bar@.service", "foo-.service",]
+            [
+                "foo-bar@x.service",
+                "foo-bar@.service",
+                "foo-.service",
+                "foo-@x.service",
+                "foo-@.service"
+            ]
         );
+        assert_eq!(
+            dropin_dir_names("foo-bar-baz@x.service"),
+            [
+                "foo-bar-baz@x.service",
+                "foo-bar-baz@.service",
+                "foo-bar-.service",
+                "foo-.service",
+                "foo-bar-@x.service",
+                "foo-bar-@.service",
+                "foo-@x.service",
+                "foo-@.service"
+            ]
+        );
+        assert_eq!(
+            dropin_dir_names("foo--bar.service"),
+            ["foo--bar.service", "foo--.service", "foo-.service"]
+        );
+        assert_eq!(dropin_dir_names("-foo.service"), ["-foo.service"]);
         assert_eq!(dropin_dir_names("plain.service"), ["plain.service"]);
     }
 }
