@@ -1,0 +1,320 @@
+//! The fault matrix (issue 8): every bad input or hostile environment ends in
+//! a correctly confined unit or a blocked one with a reason naming the unit,
+//! the file and line, and the path — never a panic, never an annotated unit
+//! left open. The database faults are in `generator.rs`.
+
+mod support;
+
+use std::os::unix::ffi::OsStrExt;
+use std::process::Command;
+use support::{TestRoot, binds, store_path};
+
+fn annotated(root: &TestRoot, seed: u64) -> String {
+    let app = store_path(seed, "app");
+    root.register(&[(&app, &[])]);
+    root.unit(
+        "a.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    app
+}
+
+fn assert_no_panic(run: &support::Run) {
+    assert!(
+        !run.stderr.contains("panicked") && run.status != 101 && run.status != -1,
+        "status {}: {}",
+        run.status,
+        run.stderr
+    );
+}
+
+/// Runs the generator in a mount namespace after `setup` (shell) ran there.
+fn generate_in_namespace(root: &TestRoot, setup: &str) -> support::Run {
+    let _ = std::fs::remove_dir_all(&root.out);
+    std::fs::create_dir_all(&root.out).unwrap();
+    let script = format!(
+        "{setup} && exec '{}' --root '{}' '{}'",
+        support::GENERATOR,
+        root.dir.display(),
+        root.out.display()
+    );
+    let output = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .output()
+        .unwrap();
+    support::Run {
+        status: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn an_unwritable_output_directory_is_an_error_naming_it() {
+    let root = TestRoot::new("out-ro");
+    annotated(&root, 1);
+    let out = root.out.display().to_string();
+    let run = generate_in_namespace(
+        &root,
+        &format!("mount --bind '{out}' '{out}' && mount -o remount,bind,ro '{out}'"),
+    );
+    assert_no_panic(&run);
+    assert_eq!(run.status, 1);
+    assert!(
+        run.stderr.contains(&format!("cannot write {out}/")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Read-only file system"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_full_output_directory_leaves_units_blocked_not_open() {
+    let root = TestRoot::new("out-full");
+    // A closure too large for the tiny file system: the small blocking
+    // drop-in fits, the real one does not.
+    let libs: Vec<String> = (0..200)
+        .map(|i| store_path(100 + i, "library-with-a-long-name"))
+        .collect();
+    let no_refs: &[&str] = &[];
+    let registrations: Vec<(&str, &[&str])> = libs.iter().map(|l| (l.as_str(), no_refs)).collect();
+    root.register(&registrations);
+    let app = store_path(99, "app");
+    let refs: Vec<&str> = libs.iter().map(String::as_str).collect();
+    root.register(&[(&app, &refs)]);
+    root.unit(
+        "a.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    let out = root.out.display().to_string();
+    let copy = root.dir.parent().unwrap().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=12k none '{out}' && {{ '{g}' --root '{r}' '{out}'; status=$?; \
+         cp -a '{out}/.' '{c}/'; exit $status; }}",
+        g = support::GENERATOR,
+        r = root.dir.display(),
+        c = copy.display()
+    );
+    let output = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .env("SYSTEMD_LOG_TARGET", "console")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    // The blocking drop-in written first is still there: blocked, not open.
+    let dropin = std::fs::read_to_string(copy.join("a.service.d/zz-confinement.conf")).unwrap();
+    assert!(
+        dropin.contains("the generator did not finish computing the confinement"),
+        "{dropin}"
+    );
+    assert!(dropin.contains("AssertPathExists=!/"), "{dropin}");
+}
+
+#[test]
+fn planted_symlinks_in_the_output_are_never_followed() {
+    let root = TestRoot::new("planted");
+    let app = annotated(&root, 2);
+    root.unit(
+        "b.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    let victim_dir = root.dir.parent().unwrap().join("victim");
+    std::fs::create_dir_all(&victim_dir).unwrap();
+    let victim_file = victim_dir.join("precious");
+    std::fs::write(&victim_file, "precious").unwrap();
+    // Plant after the output directory is made fresh: run the binary by hand.
+    std::fs::create_dir_all(root.out.join("a.service.d")).unwrap();
+    std::os::unix::fs::symlink(
+        &victim_file,
+        root.out.join("a.service.d/zz-confinement.conf"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&victim_dir, root.out.join("b.service.d")).unwrap();
+    let out = root.out.to_str().unwrap().to_owned();
+    let run = root.run(&[&out]);
+    assert_no_panic(&run);
+    assert_eq!(std::fs::read_to_string(&victim_file).unwrap(), "precious");
+    assert_eq!(
+        std::fs::read_dir(&victim_dir).unwrap().count(),
+        1,
+        "nothing written through the link"
+    );
+    assert_eq!(binds(&root.dropin("a.service")), [app]);
+    assert_eq!(
+        run.status, 1,
+        "b.service could not be written: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("b.service.d"), "{}", run.stderr);
+}
+
+#[test]
+fn odd_unit_file_names_are_ignored_without_panicking() {
+    let root = TestRoot::new("names");
+    annotated(&root, 3);
+    let dir = root.path("/etc/systemd/system");
+    let text = "[Service]\nExecStart=/nix/store/x\nX-ConfinementEnable=yes\n";
+    let names: Vec<Vec<u8>> = vec![
+        b"..service".to_vec(),
+        b"...service".to_vec(),
+        b"\xff\xfe.service".to_vec(),
+        b"bad name.service".to_vec(),
+        b".service".to_vec(),
+        b"@.service".to_vec(),
+    ];
+    for name in &names {
+        std::fs::write(dir.join(std::ffi::OsStr::from_bytes(name)), text).unwrap();
+    }
+    std::fs::create_dir_all(dir.join(std::ffi::OsStr::from_bytes(b"\xff.service.d"))).unwrap();
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let written: Vec<String> = std::fs::read_dir(&root.out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut written = written;
+    written.sort();
+    assert_eq!(
+        written,
+        ["a.service.d", "run-nix\\x2dconfinement\\x2dstore.mount"]
+    );
+}
+
+#[test]
+fn a_unit_name_too_long_for_a_dropin_directory_is_a_loud_error() {
+    // A valid 255-byte unit name: `NAME.d` cannot exist on Linux (names are
+    // at most 255 bytes), so neither systemd nor we can give it a drop-in.
+    let root = TestRoot::new("long-name");
+    let app = annotated(&root, 8);
+    let name = format!("{}.service", "b".repeat(247));
+    assert_eq!(name.len(), 255);
+    root.unit(
+        &name,
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 1);
+    assert!(
+        run.stderr.contains(&format!(
+            "{name}: cannot write {}/{name}.d/zz-confinement.conf",
+            root.out.display()
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn over_long_lines_block_an_annotated_unit_with_file_and_line() {
+    let root = TestRoot::new("long-line");
+    annotated(&root, 4);
+    let mut text = String::from("[Service]\nX-ConfinementEnable=yes\nEnvironment=X=");
+    text.push_str(&"x".repeat(1024 * 1024 + 10));
+    text.push('\n');
+    root.unit("long.service", &text);
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 1);
+    assert!(
+        run.stderr.contains(
+            "/etc/systemd/system/long.service:3: long.service: line longer than 1048576 bytes"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(root.dropin("long.service").contains("AssertPathExists="));
+}
+
+#[test]
+fn a_hundred_mebibyte_unit_file_is_read() {
+    let root = TestRoot::new("huge");
+    let app = annotated(&root, 5);
+    let line = format!("Environment=FILLER={}\n", "y".repeat(1000));
+    let mut text = String::with_capacity(100 * 1024 * 1024 + 4096);
+    text.push_str(&format!(
+        "[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"
+    ));
+    while text.len() < 100 * 1024 * 1024 {
+        text.push_str(&line);
+    }
+    root.unit("huge.service", &text);
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(binds(&root.dropin("huge.service")), [app]);
+}
+
+#[test]
+fn symlink_loops_in_unit_directories_and_store_resolution() {
+    let root = TestRoot::new("loops");
+    let app = annotated(&root, 6);
+    root.symlink("loop-b.service", "/etc/systemd/system/loop-a.service");
+    root.symlink("loop-a.service", "/etc/systemd/system/loop-b.service");
+    root.symlink(
+        "/usr/lib/systemd/system",
+        "/usr/lib/systemd/system/self.service.d",
+    );
+    root.symlink("/opt/loop2", "/opt/loop1");
+    root.symlink("/opt/loop1", "/opt/loop2");
+    root.unit(
+        "pkg.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\nX-ConfinementPackages=/opt/loop1\n"),
+    );
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 1);
+    assert!(
+        run.stderr
+            .contains("loop-a.service: warning: unit file cannot be read"),
+        "{}",
+        run.stderr
+    );
+    let dropin = root.dropin("pkg.service");
+    assert!(
+        dropin.contains(
+            "/opt/loop1 does not resolve into the Nix store: too many levels of symbolic links"
+        ),
+        "{dropin}"
+    );
+    assert_eq!(binds(&root.dropin("a.service")), [app]);
+}
+
+#[test]
+fn ten_thousand_dropins_for_one_unit() {
+    let root = TestRoot::new("many-dropins");
+    let app = annotated(&root, 7);
+    let dir = root.path("/etc/systemd/system/a.service.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..10_000 {
+        std::fs::write(
+            dir.join(format!("{i:05}.conf")),
+            format!("[Service]\nEnvironment=N={i}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("09999.conf"),
+        "[Service]\nX-ConfinementMode=chroot-only\n",
+    )
+    .unwrap();
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let dropin = root.dropin("a.service");
+    assert!(
+        dropin.contains("mode chroot-only"),
+        "the last drop-in applies"
+    );
+    assert!(dropin.contains("#   /etc/systemd/system/a.service.d/09999.conf\n"));
+    assert_eq!(binds(&dropin), [app]);
+}
