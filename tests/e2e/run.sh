@@ -339,7 +339,8 @@ install_everything() {
   copy_tree "$HERE/common/files" "$ROOT" common
   # The static test user (sysusers.d in common/files), created now: the
   # boot-time systemd-sysusers.service only runs when /etc needs an update.
-  chroot "$ROOT" systemd-sysusers >/dev/null
+  chroot "$ROOT" systemd-sysusers >"$WORK/logs/sysusers.log" 2>&1 ||
+    { cat "$WORK/logs/sysusers.log" >&2; fatal "systemd-sysusers failed in the container tree"; }
   local c
   for c in "${RUN_CASES[@]}"; do
     copy_tree "$HERE/cases/$c/files" "$ROOT" "$c"
