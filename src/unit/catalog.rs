@@ -1,8 +1,10 @@
 //! Finding unit files and their drop-ins in the search path, with systemd's
 //! rules (systemd.unit(5)): the first file found for a name wins, an empty
-//! file or a link to `/dev/null` masks, a link to a file of another name is an
-//! alias, and drop-ins come from every search directory with same-name
-//! hiding by priority and application in lexical order of file names.
+//! file or a link to `/dev/null` masks, a link whose target lies in the
+//! search path is an alias (of the target's *name*), a link that leaves the
+//! search path is a linked unit file loaded under the link's own name, and
+//! drop-ins come from every search directory with same-name hiding by
+//! priority and application in lexical order of file names.
 
 use super::name::{UnitName, dropin_dir_names};
 use crate::diag::{Diagnostic, Location};
@@ -23,13 +25,25 @@ pub enum Entry {
     /// An instance linked to its own template (`foo@bar.service ->
     /// foo@.service`): it is loaded from the template.
     InstanceLink { path: Utf8PathBuf },
-    /// A link to a unit file of another name.
+    /// A link into the search path to another name: the unit is whatever
+    /// that name loads (its highest-priority file, not necessarily the one
+    /// the link points at, which need not even exist).
     Alias {
         path: Utf8PathBuf,
         target_name: String,
-        real: Utf8PathBuf,
     },
+    /// A file systemd finds but cannot load (a linked unit file whose link
+    /// dangles, a directory with a unit's name): it still hides files of the
+    /// same name in lower-priority directories.
+    Broken { path: Utf8PathBuf },
 }
+
+/// systemd's `unit_type_may_alias()` and `unit_type_may_template()`.
+const ALIAS_TYPES: &[&str] = &["service", "socket", "target", "device", "timer", "path"];
+const TEMPLATE_TYPES: &[&str] = &["service", "socket", "target", "timer", "path"];
+
+/// systemd's `FOLLOW_MAX`: alias chains longer than this do not load.
+const FOLLOW_MAX: usize = 64;
 
 /// One drop-in file, as found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +61,13 @@ pub struct DropinFile {
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub search_path: Vec<Utf8PathBuf>,
+    /// The search directories as listed and as resolved, to tell an alias
+    /// (target inside) from a linked unit file (target outside).
+    search_dir_forms: Vec<Utf8PathBuf>,
     entries: BTreeMap<String, Entry>,
+    /// Final unit name → every name that loads it (systemd's
+    /// `unit_name_map`), built once after the scan.
+    names_map: BTreeMap<String, BTreeSet<String>>,
     /// `(search dir index, unit or type name)` → the `.conf` files in
     /// `NAME.d/` of that search directory, by file name.
     dropin_dirs: HashMap<(usize, String), Vec<DropinFile>>,
@@ -102,6 +122,53 @@ fn links_to_dev_null(root: &Root, path: &Utf8Path) -> bool {
     false
 }
 
+/// The directories of `path` resolved inside the root, its last component
+/// not followed (`chase()` with `CHASE_NOFOLLOW|CHASE_NONEXISTENT`); where
+/// the directories do not exist, `.` and `..` are only removed.
+fn resolve_directories(root: &Root, path: &Utf8Path) -> Utf8PathBuf {
+    let path = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        Utf8Path::new("/").join(path)
+    };
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => root
+            .canonicalize(parent)
+            .unwrap_or_else(|_| normalize(parent))
+            .join(name),
+        _ => root
+            .canonicalize(&path)
+            .unwrap_or_else(|_| normalize(&path)),
+    }
+}
+
+/// Why a link is not an alias systemd accepts
+/// (`unit_validate_alias_symlink_or_warn()`).
+fn validate_alias(source: &str, target: &str) -> Result<(), String> {
+    let source = UnitName::parse(source).ok_or("the link's name is not a unit name")?;
+    let target =
+        UnitName::parse(target).ok_or_else(|| format!("{target:?} is not a valid unit name"))?;
+    if !ALIAS_TYPES.contains(&source.unit_type) {
+        return Err(format!("{} units cannot have aliases", source.unit_type));
+    }
+    if source.instance.is_some() && !TEMPLATE_TYPES.contains(&source.unit_type) {
+        return Err(format!("{} units cannot be templates", source.unit_type));
+    }
+    let kind = |n: &UnitName| (n.is_template(), n.is_instance());
+    let compatible =
+        kind(&source) == kind(&target) || (source.is_instance() && target.is_template());
+    if !compatible {
+        return Err("plain, template and instance names cannot alias each other".into());
+    }
+    if source.is_instance() && target.is_instance() && source.instance != target.instance {
+        return Err("the instance names differ".into());
+    }
+    if source.unit_type != target.unit_type {
+        return Err("the unit types differ".into());
+    }
+    Ok(())
+}
+
 /// `.` and `..` removed without looking at the file system (`..` at the
 /// top stays at `/`).
 fn normalize(path: &Utf8Path) -> Utf8PathBuf {
@@ -120,15 +187,35 @@ fn normalize(path: &Utf8Path) -> Utf8PathBuf {
 
 impl Catalog {
     pub fn scan(root: &Root, search_path: Vec<Utf8PathBuf>) -> Catalog {
+        let mut search_dir_forms = search_path.clone();
+        search_dir_forms.extend(search_path.iter().filter_map(|d| root.canonicalize(d).ok()));
         let mut catalog = Catalog {
             search_path,
+            search_dir_forms,
             ..Catalog::default()
         };
         for index in 0..catalog.search_path.len() {
             let dir = catalog.search_path[index].clone();
             catalog.scan_dir(root, index, &dir);
         }
+        catalog.build_names_map();
         catalog
+    }
+
+    /// systemd's `unit_name_map`: for every name, the unit it loads (the
+    /// name of the final file, with the instance put into a template).
+    fn build_names_map(&mut self) {
+        let mut names_map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for name in self.entries.keys() {
+            if !matches!(self.follow(name), Some((_, Entry::File { .. }))) {
+                continue;
+            }
+            names_map
+                .entry(self.unit_id(name))
+                .or_default()
+                .insert(name.clone());
+        }
+        self.names_map = names_map;
     }
 
     fn scan_dir(&mut self, root: &Root, index: usize, dir: &Utf8Path) {
@@ -174,62 +261,137 @@ impl Catalog {
             let known_real = file_type
                 .filter(std::fs::FileType::is_file)
                 .map(|_| real_dir.join(&name));
-            if let Some(entry) = self.classify(root, &name, path, known_real) {
+            let entry = match known_real {
+                Some(real) => self.regular(root, &name, path, real),
+                None => self.classify(root, &name, dir, path, &real_dir.join(&name)),
+            };
+            if let Some(entry) = entry {
                 self.entries.insert(name, entry);
             }
         }
     }
 
+    /// An entry that is not known to be a plain file: a link, or a file
+    /// whose type readdir did not report. `dir` is the search directory as
+    /// listed, `real` the entry inside the resolved directory.
     fn classify(
         &mut self,
         root: &Root,
         name: &str,
+        dir: &Utf8Path,
         path: Utf8PathBuf,
-        known_real: Option<Utf8PathBuf>,
+        real: &Utf8Path,
     ) -> Option<Entry> {
-        let resolved = match known_real {
-            Some(real) => Ok(real),
-            None if links_to_dev_null(root, &path) => return Some(Entry::Masked { path }),
-            None => root.canonicalize(&path),
-        };
-        let real = match resolved {
-            Ok(real) => real,
+        let target = match std::fs::read_link(root.join(real)) {
+            Ok(target) => target,
+            // Not a link after all.
+            Err(error) if error.raw_os_error() == Some(libc::EINVAL) => {
+                return self.regular(root, name, path, real.to_owned());
+            }
             Err(error) => {
-                // systemd skips a dangling link, so a lower-priority file of
-                // the same name can still load.
                 self.warnings.push(Diagnostic::warning(
                     Some(name),
                     Some(Location::new(&path, 0)),
-                    format!("unit file cannot be read, skipping it: {error}"),
+                    format!("cannot read the link, ignoring it as systemd does: {error}"),
                 ));
                 return None;
             }
         };
-        if real == "/dev/null" {
-            return Some(Entry::Masked { path });
+        let Ok(target) = Utf8PathBuf::from_path_buf(target) else {
+            self.warnings.push(Diagnostic::warning(
+                Some(name),
+                Some(Location::new(&path, 0)),
+                "link target is not UTF-8, ignoring it",
+            ));
+            return None;
+        };
+        // As unit_file_resolve_symlink(): one level of the link, relative to
+        // the search directory, with the directories on the way resolved.
+        let destination = resolve_directories(root, &dir.join(target));
+        let inside = self
+            .search_dir_forms
+            .iter()
+            .any(|search_dir| destination.starts_with(search_dir));
+        if !inside {
+            // A linked unit file (or a mask): loaded under the link's name.
+            if links_to_dev_null(root, &path) {
+                return Some(Entry::Masked { path });
+            }
+            return match root.canonicalize(&path) {
+                Ok(real) => self.regular(root, name, path, real),
+                Err(error) => {
+                    self.warnings.push(Diagnostic::warning(
+                        Some(name),
+                        Some(Location::new(&path, 0)),
+                        format!(
+                            "linked unit file cannot be read ({error}): systemd does not load \
+                             {name}, nor a file of that name in a lower-priority directory"
+                        ),
+                    ));
+                    Some(Entry::Broken { path })
+                }
+            };
         }
-        let metadata = std::fs::metadata(root.join(&real)).ok()?;
-        if !metadata.is_file() {
+        let target_name = destination.file_name().unwrap_or_default();
+        if target_name == name {
+            // A self-alias has no effect: systemd ignores the link and a
+            // lower-priority file of the same name loads.
             return None;
         }
-        if metadata.len() == 0 {
-            return Some(Entry::Masked { path });
+        if let Err(problem) = validate_alias(name, target_name) {
+            self.warnings.push(Diagnostic::warning(
+                Some(name),
+                Some(Location::new(&path, 0)),
+                format!(
+                    "link to {destination} is not a valid alias ({problem}): systemd ignores it"
+                ),
+            ));
+            return None;
         }
-        let target_name = real.file_name().unwrap_or_default();
-        let is_alias = target_name != name && UnitName::parse(target_name).is_some();
         let own_template = UnitName::parse(name).and_then(|n| n.template());
-        if is_alias && own_template.as_deref() == Some(target_name) {
-            return Some(Entry::InstanceLink { path });
-        }
-        Some(if is_alias {
+        Some(if own_template.as_deref() == Some(target_name) {
+            Entry::InstanceLink { path }
+        } else {
             Entry::Alias {
                 path,
                 target_name: target_name.to_owned(),
-                real,
             }
-        } else {
-            Entry::File { path, real }
         })
+    }
+
+    /// A unit file that is not an alias: `real` is the file it resolves to.
+    fn regular(
+        &mut self,
+        root: &Root,
+        name: &str,
+        path: Utf8PathBuf,
+        real: Utf8PathBuf,
+    ) -> Option<Entry> {
+        if real == "/dev/null" {
+            return Some(Entry::Masked { path });
+        }
+        match std::fs::metadata(root.join(&real)) {
+            Ok(metadata) if metadata.is_file() && metadata.len() == 0 => {
+                Some(Entry::Masked { path })
+            }
+            Ok(metadata) if metadata.is_file() => Some(Entry::File { path, real }),
+            Ok(_) => {
+                self.warnings.push(Diagnostic::warning(
+                    Some(name),
+                    Some(Location::new(&path, 0)),
+                    format!("{real} is not a regular file: systemd does not load {name}"),
+                ));
+                Some(Entry::Broken { path })
+            }
+            Err(error) => {
+                self.warnings.push(Diagnostic::warning(
+                    Some(name),
+                    Some(Location::new(&path, 0)),
+                    format!("unit file cannot be read ({error}): systemd does not load {name}"),
+                ));
+                Some(Entry::Broken { path })
+            }
+        }
     }
 
     fn scan_dropin_dir(&mut self, root: &Root, dir: &Utf8Path) -> Vec<DropinFile> {
@@ -299,23 +461,90 @@ impl Catalog {
         self.dropin_dir_units.iter().map(String::as_str)
     }
 
-    /// Every alias that points at `name`.
-    pub fn aliases_of(&self, name: &str) -> Vec<&str> {
-        self.entries
-            .iter()
-            .filter_map(|(alias, entry)| match entry {
-                Entry::Alias { target_name, .. } if target_name == name => Some(alias.as_str()),
-                _ => None,
-            })
-            .collect()
+    /// Every other name that loads the unit `name` (systemd's
+    /// `unit_file_find_fragment()` names): aliases, aliases of its
+    /// template put to its instance, and links of other instances to it.
+    pub fn aliases_of(&self, name: &str) -> Vec<String> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        let parsed = UnitName::parse(name);
+        let mut add_names_of = |unit: &str| {
+            for alias in self.names_map.get(unit).into_iter().flatten() {
+                let alias_parsed = UnitName::parse(alias);
+                match (parsed, alias_parsed) {
+                    (Some(p), Some(a)) if p.is_instance() && a.is_template() => {
+                        let instance = format!(
+                            "{}@{}.{}",
+                            a.prefix,
+                            p.instance.unwrap_or_default(),
+                            a.unit_type
+                        );
+                        // Unless that instance has a file of its own.
+                        let own = self
+                            .follow(&instance)
+                            .map(|(final_name, _)| final_name.to_owned());
+                        if own.is_none_or(|own| own == unit) {
+                            names.insert(instance);
+                        }
+                    }
+                    _ => {
+                        names.insert(alias.clone());
+                    }
+                }
+            }
+        };
+        add_names_of(name);
+        // The names of the file it loads from, when that has another name
+        // (its template, or the target of a link).
+        let fragment_name = self
+            .follow(name)
+            .or_else(|| self.follow(&parsed?.template()?))
+            .map(|(fragment_name, _)| fragment_name);
+        if let Some(fragment_name) = fragment_name
+            && fragment_name != name
+        {
+            add_names_of(fragment_name);
+        }
+        names.remove(name);
+        if let Some(template) = parsed.and_then(|p| p.template()) {
+            names.remove(&template);
+        }
+        names.into_iter().collect()
+    }
+
+    /// Follows aliases from `name` to the entry that is not one (systemd's
+    /// `unit_ids_map_get()`): its name and the entry, or `None` when `name`
+    /// has no entry, or a chain ends at a name without one.
+    fn follow<'a>(&'a self, name: &str) -> Option<(&'a str, &'a Entry)> {
+        let mut current = name.to_owned();
+        for hop in 0..FOLLOW_MAX {
+            let (key, entry) = match self.entries.get_key_value(&current) {
+                Some(found) => found,
+                // An alias to an instance without a file of its own: the
+                // instance's template.
+                None if hop > 0 => {
+                    let template = UnitName::parse(&current)?.template()?;
+                    self.entries.get_key_value(&template)?
+                }
+                None => return None,
+            };
+            match entry {
+                Entry::Alias { target_name, .. } => current.clone_from(target_name),
+                Entry::InstanceLink { .. } => current = UnitName::parse(key)?.template()?,
+                _ => return Some((key.as_str(), entry)),
+            }
+        }
+        None
     }
 
     /// The files of unit `name`, or `None` when it has no unit file or is
     /// masked. An instance without a file of its own loads from its template.
     pub fn unit_files(&self, name: &str) -> Option<UnitFiles> {
         let (fragment_path, fragment_real) = self.fragment(name)?;
+        // An alias loads the unit of its target, under the target's name.
+        let name = self.unit_id(name);
+        let name = name.as_str();
         let mut names = vec![name.to_owned()];
-        names.extend(self.aliases_of(name).into_iter().map(str::to_owned));
+        names.extend(self.aliases_of(name));
 
         // The directories in systemd's order (unit_file_find_dropin_paths()):
         // the unit's own name in every search directory, then each alias in
@@ -353,31 +582,40 @@ impl Catalog {
         })
     }
 
+    /// The name of the unit `name` loads (systemd's unit id): the name of
+    /// the file at the end of its aliases, with `name`'s instance put into a
+    /// template.
+    fn unit_id(&self, name: &str) -> String {
+        let found = self.follow(name).or_else(|| {
+            let template = UnitName::parse(name)?.template()?;
+            self.follow(&template)
+        });
+        let Some((final_name, _)) = found else {
+            return name.to_owned();
+        };
+        match (UnitName::parse(final_name), UnitName::parse(name)) {
+            (Some(target), Some(source)) if target.is_template() && source.is_instance() => {
+                format!(
+                    "{}@{}.{}",
+                    target.prefix,
+                    source.instance.unwrap_or_default(),
+                    target.unit_type
+                )
+            }
+            _ => final_name.to_owned(),
+        }
+    }
+
+    /// The file `name` loads from: its own entry followed through aliases,
+    /// else (an instance without one) its template's.
     fn fragment(&self, name: &str) -> Option<(Utf8PathBuf, Utf8PathBuf)> {
-        match self.entries.get(name) {
-            Some(Entry::File { path, real }) => Some((path.clone(), real.clone())),
-            Some(Entry::Masked { .. }) => None,
-            Some(Entry::InstanceLink { .. }) => {
-                let template = UnitName::parse(name)?.template()?;
-                self.fragment(&template)
-            }
-            Some(Entry::Alias { .. }) => None,
-            None => {
-                // A unit known only as the target of aliases (its file lies
-                // outside the search path), or an instance of a template.
-                let via_alias = self.entries.values().find_map(|entry| match entry {
-                    Entry::Alias {
-                        path,
-                        target_name,
-                        real,
-                    } if target_name == name => Some((path.clone(), real.clone())),
-                    _ => None,
-                });
-                via_alias.or_else(|| {
-                    let template = UnitName::parse(name)?.template()?;
-                    self.fragment(&template)
-                })
-            }
+        let found = self.follow(name).or_else(|| {
+            let template = UnitName::parse(name)?.template()?;
+            self.follow(&template)
+        });
+        match found? {
+            (_, Entry::File { path, real }) => Some((path.clone(), real.clone())),
+            _ => None,
         }
     }
 }
@@ -486,6 +724,192 @@ mod tests {
                 "/etc/systemd/system/service.d/10-x.conf",
                 "/usr/lib/systemd/system/real.service.d/20-y.conf"
             ]
+        );
+    }
+
+    fn fragment(catalog: &Catalog, name: &str) -> Option<(String, String, String)> {
+        let files = catalog.unit_files(name)?;
+        Some((
+            files.name,
+            files.fragment_path.to_string(),
+            files.fragment_real.to_string(),
+        ))
+    }
+
+    // Each case below was checked against systemd 252
+    // (`systemd-analyze --root DIR verify NAME`, relative links).
+
+    #[test]
+    fn a_link_out_of_the_search_path_is_a_linked_unit_file_under_its_own_name() {
+        let (_root, catalog) = root(
+            "linked",
+            &[
+                ("opt/other.service", UNIT),
+                ("etc/systemd/system/other.service.d/x.conf", UNIT),
+                ("etc/systemd/system/b.service.d/y.conf", UNIT),
+            ],
+            &[("etc/systemd/system/b.service", "/opt/other.service")],
+        );
+        assert_eq!(
+            fragment(&catalog, "b.service").unwrap(),
+            (
+                "b.service".into(),
+                "/etc/systemd/system/b.service".into(),
+                "/opt/other.service".into()
+            )
+        );
+        assert_eq!(
+            dropin_paths(&catalog, "b.service"),
+            ["/etc/systemd/system/b.service.d/y.conf"]
+        );
+        assert!(catalog.unit_files("other.service").is_none());
+        assert!(catalog.aliases_of("b.service").is_empty());
+    }
+
+    #[test]
+    fn an_alias_loads_its_target_names_highest_priority_file() {
+        let (_root, catalog) = root(
+            "alias-by-name",
+            &[
+                ("usr/lib/systemd/system/service1.service", UNIT),
+                ("run/systemd/system/service1.service", UNIT),
+                ("etc/systemd/system/alias2.service.d/a.conf", UNIT),
+            ],
+            &[
+                ("etc/systemd/system/alias1.service", "service1.service"),
+                (
+                    "etc/systemd/system/alias2.service",
+                    "/usr/lib/systemd/system/service1.service",
+                ),
+                // Dangling, but inside the search path: still an alias.
+                (
+                    "etc/systemd/system/alias3.service",
+                    "/etc/systemd/system/service1.service",
+                ),
+            ],
+        );
+        let expected = (
+            "service1.service".to_owned(),
+            "/run/systemd/system/service1.service".to_owned(),
+            "/run/systemd/system/service1.service".to_owned(),
+        );
+        for name in [
+            "service1.service",
+            "alias1.service",
+            "alias2.service",
+            "alias3.service",
+        ] {
+            assert_eq!(fragment(&catalog, name).as_ref(), Some(&expected), "{name}");
+        }
+        assert_eq!(
+            catalog.aliases_of("service1.service"),
+            ["alias1.service", "alias2.service", "alias3.service"]
+        );
+        assert_eq!(
+            dropin_paths(&catalog, "service1.service"),
+            ["/etc/systemd/system/alias2.service.d/a.conf"]
+        );
+    }
+
+    #[test]
+    fn self_aliases_and_invalid_aliases_are_ignored_dangling_linked_files_hide() {
+        let (_root, catalog) = root(
+            "ignored-links",
+            &[
+                ("usr/lib/systemd/system/c.service", UNIT),
+                ("run/systemd/system/c.service", UNIT),
+                ("usr/lib/systemd/system/d.service", UNIT),
+                ("usr/lib/systemd/system/d.socket", UNIT),
+                ("usr/lib/systemd/system/e.service", UNIT),
+            ],
+            &[
+                (
+                    "etc/systemd/system/c.service",
+                    "/usr/lib/systemd/system/c.service",
+                ),
+                ("etc/systemd/system/d.service", "d.socket"),
+                ("etc/systemd/system/e.service", "/opt/missing.service"),
+            ],
+        );
+        assert_eq!(
+            fragment(&catalog, "c.service").unwrap().1,
+            "/run/systemd/system/c.service"
+        );
+        assert_eq!(
+            fragment(&catalog, "d.service").unwrap().1,
+            "/usr/lib/systemd/system/d.service"
+        );
+        assert!(matches!(
+            catalog.entry("e.service"),
+            Some(Entry::Broken { .. })
+        ));
+        assert!(catalog.unit_files("e.service").is_none());
+        let shown: Vec<String> = catalog.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(shown.len(), 2, "{shown:?}");
+        assert!(
+            shown[0].contains("d.socket is not a valid alias"),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].contains("linked unit file cannot be read"),
+            "{shown:?}"
+        );
+    }
+
+    #[test]
+    fn template_aliases_apply_to_every_instance() {
+        let (_root, catalog) = root(
+            "template-alias",
+            &[
+                ("usr/lib/systemd/system/tm@.service", UNIT),
+                ("etc/systemd/system/ta@.service.d/40.conf", UNIT),
+                ("etc/systemd/system/ta@i.service.d/41.conf", UNIT),
+            ],
+            &[("usr/lib/systemd/system/ta@.service", "tm@.service")],
+        );
+        assert_eq!(catalog.aliases_of("tm@i.service"), ["ta@i.service"]);
+        assert_eq!(
+            dropin_paths(&catalog, "tm@i.service"),
+            [
+                "/etc/systemd/system/ta@.service.d/40.conf",
+                "/etc/systemd/system/ta@i.service.d/41.conf"
+            ]
+        );
+        assert_eq!(
+            fragment(&catalog, "ta@i.service").unwrap().0,
+            "tm@i.service"
+        );
+    }
+
+    #[test]
+    fn aliases_inside_a_linked_search_directory_stay_aliases() {
+        let (_root, catalog) = root(
+            "nixos-dir",
+            &[("nix/store/bbb-unit-foo/foo.service", UNIT)],
+            &[
+                ("etc/systemd/system", "/nix/store/aaa-units"),
+                (
+                    "nix/store/aaa-units/foo.service",
+                    "/nix/store/bbb-unit-foo/foo.service",
+                ),
+                ("nix/store/aaa-units/alias.service", "foo.service"),
+                (
+                    "nix/store/aaa-units/canonical.service",
+                    "/nix/store/aaa-units/foo.service",
+                ),
+            ],
+        );
+        assert_eq!(
+            fragment(&catalog, "foo.service").unwrap(),
+            (
+                "foo.service".into(),
+                "/etc/systemd/system/foo.service".into(),
+                "/nix/store/bbb-unit-foo/foo.service".into()
+            )
+        );
+        assert_eq!(
+            catalog.aliases_of("foo.service"),
+            ["alias.service", "canonical.service"]
         );
     }
 }
