@@ -176,6 +176,7 @@ nix_opts() {
 
 build_store_into() {
   local S=$1 busybox a i outs=() args=()
+  local -A out_of=()
   rm -rf "$S"
   mkdir -p "$S"
   nix_opts "$S"
@@ -187,16 +188,17 @@ build_store_into() {
     cat "$S/build.log" >&2
     fatal "nix-build returned ${#outs[@]} paths for ${#STORE_ATTRS[@]} attributes"
   }
+  for i in "${!STORE_ATTRS[@]}"; do out_of[${STORE_ATTRS[$i]}]=${outs[$i]}; done
   {
     echo "NCG_S_BUSYBOX=$busybox"
-    for i in "${!STORE_ATTRS[@]}"; do
-      echo "NCG_S_${STORE_ATTRS[$i]^^}=${outs[$i]}"
+    for a in "${STORE_ATTRS[@]}"; do
+      echo "NCG_S_${a^^}=${out_of[$a]}"
     done
     echo "NCG_S_UNREG=/nix/store/$UNREG_NAME"
     echo "NCG_S_PROFILE_LINK=/nix/var/nix/profiles/ncg-e2e"
   } >"$S/manifest.env"
   # A profile, as nix-env makes it: ncg-e2e -> ncg-e2e-1-link -> store path.
-  local profile=${outs[9]}
+  local profile=${out_of[profile]}
   mkdir -p "$S/nix/var/nix/profiles"
   ln -sfn "$profile" "$S/nix/var/nix/profiles/ncg-e2e-1-link"
   ln -sfn ncg-e2e-1-link "$S/nix/var/nix/profiles/ncg-e2e"
@@ -210,6 +212,9 @@ build_store_into() {
     fatal "the unregistered path is valid in the database"
   fi
   nix-store --store "local?root=$S" --verify --check-contents 2>>"$S/build.log"
+  # Figures for the log, computed now: afterwards nothing opens the cached
+  # database with Nix (even a query opens it read-write and creates -wal/-shm).
+  echo "$(nix-store --store "local?root=$S" -q --requisites "${out_of[check]}" | wc -l) paths in the checker's closure, $(find "$S/nix/store" -mindepth 1 -maxdepth 1 ! -name '.*' | wc -l) store entries" >"$S/info"
   rm -rf "$S/nix/var/nix/temproots"/* "$S/nix/var/nix/gcroots/auto"/* 2>/dev/null || true
 }
 
@@ -242,7 +247,7 @@ build_store() {
   # shellcheck disable=SC1091
   . "$STORE_ROOT/manifest.env"
   set +a
-  log "Nix store: $(nix-store --store "local?root=$STORE_ROOT" -q --requisites "$NCG_S_CHECK" | wc -l) paths in the checker's closure, $(find "$STORE_ROOT/nix/store" -mindepth 1 -maxdepth 1 ! -name '.*' | wc -l) store entries"
+  log "Nix store: $(cat "$STORE_ROOT/info")"
 }
 
 # ---- the generator binary ---------------------------------------------------
@@ -354,7 +359,9 @@ install_everything() {
     log "FAKE GENERATOR (NCG_E2E_FAKE_GENERATOR=1): NixOS-module-style drop-ins computed by lib/fake-generator.sh"
     # shellcheck source=lib/fake-generator.sh
     . "$HERE/lib/fake-generator.sh"
-    fake_generator_install "$ROOT" "$STORE_ROOT" "$GEN_DST_REL" >"$WORK/logs/fake-generator.log" 2>&1 ||
+    # Nix queries open the database read-write: query a copy, not the cache.
+    cp -a "$STORE_ROOT" "$WORK/store-fake"
+    fake_generator_install "$ROOT" "$WORK/store-fake" "$GEN_DST_REL" >"$WORK/logs/fake-generator.log" 2>&1 ||
       { cat "$WORK/logs/fake-generator.log" >&2; fatal "fake generator failed"; }
   else
     install -D -m 0755 "$BINARY" "$ROOT/$GEN_DST_REL"
