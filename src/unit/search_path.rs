@@ -37,7 +37,9 @@ pub fn unit_search_path(
         _ => DEFAULT_UNIT_PATH.iter().map(Utf8PathBuf::from).collect(),
     };
     let mut path: Vec<Utf8PathBuf> = match env_unit_path {
-        Some(value) if !value.is_empty() => {
+        // Set, even to the empty string, it replaces the defaults: systemd
+        // then has no search path at all (get_paths_from_environ()).
+        Some(value) => {
             let mut list: Vec<Utf8PathBuf> = value
                 .split(':')
                 .filter(|d| !d.is_empty())
@@ -48,7 +50,7 @@ pub fn unit_search_path(
             }
             list
         }
-        _ => defaults,
+        None => defaults,
     };
     let lib_is_usr_lib = root
         .canonicalize(Utf8Path::new("/lib"))
@@ -84,6 +86,13 @@ mod tests {
         let path = unit_search_path(&root(), None, Some("/a:"));
         assert_eq!(path[0], "/a");
         assert_eq!(path[1], "/etc/systemd/system.control");
+        // Empty components are dropped; ":" alone is the defaults; an empty
+        // value is an empty search path, as in systemd 252.
+        let path = unit_search_path(&root(), None, Some("/a::/b"));
+        assert_eq!(path, ["/a", "/b"]);
+        let path = unit_search_path(&root(), None, Some(":"));
+        assert_eq!(path, unit_search_path(&root(), None, None));
+        assert!(unit_search_path(&root(), None, Some("")).is_empty());
     }
 
     #[test]
