@@ -237,10 +237,9 @@ impl Catalog {
             .collect();
         // Deterministic order, so warnings come out the same every run.
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Names starting with a dot are not skipped: systemd reads every
+        // entry with a valid unit name (".foo.service" loads).
         for (name, file_type) in entries {
-            if name.starts_with('.') {
-                continue;
-            }
             let path = dir.join(&name);
             if let Some(unit) = name.strip_suffix(".d") {
                 let is_unit_or_type =
@@ -910,6 +909,29 @@ mod tests {
         assert_eq!(
             catalog.aliases_of("foo.service"),
             ["alias.service", "canonical.service"]
+        );
+    }
+
+    #[test]
+    fn a_unit_file_whose_name_starts_with_a_dot_loads() {
+        // systemd 252 loads /etc/systemd/system/.hid.service.
+        let (_root, catalog) = root(
+            "hidden",
+            &[
+                ("etc/systemd/system/.hid.service", UNIT),
+                ("etc/systemd/system/.hid.service.d/a.conf", UNIT),
+                ("etc/systemd/system/.hid.service.d/.b.conf", UNIT),
+            ],
+            &[],
+        );
+        assert_eq!(
+            fragment(&catalog, ".hid.service").unwrap().1,
+            "/etc/systemd/system/.hid.service"
+        );
+        // Hidden drop-ins stay ignored (conf_files_list()).
+        assert_eq!(
+            dropin_paths(&catalog, ".hid.service"),
+            ["/etc/systemd/system/.hid.service.d/a.conf"]
         );
     }
 }
