@@ -281,6 +281,11 @@ if [ -f "$EXPECT" ]; then
         abspath "$a"
         ex=no
         case $b in =*) ex=yes; b=${b#=} ;; esac
+        case "$MAP
+" in
+          *"
+$P "*) fail "expect: $P is listed twice" ;;
+        esac
         if level_num "$b"; then
           MAP="$MAP
 $P $N $ex"
