@@ -243,6 +243,17 @@ build_store() {
     touch "$STORE_ROOT.done"
     log "Nix store: built in $(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
   fi
+  # Stores built from other inputs, unused for a week, go.
+  touch "$STORE_ROOT.used"
+  local old
+  for old in "$CACHE"/store-*.used; do
+    old=${old%.used}
+    [ "$old" != "$STORE_ROOT" ] || continue
+    if [ -n "$(find "$old.used" -mtime +7 2>/dev/null)" ]; then
+      log "Nix store: pruning unused $old"
+      rm -rf "$old" "$old.done" "$old.used"
+    fi
+  done
   set -a
   # shellcheck disable=SC1091
   . "$STORE_ROOT/manifest.env"
