@@ -26,7 +26,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --quiet 2>&1 | tee /tmp/nix-confinement-generator-cargo-test.log
 if [ -z "${SKIP_E2E:-}" ] && [ -x tests/e2e/run.sh ]; then
-    echo "== end-to-end suite (systemd in a container)"
     cargo build --release --quiet
-    tests/e2e/run.sh
+    echo "== end-to-end suite, Debian bookworm (systemd 252)"
+    NCG_E2E_BUILD=0 tests/e2e/run.sh
+    echo "== end-to-end suite, Debian trixie (systemd 257)"
+    NCG_E2E_BUILD=0 tests/e2e/run.sh --suite trixie
 fi
