@@ -419,12 +419,10 @@ impl Catalog {
             }
             let real = match root.canonicalize(&path) {
                 Ok(real) if real == "/dev/null" => None,
-                Ok(real) => {
-                    if std::fs::metadata(root.join(&real)).is_ok_and(|m| m.is_dir()) {
-                        continue;
-                    }
-                    Some(real)
-                }
+                // A directory named *.conf is listed by systemd too: it
+                // hides the files of its name and adds nothing.
+                Ok(real) if std::fs::metadata(root.join(&real)).is_ok_and(|m| m.is_dir()) => None,
+                Ok(real) => Some(real),
                 Err(error) => {
                     self.warnings.push(Diagnostic::warning(
                         None,
@@ -933,5 +931,24 @@ mod tests {
             dropin_paths(&catalog, ".hid.service"),
             ["/etc/systemd/system/.hid.service.d/a.conf"]
         );
+    }
+
+    #[test]
+    fn a_directory_named_like_a_dropin_hides_the_files_of_its_name() {
+        // systemd 252: "Skipping overridden file
+        // '/usr/local/…/foo.service.d/sub.conf'" when /etc's sub.conf is a
+        // directory (conf_files_list_strv() lists directories too).
+        let (_root, catalog) = root(
+            "dropin-directory",
+            &[
+                ("usr/lib/systemd/system/foo.service", UNIT),
+                ("etc/systemd/system/foo.service.d/sub.conf/inner.conf", UNIT),
+                ("usr/local/lib/systemd/system/foo.service.d/sub.conf", UNIT),
+            ],
+            &[],
+        );
+        let files = catalog.unit_files("foo.service").unwrap();
+        assert!(files.dropins.is_empty(), "{:?}", files.dropins);
+        assert!(files.dropin_names.contains("sub.conf"));
     }
 }
