@@ -1,0 +1,613 @@
+#!/usr/bin/env python3
+"""Generation-speed benchmark (SPEC §10 "Generation", issue 6).
+
+For each synthetic system (built or reused by build_system.py):
+  1. the whole generator process, `GEN --root ROOT OUT`, with a fresh empty
+     OUT each run (created and removed outside the timed region): warm-up
+     runs, then counted runs; wall time from spawn to exit (posix_spawn +
+     wait4, no shell); peak RSS from separate runs under `/usr/bin/time -f %M`
+     (getrusage of a child started from Python would also count Python's own
+     RSS, which the kernel carries over exec);
+  2. the baseline a shell implementation would have: one
+     `nix-store --store local?root=ROOT --query --requisites ROOTS…` per
+     annotated unit, the same roots the units name, total wall time for all
+     units;
+  3. correctness: for every annotated unit (so more than the ≥ 5 sampled the
+     SPEC asks, FullUnit ones included) the store paths bound by the
+     generated drop-in are exactly the `nix-store -qR` output; no other unit
+     gets a drop-in; nothing is blocked.
+Prints a report; exits 1 if a generator run failed, 2 if the output is wrong
+(and, with --strict, 3 if a SPEC target is missed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGET_MEDIAN_MS = 20.0
+TARGET_RSS_MIB = 16.0
+TARGET_RATIO = 50.0
+STORE = "/nix/store"
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class GeneratorFailed(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------
+# Running the generator
+
+
+def spawn_timed(argv: list[str], stdout: str, stderr: str) -> tuple[int, int]:
+    """Runs argv without a shell; returns (wall ns, exit status)."""
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYSTEMD_")}
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+    _, status, _ = os.wait4(pid, 0)
+    t1 = time.perf_counter_ns()
+    return t1 - t0, os.waitstatus_to_exitcode(status)
+
+
+def read(path: str, limit: int = 20000) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read(limit)
+    except OSError:
+        return ""
+
+
+class Runner:
+    def __init__(self, generator: str, root: str, work: str, out_base: str) -> None:
+        self.generator = generator
+        self.root = root
+        self.work = work
+        self.out_base = out_base
+        self.n = 0
+        self.stdout = os.path.join(work, "stdout")
+        self.stderr = os.path.join(work, "stderr")
+
+    def fresh_out(self) -> str:
+        self.n += 1
+        out = os.path.join(self.out_base, f"out-{self.n}")
+        os.mkdir(out)
+        return out
+
+    def argv(self, out: str) -> list[str]:
+        return [self.generator, "--root", self.root, out]
+
+    def run_once(self, keep: bool = False) -> tuple[float, str | None]:
+        out = self.fresh_out()
+        ns, status = spawn_timed(self.argv(out), self.stdout, self.stderr)
+        if status != 0:
+            raise GeneratorFailed(
+                f"generator exited with {status}: {' '.join(self.argv(out))}\n"
+                f"--- stderr ---\n{read(self.stderr)}--- end of stderr ---")
+        if keep:
+            return ns / 1e6, out
+        shutil.rmtree(out)
+        return ns / 1e6, None
+
+    def rss_once(self) -> float:
+        """Peak RSS (MiB) of one run, measured by GNU time."""
+        out = self.fresh_out()
+        rss_file = os.path.join(self.work, "rss")
+        argv = ["/usr/bin/time", "-f", "%M", "-o", rss_file] + self.argv(out)
+        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        shutil.rmtree(out)
+        if r.returncode != 0:
+            raise GeneratorFailed(f"generator exited with {r.returncode} under /usr/bin/time\n"
+                                  f"--- stderr ---\n{r.stderr}--- end of stderr ---")
+        return int(read(rss_file).split()[-1]) / 1024.0
+
+
+def hyperfine_median(runner: Runner, warmup: int, runs: int) -> float | None:
+    if not shutil.which("hyperfine"):
+        return None
+    out = os.path.join(runner.out_base, "out-hyperfine")
+    export = os.path.join(runner.work, "hyperfine.json")
+    argv = ["hyperfine", "-N", "--warmup", str(warmup), "--runs", str(runs), "--style", "none",
+            "--prepare", f"sh -c 'rm -rf {out} && mkdir {out}'",
+            "--export-json", export, " ".join(runner.argv(out))]
+    r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    shutil.rmtree(out, ignore_errors=True)
+    if r.returncode != 0:
+        log(f"hyperfine failed (ignored): {r.stderr.strip()[:500]}")
+        return None
+    with open(export) as f:
+        data = json.load(f)
+    return data["results"][0]["median"] * 1000.0
+
+
+# ---------------------------------------------------------------------------
+# Reading drop-ins
+
+
+def split_words(value: str) -> list[str]:
+    """systemd's extract_first_word() with quotes and backslash escapes kept
+    minimal: enough for the values the generator writes (`\\:` and `\\ `
+    escapes, optional quotes)."""
+    words, cur, quote, i, have = [], [], None, 0, False
+    while i < len(value):
+        c = value[i]
+        if c == "\\" and i + 1 < len(value):
+            cur.append("\\" + value[i + 1])  # keep escapes for the colon split
+            i += 2
+            have = True
+            continue
+        if quote:
+            if c == quote:
+                quote = None
+            else:
+                cur.append(c)
+        elif c in "\"'":
+            quote, have = c, True
+        elif c.isspace():
+            if have:
+                words.append("".join(cur))
+                cur, have = [], False
+        else:
+            cur.append(c)
+            have = True
+        i += 1
+    if have:
+        words.append("".join(cur))
+    return words
+
+
+def split_colons(word: str) -> list[str]:
+    parts, cur, i = [], [], 0
+    while i < len(word):
+        if word[i] == "\\" and i + 1 < len(word):
+            cur.append(word[i + 1])
+            i += 2
+            continue
+        if word[i] == ":":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(word[i])
+        i += 1
+    parts.append("".join(cur))
+    return [p.replace("%%", "%") for p in parts]
+
+
+def read_binds(unit_dir: str) -> tuple[dict[str, str], set[str], list[str]]:
+    """The binds of every drop-in in unit_dir: {destination: source}, the
+    directives seen, and lines of concern (blocking assertions)."""
+    binds: dict[str, str] = {}
+    keys: set[str] = set()
+    concerns: list[str] = []
+    for name in sorted(os.listdir(unit_dir)):
+        if not name.endswith(".conf"):
+            continue
+        with open(os.path.join(unit_dir, name)) as f:
+            text = f.read()
+        text = re.sub(r"\\\n", " ", text)
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line[0] in "#;[" or "=" not in line:
+                continue
+            key, value = (s.strip() for s in line.split("=", 1))
+            if key.startswith("Assert") or "BLOCKED" in line:
+                concerns.append(f"{name}: {line}")
+            if key not in ("BindReadOnlyPaths", "BindPaths"):
+                if key in ("TemporaryFileSystem",):
+                    keys.add(f"{key}={value}")
+                continue
+            keys.add(key)
+            if value == "":
+                binds.clear()  # an empty assignment resets the list
+                continue
+            for word in split_words(value):
+                if word.startswith("-"):
+                    word = word[1:]
+                parts = split_colons(word)
+                source = parts[0]
+                dest = parts[1] if len(parts) > 1 and parts[1] else source
+                binds[dest] = source
+    return binds, keys, concerns
+
+
+def check_output(out: str, root: str, units: list[dict], closures: dict[str, list[str]],
+                 ) -> tuple[list[str], dict]:
+    """Compares every annotated unit's bound store paths with nix-store -qR."""
+    errors: list[str] = []
+    annotated = {u["name"] for u in units}
+    produced = {d[:-2] for d in os.listdir(out) if d.endswith(".d")}
+    for extra in sorted(produced - annotated):
+        errors.append(f"{extra}: a drop-in was written for a unit that is not annotated")
+    styles: set[str] = set()
+    checked = full_checked = 0
+    for u in units:
+        name = u["name"]
+        expected = set(closures[name])
+        if name not in produced:
+            errors.append(f"{name}: no drop-in was written")
+            continue
+        binds, keys, concerns = read_binds(os.path.join(out, name + ".d"))
+        styles |= keys
+        if concerns:
+            errors.append(f"{name}: blocked or asserting: {concerns[0]}")
+        bound = {d for d in binds if d.startswith(STORE + "/")}
+        if bound != expected:
+            missing = sorted(expected - bound)
+            extra = sorted(bound - expected)
+            lost_roots = [r for r in u["roots"] if r not in bound]
+            errors.append(
+                f"{name}{' (FullUnit)' if u['full_unit'] else ''}: binds {len(bound)} store paths, "
+                f"nix-store -qR has {len(expected)}: {len(missing)} missing "
+                f"(e.g. {missing[:1]}), {len(extra)} extra (e.g. {extra[:1]})"
+                + (f"; roots not bound: {lost_roots}" if lost_roots else ""))
+            continue
+        # Each bind's source must be that path (or the resolved target of a
+        # symlink store path), wherever the generator takes it from.
+        for dest in bound:
+            real = root + dest
+            want = os.path.basename(os.path.realpath(real)) if os.path.islink(real) \
+                else os.path.basename(dest)
+            if os.path.basename(binds[dest].rstrip("/")) != want:
+                errors.append(f"{name}: {dest} is bound from {binds[dest]}, expected …/{want}")
+                break
+        checked += 1
+        full_checked += u["full_unit"]
+    return errors, {"checked": checked, "full_checked": full_checked,
+                    "styles": sorted(styles)}
+
+
+# ---------------------------------------------------------------------------
+# Baseline
+
+
+def baseline(root: str, units: list[dict], passes: int) -> tuple[list[float], dict[str, list[str]]]:
+    """One `nix-store --query --requisites` per annotated unit; total ms per pass."""
+    store = f"local?root={root}"
+    closures: dict[str, list[str]] = {}
+    # Warm-up: the binary, its libraries and the database in the page cache.
+    subprocess.run(["nix-store", "--store", store, "--query", "--requisites"] + units[0]["roots"],
+                   stdout=subprocess.DEVNULL, check=True)
+    totals = []
+    for _ in range(passes):
+        t0 = time.perf_counter_ns()
+        for u in units:
+            r = subprocess.run(["nix-store", "--store", store, "--query", "--requisites"]
+                               + u["roots"], stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                raise SystemExit(f"nix-store -qR failed for {u['name']}: {r.stderr}")
+            closures[u["name"]] = r.stdout.split()
+        totals.append((time.perf_counter_ns() - t0) / 1e6)
+    return totals, closures
+
+
+# ---------------------------------------------------------------------------
+# Profiling
+
+
+GENERIC_FRAMES = re.compile(
+    r"^(_start|main|__libc_start|std::sys::backtrace|std::rt::|core::ops::function|"
+    r"entry_SYSCALL|do_syscall_64|nix_confinement_generator::main$)")
+
+
+def profile(runner: Runner, runs: int, top: int) -> str:
+    """perf (DWARF call graphs) over `runs` generator runs: the hottest
+    functions by self time and by total time (with callees)."""
+    if not shutil.which("perf"):
+        return "perf is not installed\n"
+    script = os.path.join(runner.work, "loop.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\nset -e\n")
+        for i in range(runs):
+            out = os.path.join(runner.out_base, f"perf-out-{i}")
+            f.write(f"mkdir {out}\n{' '.join(runner.argv(out))} 2>/dev/null\nrm -rf {out}\n")
+    data = os.path.join(runner.work, "perf.data")
+    r = subprocess.run(["perf", "record", "-q", "-F", "2000", "--call-graph", "dwarf,16384",
+                        "-o", data, "sh", script],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        return f"perf record failed: {r.stderr[-2000:]}\n"
+    comm = os.path.basename(runner.generator)[:15]
+    report = []
+    for title, extra in (("self time", ["--no-children"]), ("total time (with callees)", ["--children"])):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--comm", comm,
+                            "--sort", "symbol", "-g", "none", "--percent-limit", "0.3"] + extra,
+                           capture_output=True, text=True)
+        rows: dict[str, str] = {}
+        for line in r.stdout.splitlines():
+            m = re.match(r"\s*([\d.]+%)\s+(?:([\d.]+%)\s+)?\[(.)\]\s+(.*?)\s*(?:-\s+-\s*)?$", line)
+            if not m:
+                continue
+            total, self_, kind, sym = m.groups()
+            if GENERIC_FRAMES.match(sym) or sym in rows:
+                continue
+            rows[sym] = f"{total:>7} {'' if self_ is None else f'(self {self_:>6}) '}" \
+                        f"{'kernel ' if kind == 'k' else ''}{sym[:120]}"
+        report.append(f"  perf, {title}, top {top} ({runs} runs of the profiling build):")
+        report.extend("    " + row for row in list(rows.values())[:top])
+    return "\n".join(report) + "\n"
+
+
+def callgrind(runner: Runner, top: int) -> str:
+    """One run under callgrind: instructions (user space only, no I/O wait)
+    by function, inclusive, generic frames left out."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_annotate"):
+        return "valgrind is not installed\n"
+    data = os.path.join(runner.work, "callgrind.out")
+    out = runner.fresh_out()
+    r = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={data}"]
+                       + runner.argv(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True)
+    shutil.rmtree(out, ignore_errors=True)
+    if r.returncode != 0:
+        return f"callgrind failed: {r.stderr[-2000:]}\n"
+    r = subprocess.run(["callgrind_annotate", "--inclusive=yes", data],
+                       capture_output=True, text=True)
+    rows: dict[str, str] = {}
+    total = None
+    for line in r.stdout.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(.*)$", line)
+        if not m:
+            continue
+        ir, pct, where = m.groups()
+        if where.startswith("PROGRAM TOTALS"):
+            total = ir
+            continue
+        fn = re.sub(r"\s*\[[^\]]*\]$", "", where)
+        fn = fn.split(":", 1)[1] if ":" in fn else fn
+        if fn.startswith(("???", "0x", "(below main)")) or GENERIC_FRAMES.match(fn) \
+                or fn in ("nix_confinement_generator::cli::main", "__libc_start_main@@GLIBC_2.34"):
+            continue
+        rows.setdefault(fn, f"{pct:>6}% {fn[:120]}")
+    lines = [f"  callgrind, instructions incl. callees, top {top} (one run, {total} instructions):"]
+    lines.extend("    " + row for row in list(rows.values())[:top])
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------
+
+
+def measure(args, system: str, generator: str, passes: int) -> dict:
+    with open(os.path.join(system, "manifest.json")) as f:
+        manifest = json.load(f)
+    root = os.path.join(system, "root")
+    units = manifest["units"]
+    db = os.path.join(root, "nix/var/nix/db/db.sqlite")
+    res = {"manifest": manifest, "system": system}
+    with tempfile.TemporaryDirectory(prefix="ncg-bench-") as work, \
+            tempfile.TemporaryDirectory(prefix="ncg-bench-out-", dir=args.out_base) as out_base:
+        runner = Runner(generator, root, work, out_base)
+        for _ in range(args.warmup):
+            runner.run_once()
+        times = [runner.run_once()[0] for _ in range(args.runs)]
+        _, kept = runner.run_once(keep=True)  # the output that is checked
+        rss = [runner.rss_once() for _ in range(args.rss_runs)]
+        res.update(times=times, rss=rss)
+        res["hyperfine_median"] = (hyperfine_median(runner, args.warmup, args.runs)
+                                   if args.hyperfine else None)
+        if os.path.exists(db + "-wal"):
+            log("warning: the database has a -wal file; the generator read it through the WAL")
+        log(f"{len(units)} annotated: generator median {statistics.median(times):.1f} ms; "
+            f"baseline: {passes} pass(es) of {len(units)} × nix-store -qR …")
+        totals, closures = baseline(root, units, passes)
+        res["baseline"] = totals
+        errors, info = check_output(kept, root, units, closures)
+        res["errors"] = errors
+        res["check"] = info
+        sizes = sorted(len(c) for c in closures.values())
+        res["closure_sizes"] = (sizes[0], statistics.median(sizes), sizes[-1])
+        for name in ("db.sqlite-wal", "db.sqlite-shm"):
+            if os.path.exists(os.path.join(root, "nix/var/nix/db", name)):
+                log(f"note: nix-store left {name}; removing it so later runs read the main file")
+                os.remove(os.path.join(root, "nix/var/nix/db", name))
+        if args.perf and len(units) == args.annotated:
+            prof_gen = args.profile_generator or generator
+            res["profile"] = profile(Runner(prof_gen, root, work, out_base), args.perf,
+                                     args.perf_top)
+        if args.callgrind and len(units) == args.annotated:
+            prof_gen = args.profile_generator or generator
+            res["profile"] = res.get("profile", "") + callgrind(
+                Runner(prof_gen, root, work, out_base), args.perf_top)
+    return res
+
+
+def default_out_base() -> str:
+    """A tmpfs, like /run where systemd puts generator output."""
+    mounts = {}
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                mounts[parts[1]] = parts[2]
+    except OSError:
+        pass
+    for candidate in ("/run", "/dev/shm"):
+        if mounts.get(candidate) == "tmpfs" and os.access(candidate, os.W_OK):
+            return candidate
+    return tempfile.gettempdir()
+
+
+def fs_type(path: str) -> str:
+    best, kind = "", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            mp = parts[1]
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, kind = mp, parts[2]
+    return kind
+
+
+def fmt_ms(x: float) -> str:
+    return f"{x:,.1f}" if x < 1000 else f"{x:,.0f}"
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--generator", required=True)
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--annotated", type=int, default=100)
+    ap.add_argument("--variants", default="10,1000",
+                    help="other annotated counts to report (comma-separated, empty for none)")
+    ap.add_argument("--paths", type=int, default=100_000)
+    ap.add_argument("--units", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rss-runs", type=int, default=5)
+    ap.add_argument("--baseline-passes", type=int, default=0,
+                    help="passes over all units (0: 3 up to 100 annotated units, else 1)")
+    ap.add_argument("--hyperfine", action="store_true", help="cross-check the median with hyperfine")
+    ap.add_argument("--perf", type=int, default=0, metavar="RUNS",
+                    help="profile RUNS generator runs with perf on the main system")
+    ap.add_argument("--callgrind", action="store_true",
+                    help="also one callgrind run on the main system")
+    ap.add_argument("--perf-top", type=int, default=15)
+    ap.add_argument("--profile-generator", help="binary with symbols for --perf")
+    ap.add_argument("--out-base", default=default_out_base(),
+                    help="where the output directories go (default: a tmpfs, as "
+                         "/run/systemd/generator is)")
+    ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--strict", action="store_true", help="exit 3 when a SPEC target is missed")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--label", help="what is measured (default: git describe of the working tree)")
+    args = ap.parse_args()
+    counts = [args.annotated] + [int(x) for x in args.variants.split(",") if x.strip()]
+    counts = list(dict.fromkeys(counts))
+
+    results = []
+    load_before = f"{os.getloadavg()[0]:.2f}"
+    for count in counts:
+        t0 = time.monotonic()
+        cmd = [sys.executable, os.path.join(HERE, "build_system.py"), "--cache", args.cache,
+               "--annotated", str(count), "--paths", str(args.paths), "--units", str(args.units)]
+        if args.rebuild:
+            cmd.append("--rebuild")
+        system = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+        build_s = time.monotonic() - t0
+        passes = args.baseline_passes or (3 if count <= 100 else 1)
+        try:
+            res = measure(args, system, args.generator, passes)
+        except GeneratorFailed as e:
+            print(f"\nFAILED on the system with {count} annotated units ({system}):\n{e}")
+            return 1
+        res["count"] = count
+        res["prepare_seconds"] = build_s
+        results.append(res)
+
+    # ---- report
+    main_res = results[0]
+    m = main_res["manifest"]
+    git = args.label or (subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"],
+                                        capture_output=True, text=True).stdout.strip() or "?")
+    print()
+    print(f"Generation benchmark (SPEC §10) — {os.path.basename(args.generator)} at {git}, "
+          f"{platform.node()}, {os.cpu_count()} CPUs, {platform.release()}")
+    print(f"Store: {m['params']['paths']:,} paths, {m['references']:,} references "
+          f"({m['references'] / m['params']['paths']:.1f} per path), layers {m['layers']}; "
+          f"Nix database loaded by nix-store --load-db in {m['build_seconds']['load_db']:.1f} s")
+    for r in results:
+        mm, b = r["manifest"], r["manifest"]["build_seconds"]
+        n_full = sum(u["full_unit"] for u in mm["units"])
+        lo, med, hi = r["closure_sizes"]
+        how = (f"reused from cache in {r['prepare_seconds']:.1f} s (built in {b['total']:.1f} s"
+               f"{', database copied' if b['load_db_reused'] else ', database loaded'})"
+               if r["prepare_seconds"] < b["total"] else f"built in {r['prepare_seconds']:.1f} s")
+        print(f"  {r['count']:>5} annotated ({n_full} FullUnit): {mm['unit_files']:,} unit files, "
+              f"{mm['dropins']} drop-ins; closures {lo}/{med:.0f}/{hi} paths (min/median/max); {how}")
+    print(f"Load average before/after: {load_before} / {os.getloadavg()[0]:.2f} (1 min); "
+          f"output directories on {args.out_base} ({fs_type(args.out_base)})")
+    print(f"Method: {args.warmup} warm-up + {args.runs} counted runs, fresh output directory each, "
+          f"posix_spawn→wait4 wall time; peak RSS = max of {args.rss_runs} runs under "
+          f"/usr/bin/time -f %M; baseline = one nix-store --query --requisites per annotated unit "
+          f"(median of passes).")
+    print()
+    head = (f"{'annotated':>9} | {'generator median/min/max ms':>28} | {'peak RSS MiB':>12} | "
+            f"{'baseline ms':>11} | {'ratio':>7} | correctness")
+    print(head)
+    print("-" * len(head))
+    failed = False
+    for r in results:
+        t = r["times"]
+        med = statistics.median(t)
+        base = statistics.median(r["baseline"])
+        ok = not r["errors"]
+        failed |= not ok
+        corr = (f"{r['check']['checked']}/{r['count']} units exact "
+                f"({r['check']['full_checked']} FullUnit)" if ok else f"WRONG ({len(r['errors'])} errors)")
+        gen = f"{fmt_ms(med)} / {fmt_ms(min(t))} / {fmt_ms(max(t))}"
+        print(f"{r['count']:>9} | {gen:>28} | {max(r['rss']):>12.1f} | {fmt_ms(base):>11} | "
+              f"{base / med:>6.1f}× | {corr}")
+        if r["count"] == args.annotated:
+            spec = r
+    print()
+    t = spec["times"]
+    med, rss = statistics.median(t), max(spec["rss"])
+    base = statistics.median(spec["baseline"])
+    ratio = base / med
+    checks = [
+        (f"generator median ({spec['count']} annotated)", f"{fmt_ms(med)} ms "
+         f"(min {fmt_ms(min(t))}, max {fmt_ms(max(t))})", f"≤ {TARGET_MEDIAN_MS:.0f} ms",
+         med <= TARGET_MEDIAN_MS),
+        ("peak RSS", f"{rss:.1f} MiB", f"≤ {TARGET_RSS_MIB:.0f} MiB", rss <= TARGET_RSS_MIB),
+        (f"baseline ({spec['count']} × nix-store -qR)", f"{fmt_ms(base)} ms", "", None),
+        ("ratio baseline/generator", f"{ratio:.1f}×", f"≥ {TARGET_RATIO:.0f}×", ratio >= TARGET_RATIO),
+    ]
+    if args.annotated != 100 or args.paths != 100_000 or args.units != 1000:
+        print("(note: SPEC targets are for 100 annotated of 1,000 units over 100,000 paths)")
+    print(f"{'SPEC §10 target':<36} | {'measured':<34} | {'target':<9} |")
+    print("-" * 90)
+    missed = False
+    for name, value, target, ok in checks:
+        flag = "" if ok is None else mark(ok)
+        missed |= ok is False
+        print(f"{name:<36} | {value:<34} | {target:<9} | {flag}")
+    if spec.get("hyperfine_median") is not None:
+        print(f"(hyperfine -N cross-check of the generator median: "
+              f"{fmt_ms(spec['hyperfine_median'])} ms)")
+    print(f"Bind directives seen: {', '.join(spec['check']['styles']) or 'none'}")
+    for r in results:
+        if r["errors"]:
+            print(f"\nCORRECTNESS FAILURE with {r['count']} annotated units ({r['system']}):")
+            for e in r["errors"][:20]:
+                print(f"  {e}")
+            if len(r["errors"]) > 20:
+                print(f"  … and {len(r['errors']) - 20} more")
+    if spec.get("profile"):
+        print()
+        print(spec["profile"], end="")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{k: v for k, v in r.items() if k != "manifest"} for r in results], f,
+                      indent=1, default=str)
+    if failed:
+        return 2
+    if missed and args.strict:
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
