@@ -269,6 +269,11 @@ pub fn read_annotations(unit: &MergedUnit, is_service: bool) -> Annotations {
 /// of one.
 fn near_miss(key: &str) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase();
+    // Within three edits of an annotation a key still contains one of these;
+    // most keys of a unit are nowhere near and skip the distance.
+    if !(lower.contains("conf") || lower.contains("fin") || lower.contains("x-c")) {
+        return None;
+    }
     let looks_like_annotation = lower.starts_with("x-confin")
         || lower.starts_with("xconfin")
         || lower.starts_with("x-confinement")

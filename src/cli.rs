@@ -161,6 +161,7 @@ pub fn run_generator(
     let mut db = Database::new();
     let (mut confined, mut blocked) = (0, 0);
     let Plan { config, units, .. } = &mut plan;
+    generate::resolve_closures(root, config, &mut db, units);
     for unit in units.iter_mut() {
         let outcome = generate::compute(root, config, &mut db, unit, false);
         for warning in &unit.warnings {
@@ -277,6 +278,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut db = Database::new();
     let mut blocked = 0;
     let Plan { config, units, .. } = &mut plan;
+    generate::resolve_closures(root, config, &mut db, units);
     for unit in units.iter_mut() {
         let outcome = generate::compute(root, config, &mut db, unit, false);
         let status = match &outcome {

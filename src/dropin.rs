@@ -24,8 +24,8 @@ pub const MODE_DEFAULT_KEYS: &[&str] = &[
 /// to (systemd cannot bind a symlink, so the target is bound at its place).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClosurePath {
-    pub path: String,
-    pub symlink_target: Option<String>,
+    pub path: std::rc::Rc<str>,
+    pub symlink_target: Option<std::rc::Rc<str>>,
 }
 
 /// Everything the confinement drop-in says, already decided.
@@ -298,10 +298,28 @@ fn escape_value(text: &str) -> String {
         .replace('%', "%%")
 }
 
+/// Bytes that need no escaping in a bind path: printable ASCII except
+/// `% : \\ " '`.
+const PLAIN_PATH_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(b as u8, b'%' | b':' | b'\\' | b'"' | b'\'');
+        b += 1;
+    }
+    table
+};
+
 /// A path in a bind setting (`BindReadOnlyPaths=SRC:DST`): systemd unquotes
 /// the value and splits it at `:` and white space, then expands specifiers.
-pub fn escape_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
+pub fn escape_path(path: &str) -> std::borrow::Cow<'_, str> {
+    // Nearly every path is a plain store path: check with a table, not a
+    // per-character match.
+    let plain = path.bytes().all(|b| PLAIN_PATH_BYTE[usize::from(b)]);
+    if plain {
+        return path.into();
+    }
+    let mut out = String::with_capacity(path.len() + 8);
     for c in path.chars() {
         match c {
             '%' => out.push_str("%%"),
@@ -313,7 +331,7 @@ pub fn escape_path(path: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    out.into()
 }
 
 /// Text inside a `#` comment line: nothing may start a new line.

@@ -11,11 +11,13 @@ use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Location};
 use crate::dropin::{self, ClosurePath, Confinement};
 use crate::rootfs::Root;
+use crate::store::db::NodeId;
 use crate::store::roots::{Origin, Roots, collect_roots};
 use crate::store::{DbError, NixDb};
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 /// Our drop-in's file name when no other drop-in of the unit sorts after it.
 pub const DROPIN_NAME: &str = "zz-confinement.conf";
@@ -57,6 +59,7 @@ pub struct Reached {
     /// From the root to this path (the root first, this path last); only
     /// computed for `explain`.
     pub chain: Vec<String>,
+    /// What named the root that reached it; only for `explain`.
     pub origin: Origin,
 }
 
@@ -398,19 +401,32 @@ fn blocked_text(unit: &UnitPlan, errors: &[Diagnostic]) -> String {
     dropin::render_blocked(&unit.name, &sources, &reasons)
 }
 
-/// The database, opened only when some unit needs it, and what was learnt
-/// about store paths on disk, shared by every unit of a run.
+/// The database, opened only when some unit needs it, the closures of the
+/// units, and what was learnt about store paths on disk — shared by every
+/// unit of a run.
 pub struct Database {
     opened: Option<Result<NixDb, DbError>>,
-    /// Store path id → its symlink target, for paths already looked at.
-    symlinks: HashMap<i64, Option<String>>,
+    closures: HashMap<String, Result<Resolved, Vec<Diagnostic>>>,
+    /// Node → its position among all known store paths sorted by path.
+    ranks: Vec<u32>,
+    /// Node → its symlink target, once looked at.
+    symlinks: Vec<Option<Option<Rc<str>>>>,
+}
+
+/// A unit's closure: each node with the node it was first reached from,
+/// and what named each root.
+struct Resolved {
+    reached: Vec<(NodeId, NodeId)>,
+    origins: HashMap<NodeId, Origin>,
 }
 
 impl Database {
     pub fn new() -> Database {
         Database {
             opened: None,
-            symlinks: HashMap::new(),
+            closures: HashMap::new(),
+            ranks: Vec::new(),
+            symlinks: Vec::new(),
         }
     }
 
@@ -425,9 +441,71 @@ impl Default for Database {
     }
 }
 
-/// Computes what to write for `unit`. Errors found on the way (unknown
-/// roots, database faults) are added to the unit's errors. With `explain`,
-/// each closure path also carries the reference chain that reached it.
+/// Computes the closure of every unit that needs one. One traversal per
+/// unit over a graph read once for all units; then all store paths are
+/// sorted once, so that each unit's closure sorts as integers.
+pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: &[UnitPlan]) {
+    for unit in units {
+        if unit.request.is_none() || unit.is_blocked() || db.closures.contains_key(&unit.name) {
+            continue;
+        }
+        let resolved = resolve(root, config, db, unit);
+        db.closures.insert(unit.name.clone(), resolved);
+    }
+    if let Some(Ok(nix_db)) = &db.opened {
+        db.ranks = nix_db.path_ranks();
+    }
+}
+
+fn resolve(
+    root: &Root,
+    config: &Config,
+    database: &mut Database,
+    unit: &UnitPlan,
+) -> Result<Resolved, Vec<Diagnostic>> {
+    let name = unit.name.as_str();
+    let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
+    let db = database
+        .opened
+        .get_or_insert_with(|| NixDb::open(root, &config.state_dir))
+        .as_mut()
+        .map_err(|e| db_error(e.clone()))?;
+    let mut root_nodes = Vec::new();
+    let mut origins: HashMap<NodeId, Origin> = HashMap::new();
+    let mut errors = Vec::new();
+    for root_path in &unit.roots.paths {
+        match db.node_of(&root_path.store_path).map_err(db_error)? {
+            Some(node) => {
+                origins
+                    .entry(node)
+                    .or_insert_with(|| root_path.origin.clone());
+                root_nodes.push(node);
+            }
+            None => errors.push(Diagnostic::error(
+                Some(name),
+                root_path.origin.location.clone(),
+                format!(
+                    "{}: {} is not a valid path in the Nix database {}",
+                    root_path.origin.key, root_path.store_path, db.path
+                ),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let reached = db.closure(&root_nodes).map_err(db_error)?;
+    for &(node, _) in &reached {
+        db.path(node).map_err(db_error)?;
+    }
+    Ok(Resolved { reached, origins })
+}
+
+/// Computes what to write for `unit` (resolving its closure first if
+/// [`resolve_closures`] did not). Errors found on the way (unknown roots,
+/// database faults, store paths that cannot be bound) are added to the
+/// unit's errors. With `explain`, each closure path also carries the
+/// reference chain that reached it.
 pub fn compute(
     root: &Root,
     config: &Config,
@@ -438,12 +516,15 @@ pub fn compute(
     if unit.request.is_none() {
         return Outcome::Empty;
     }
+    if !unit.is_blocked() && !db.closures.contains_key(&unit.name) {
+        resolve_closures(root, config, db, std::slice::from_ref(unit));
+    }
     if unit.is_blocked() {
         return Outcome::Blocked {
             text: blocked_text(unit, &unit.errors),
         };
     }
-    match closure_of(root, config, db, unit, explain) {
+    match closure_paths(root, config, db, unit, explain) {
         Ok(closure) => {
             let closure_paths: Vec<ClosurePath> = closure.iter().map(|r| r.path.clone()).collect();
             let extra_binds: Vec<(String, String)> = unit
@@ -473,7 +554,8 @@ pub fn compute(
     }
 }
 
-fn closure_of(
+/// The unit's closure as sorted store paths, symlinks resolved.
+fn closure_paths(
     root: &Root,
     config: &Config,
     database: &mut Database,
@@ -482,59 +564,64 @@ fn closure_of(
 ) -> Result<Vec<Reached>, Vec<Diagnostic>> {
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
-    let symlinks = &mut database.symlinks;
-    let db = database
-        .opened
-        .get_or_insert_with(|| NixDb::open(root, &config.state_dir))
-        .as_mut()
-        .map_err(|e| db_error(e.clone()))?;
-    let mut root_ids: Vec<i64> = Vec::new();
-    let mut origins: HashMap<i64, Origin> = HashMap::new();
-    let mut errors = Vec::new();
-    for root_path in &unit.roots.paths {
-        match db.id_of(&root_path.store_path).map_err(db_error)? {
-            Some(id) => {
-                origins
-                    .entry(id)
-                    .or_insert_with(|| root_path.origin.clone());
-                root_ids.push(id);
-            }
-            None => errors.push(Diagnostic::error(
+    let resolved = match database.closures.get(name) {
+        Some(Ok(resolved)) => resolved,
+        Some(Err(errors)) => return Err(errors.clone()),
+        None => {
+            return Err(vec![Diagnostic::error(
                 Some(name),
-                root_path.origin.location.clone(),
-                format!(
-                    "{}: {} is not a valid path in the Nix database {}",
-                    root_path.origin.key, root_path.store_path, db.path
-                ),
-            )),
+                None,
+                "closure not computed",
+            )]);
         }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let parents = db.closure(&root_ids).map_err(db_error)?;
-    let mut reached = Vec::with_capacity(parents.len());
-    for &id in parents.keys() {
-        let mut current = id;
-        let mut chain = Vec::new();
-        if explain {
-            chain.push(db.path(id).map_err(db_error)?.to_owned());
+    };
+    let Some(Ok(db)) = database.opened.as_mut() else {
+        return Err(vec![Diagnostic::error(
+            Some(name),
+            None,
+            "the Nix database is not open",
+        )]);
+    };
+    let parent: HashMap<NodeId, NodeId> = if explain {
+        resolved.reached.iter().copied().collect()
+    } else {
+        HashMap::new()
+    };
+    let mut order: Vec<(NodeId, NodeId)> = resolved.reached.clone();
+    let ranks = &database.ranks;
+    order.sort_unstable_by_key(|&(node, _)| ranks.get(node as usize).copied().unwrap_or(u32::MAX));
+    let symlinks = &mut database.symlinks;
+    let mut reached = Vec::with_capacity(order.len());
+    for (node, _) in order {
+        let path = db.path(node).map_err(db_error)?;
+        let index = node as usize;
+        if symlinks.len() <= index {
+            symlinks.resize(index + 1, None);
         }
-        while parents[&current] != current {
-            current = parents[&current];
-            if explain {
-                chain.push(db.path(current).map_err(db_error)?.to_owned());
-            }
-        }
-        chain.reverse();
-        let path = db.path(id).map_err(db_error)?.to_owned();
-        let symlink_target = match symlinks.get(&id) {
+        let symlink_target = match &symlinks[index] {
             Some(known) => known.clone(),
             None => {
                 let target = symlink_target(root, config, &path, name).map_err(|e| vec![e])?;
-                symlinks.insert(id, target.clone());
+                let target: Option<Rc<str>> = target.map(Rc::from);
+                symlinks[index] = Some(target.clone());
                 target
             }
+        };
+        // Walk up to the root that reached this path.
+        let mut chain = Vec::new();
+        let mut current = node;
+        if explain {
+            chain.push(path.to_string());
+            while parent[&current] != current {
+                current = parent[&current];
+                chain.push(db.path(current).map_err(db_error)?.to_string());
+            }
+            chain.reverse();
+        }
+        let origin = if explain {
+            resolved.origins[&current].clone()
+        } else {
+            Origin::default()
         };
         reached.push(Reached {
             path: ClosurePath {
@@ -542,10 +629,9 @@ fn closure_of(
                 symlink_target,
             },
             chain,
-            origin: origins[&current].clone(),
+            origin,
         });
     }
-    reached.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(reached)
 }
 

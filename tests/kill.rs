@@ -12,7 +12,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use support::{TestRoot, store_path};
 
 const ANNOTATED: usize = 40;

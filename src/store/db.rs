@@ -8,6 +8,8 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
 
 /// Nix's database schema versions that have `ValidPaths(id, path)` and
 /// `Refs(referrer, reference)` as we read them (Nix 2.x writes 10).
@@ -40,18 +42,52 @@ pub enum OpenMode {
     ImmutableIgnoringWal,
 }
 
-/// An open database with the references read so far, shared by every unit of
-/// a run so that common subgraphs are read once.
+/// A store path known to this run, by its index in [`NixDb`]'s node table.
+pub type NodeId = u32;
+
+struct Node {
+    /// `ValidPaths.id`.
+    db_id: i64,
+    path: Option<Rc<str>>,
+    /// Referenced nodes (self references removed), once read.
+    references: Option<Box<[NodeId]>>,
+}
+
+/// A hasher for database ids: they are distinct integers, so a multiply is
+/// as good as SipHash here and several times cheaper.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_i64(i64::from(n));
+    }
+}
+
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// An open database with the part of the reference graph read so far,
+/// shared by every unit of a run so that common subgraphs are read once.
 pub struct NixDb {
     conn: Connection,
     pub path: Utf8PathBuf,
     pub mode: OpenMode,
-    /// path → id, for roots.
-    ids: HashMap<String, i64>,
-    /// id → referenced ids (self references removed).
-    references: HashMap<i64, Box<[i64]>>,
-    /// id → path.
-    paths: HashMap<i64, String>,
+    nodes: Vec<Node>,
+    by_db_id: IdMap<i64, NodeId>,
+    /// Traversal marks: `mark[n] == epoch` means visited in this traversal.
+    mark: Vec<u32>,
+    epoch: u32,
 }
 
 impl fmt::Debug for NixDb {
@@ -59,6 +95,7 @@ impl fmt::Debug for NixDb {
         f.debug_struct("NixDb")
             .field("path", &self.path)
             .field("mode", &self.mode)
+            .field("nodes", &self.nodes.len())
             .finish()
     }
 }
@@ -106,82 +143,146 @@ impl NixDb {
             conn,
             path: logical,
             mode,
-            ids: HashMap::new(),
-            references: HashMap::new(),
-            paths: HashMap::new(),
+            nodes: Vec::new(),
+            by_db_id: IdMap::default(),
+            mark: Vec::new(),
+            epoch: 0,
         })
     }
 
-    /// The database id of a store path, or `None` when it is not valid.
-    pub fn id_of(&mut self, path: &str) -> Result<Option<i64>, DbError> {
-        if let Some(&id) = self.ids.get(path) {
-            return Ok(Some(id));
+    fn intern(&mut self, db_id: i64) -> NodeId {
+        if let Some(&node) = self.by_db_id.get(&db_id) {
+            return node;
         }
-        let id = retry_once(|| {
+        let node = NodeId::try_from(self.nodes.len()).expect("fewer than 2^32 store paths");
+        self.nodes.push(Node {
+            db_id,
+            path: None,
+            references: None,
+        });
+        self.by_db_id.insert(db_id, node);
+        node
+    }
+
+    /// The node of a store path, or `None` when it is not valid.
+    pub fn node_of(&mut self, path: &str) -> Result<Option<NodeId>, DbError> {
+        let db_id = retry_once(|| {
             self.conn
                 .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")?
                 .query_row([path], |row| row.get::<_, i64>(0))
                 .optional()
         })
         .map_err(|e| self.error(format!("looking up {path}: {e}")))?;
-        if let Some(id) = id {
-            self.ids.insert(path.to_owned(), id);
-            self.paths.entry(id).or_insert_with(|| path.to_owned());
-        }
-        Ok(id)
+        Ok(db_id.map(|db_id| {
+            let node = self.intern(db_id);
+            self.nodes[node as usize]
+                .path
+                .get_or_insert_with(|| path.into());
+            node
+        }))
     }
 
-    /// The paths `id` references (without itself).
-    pub fn references(&mut self, id: i64) -> Result<&[i64], DbError> {
-        if !self.references.contains_key(&id) {
-            let refs = retry_once(|| {
+    fn references(&mut self, node: NodeId) -> Result<&[NodeId], DbError> {
+        if self.nodes[node as usize].references.is_none() {
+            let db_id = self.nodes[node as usize].db_id;
+            let referenced = retry_once(|| {
                 let mut statement = self
                     .conn
                     .prepare_cached("SELECT reference FROM Refs WHERE referrer = ?1")?;
-                let rows = statement.query_map([id], |row| row.get::<_, i64>(0))?;
-                rows.filter(|r| r.as_ref().map_or(true, |&r| r != id))
-                    .collect::<Result<Vec<i64>, _>>()
+                let rows = statement.query_map([db_id], |row| row.get::<_, i64>(0))?;
+                rows.collect::<Result<Vec<i64>, _>>()
             })
-            .map_err(|e| self.error(format!("reading references of path id {id}: {e}")))?;
-            self.references.insert(id, refs.into_boxed_slice());
+            .map_err(|e| self.error(format!("reading the references of path id {db_id}: {e}")))?;
+            let references: Box<[NodeId]> = referenced
+                .into_iter()
+                .filter(|&r| r != db_id)
+                .map(|r| self.intern(r))
+                .collect();
+            self.nodes[node as usize].references = Some(references);
         }
-        Ok(&self.references[&id])
+        Ok(self.nodes[node as usize]
+            .references
+            .as_deref()
+            .unwrap_or_default())
     }
 
-    /// The store path of `id`.
-    pub fn path(&mut self, id: i64) -> Result<&str, DbError> {
-        if !self.paths.contains_key(&id) {
-            let path = retry_once(|| {
-                self.conn
-                    .prepare_cached("SELECT path FROM ValidPaths WHERE id = ?1")?
-                    .query_row([id], |row| row.get::<_, String>(0))
-            })
-            .map_err(|e| self.error(format!("reading path id {id}: {e}")))?;
-            self.paths.insert(id, path);
+    /// The store path of a node.
+    pub fn path(&mut self, node: NodeId) -> Result<Rc<str>, DbError> {
+        if let Some(path) = &self.nodes[node as usize].path {
+            return Ok(path.clone());
         }
-        Ok(&self.paths[&id])
+        let db_id = self.nodes[node as usize].db_id;
+        let path: Rc<str> = retry_once(|| {
+            self.conn
+                .prepare_cached("SELECT path FROM ValidPaths WHERE id = ?1")?
+                .query_row([db_id], |row| {
+                    row.get_ref(0).map(|v| v.as_str().map(Rc::from))
+                })
+        })
+        .map_err(|e| self.error(format!("reading path id {db_id}: {e}")))?
+        .map_err(|e| self.error(format!("path id {db_id} is not text: {e}")))?;
+        self.nodes[node as usize].path = Some(path.clone());
+        Ok(path)
     }
 
-    /// Ids in the closure of `roots` (the roots included), with for each the
-    /// id it was first reached from (for `explain`); roots map to themselves.
-    pub fn closure(&mut self, roots: &[i64]) -> Result<HashMap<i64, i64>, DbError> {
-        let mut reached: HashMap<i64, i64> = HashMap::with_capacity(1024);
-        let mut queue: std::collections::VecDeque<i64> = std::collections::VecDeque::new();
+    /// The closure of `roots` (roots included), each node with the node it
+    /// was first reached from; roots map to themselves.
+    pub fn closure(&mut self, roots: &[NodeId]) -> Result<Vec<(NodeId, NodeId)>, DbError> {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.mark.iter_mut().for_each(|m| *m = 0);
+            self.epoch = 1;
+        }
+        let epoch = self.epoch;
+        let mut reached: Vec<(NodeId, NodeId)> = Vec::with_capacity(1024);
         for &root in roots {
-            if reached.insert(root, root).is_none() {
-                queue.push_back(root);
+            if self.visit(root, epoch) {
+                reached.push((root, root));
             }
         }
-        while let Some(id) = queue.pop_front() {
-            let refs = self.references(id)?.to_vec();
-            for reference in refs {
-                if let std::collections::hash_map::Entry::Vacant(slot) = reached.entry(reference) {
-                    slot.insert(id);
-                    queue.push_back(reference);
+        let mut next = 0;
+        while next < reached.len() {
+            let (node, _) = reached[next];
+            next += 1;
+            // The slice borrows self; copy the few ids out before marking.
+            let references: Vec<NodeId> = self.references(node)?.to_vec();
+            for reference in references {
+                if self.visit(reference, epoch) {
+                    reached.push((reference, node));
                 }
             }
         }
         Ok(reached)
+    }
+
+    /// Marks `node` visited in this traversal; false when it already was.
+    fn visit(&mut self, node: NodeId, epoch: u32) -> bool {
+        let index = node as usize;
+        if self.mark.len() <= index {
+            self.mark.resize(self.nodes.len().max(index + 1), 0);
+        }
+        if self.mark[index] == epoch {
+            return false;
+        }
+        self.mark[index] = epoch;
+        true
+    }
+
+    /// Ranks every node with a known path by path, so that closures sort as
+    /// integers: `rank[node]`; nodes without a path rank last.
+    pub fn path_ranks(&self) -> Vec<u32> {
+        let mut order: Vec<NodeId> = (0..self.nodes.len() as NodeId).collect();
+        order.sort_unstable_by(|&a, &b| {
+            self.nodes[a as usize]
+                .path
+                .as_deref()
+                .cmp(&self.nodes[b as usize].path.as_deref())
+        });
+        let mut rank = vec![0u32; self.nodes.len()];
+        for (position, node) in order.into_iter().enumerate() {
+            rank[node as usize] = position as u32;
+        }
+        rank
     }
 
     fn error(&self, message: String) -> DbError {

@@ -59,7 +59,7 @@ const EXEC_SEARCH_PATH: &[&str] = &[
 ];
 
 /// What named a root: the key, where it was set and the text that named it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     pub key: String,
     pub location: Option<Location>,
