@@ -19,3 +19,12 @@ case $journal in
   *[Aa]ssert*) ok "the journal shows a failed assertion" ;;
   *) die "no assertion failure in the unit's journal" ;;
 esac
+# At daemon-reload the generator also sends the reason to the journal with
+# OBJECT_SYSTEMD_UNIT=, which `journalctl -u` (and so `systemctl status`)
+# includes for messages sent by root.
+generator_lines=$(in_ct journalctl --no-pager -o cat -u "$NCG_UNIT" -t nix-confinement-generator)
+printf '%s\n' "$generator_lines" | tail -n 3 | sed 's/^/      generator| /'
+case $generator_lines in
+  *"is not a valid path in the Nix database"*) ok "journalctl -u shows the generator's reason" ;;
+  *) die "the generator's reason is not in the unit's journal" ;;
+esac
