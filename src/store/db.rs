@@ -185,12 +185,26 @@ impl NixDb {
     fn references(&mut self, node: NodeId) -> Result<&[NodeId], DbError> {
         if self.nodes[node as usize].references.is_none() {
             let db_id = self.nodes[node as usize].db_id;
-            let referenced = retry_once(|| {
-                let mut statement = self
-                    .conn
-                    .prepare_cached("SELECT reference FROM Refs WHERE referrer = ?1")?;
-                let rows = statement.query_map([db_id], |row| row.get::<_, i64>(0))?;
-                rows.collect::<Result<Vec<i64>, _>>()
+            // One query per node gives both its path and its references: every
+            // node whose references are read is in a closure, so its path is
+            // needed too.
+            let (path, referenced) = retry_once(|| {
+                let mut statement = self.conn.prepare_cached(
+                    "SELECT v.path, r.reference FROM ValidPaths v \
+                     LEFT JOIN Refs r ON r.referrer = v.id WHERE v.id = ?1",
+                )?;
+                let mut rows = statement.query([db_id])?;
+                let mut path: Option<Rc<str>> = None;
+                let mut referenced = Vec::new();
+                while let Some(row) = rows.next()? {
+                    if path.is_none() {
+                        path = Some(Rc::from(row.get_ref(0)?.as_str()?));
+                    }
+                    if let Some(reference) = row.get::<_, Option<i64>>(1)? {
+                        referenced.push(reference);
+                    }
+                }
+                Ok((path, referenced))
             })
             .map_err(|e| self.error(format!("reading the references of path id {db_id}: {e}")))?;
             let references: Box<[NodeId]> = referenced
@@ -198,7 +212,11 @@ impl NixDb {
                 .filter(|&r| r != db_id)
                 .map(|r| self.intern(r))
                 .collect();
-            self.nodes[node as usize].references = Some(references);
+            let entry = &mut self.nodes[node as usize];
+            entry.references = Some(references);
+            if entry.path.is_none() {
+                entry.path = path;
+            }
         }
         Ok(self.nodes[node as usize]
             .references
