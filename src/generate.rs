@@ -108,10 +108,17 @@ pub fn plan(root: &Root, env_unit_path: Option<&str>) -> Plan {
     let candidates = candidate_names(&catalog);
     // Templates first, so that instances can be compared with them.
     let mut template_requested: HashMap<String, bool> = HashMap::new();
-    for (name, kind) in &candidates {
-        let Some(files) = catalog.unit_files(name) else {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for (candidate, _) in &candidates {
+        let Some(files) = catalog.unit_files(candidate) else {
             continue;
         };
+        // An alias loads its target's unit, under the target's name.
+        if !seen.insert(files.name.clone()) {
+            continue;
+        }
+        let name = &files.name;
+        let kind = &kind_of(name);
         if !files_mention_annotations(root, &files) {
             if *kind == Kind::Template {
                 template_requested.insert(name.clone(), false);
@@ -198,35 +205,13 @@ pub fn plan(root: &Root, env_unit_path: Option<&str>) -> Plan {
 
 /// Every unit name worth reading, templates before their instances.
 fn candidate_names(catalog: &Catalog) -> Vec<(String, Kind)> {
+    // Every name that may load a unit, aliases included (an annotation may
+    // live only in an alias's drop-in directory); `plan` reads each unit once,
+    // under the name it loads as.
     let mut names: BTreeMap<String, Kind> = BTreeMap::new();
     for (name, entry) in catalog.names() {
-        let Some(parsed) = UnitName::parse(name) else {
-            continue;
-        };
-        if matches!(entry, Entry::Alias { .. } | Entry::Masked { .. }) {
-            continue;
-        }
-        let kind = if parsed.is_template() {
-            Kind::Template
-        } else if parsed.is_instance() {
-            Kind::Instance
-        } else {
-            Kind::Plain
-        };
-        names.insert(name.to_owned(), kind);
-    }
-    // Aliases whose target has no entry of its own (a linked file outside
-    // the search path): the target name is the unit.
-    for (_, entry) in catalog.names() {
-        if let Entry::Alias { target_name, .. } = entry
-            && catalog.entry(target_name).is_none()
-        {
-            let kind = match UnitName::parse(target_name) {
-                Some(n) if n.is_template() => Kind::Template,
-                Some(n) if n.is_instance() => Kind::Instance,
-                _ => Kind::Plain,
-            };
-            names.entry(target_name.clone()).or_insert(kind);
+        if !matches!(entry, Entry::Masked { .. }) {
+            names.insert(name.to_owned(), kind_of(name));
         }
     }
     // Instances that exist only through their drop-in directories.
@@ -238,6 +223,14 @@ fn candidate_names(catalog: &Catalog) -> Vec<(String, Kind)> {
     let mut ordered: Vec<(String, Kind)> = names.into_iter().collect();
     ordered.sort_by_key(|(name, kind)| (*kind != Kind::Template, name.clone()));
     ordered
+}
+
+fn kind_of(name: &str) -> Kind {
+    match UnitName::parse(name) {
+        Some(n) if n.is_template() => Kind::Template,
+        Some(n) if n.is_instance() => Kind::Instance,
+        _ => Kind::Plain,
+    }
 }
 
 /// A cheap test before parsing: units whose files never mention

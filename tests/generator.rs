@@ -990,3 +990,37 @@ fn check_lists_annotations_and_problems() {
         run.stdout
     );
 }
+
+#[test]
+fn an_annotation_in_an_alias_dropin_confines_the_real_unit_once() {
+    let root = TestRoot::new("alias-instance");
+    let app = program(&root, 130, "app");
+    root.unit(
+        "tm@.service",
+        &format!("[Service]\nExecStart={app}/bin/app %i\n"),
+    );
+    root.symlink("tm@.service", "/etc/systemd/system/other@.service");
+    root.write(
+        "/etc/systemd/system/other@x.service.d/confine.conf",
+        "[Service]\nX-ConfinementEnable=yes\n",
+    );
+    root.unit(
+        "plain.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    root.symlink("plain.service", "/etc/systemd/system/alias.service");
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("2 unit(s) confined"),
+        "each unit once: {}",
+        run.stderr
+    );
+    assert_eq!(
+        binds(&root.dropin("tm@x.service")),
+        std::slice::from_ref(&app)
+    );
+    assert!(!root.has_dropin("other@x.service") && !root.has_dropin("alias.service"));
+    assert_eq!(binds(&root.dropin("plain.service")), [app]);
+    assert_every_dropin_verifies(&root);
+}
