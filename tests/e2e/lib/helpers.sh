@@ -89,3 +89,15 @@ default_case() {
   expect_confined "$NCG_UNIT"
   expect_verdict "$NCG_OUT" PASS
 }
+
+# closure_of NAME...: the union of the closures (`nix-store -qR`, computed on
+# the host when the store was built) of the named store paths (CHECK, BB,
+# BUSYBOX, ...: the NCG_S_ names), sorted, one path a line.
+closure_of() {
+  local n files=()
+  for n in "$@"; do
+    [ -f "$NCG_CLOSURES/$n" ] || die "no closure recorded for $n"
+    files+=("$NCG_CLOSURES/$n")
+  done
+  sort -u "${files[@]}"
+}
