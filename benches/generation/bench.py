@@ -53,8 +53,8 @@ class GeneratorFailed(Exception):
 # Running the generator
 
 
-def spawn_timed(argv: list[str], stdout: str, stderr: str) -> tuple[int, int]:
-    """Runs argv without a shell; returns (wall ns, exit status)."""
+def spawn_timed(argv: list[str], stdout: str, stderr: str) -> tuple[int, int, float]:
+    """Runs argv without a shell; returns (wall ns, exit status, CPU ms)."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
@@ -63,9 +63,9 @@ def spawn_timed(argv: list[str], stdout: str, stderr: str) -> tuple[int, int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYSTEMD_")}
     t0 = time.perf_counter_ns()
     pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
-    _, status, _ = os.wait4(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     t1 = time.perf_counter_ns()
-    return t1 - t0, os.waitstatus_to_exitcode(status)
+    return t1 - t0, os.waitstatus_to_exitcode(status), (usage.ru_utime + usage.ru_stime) * 1e3
 
 
 def read(path: str, limit: int = 20000) -> str:
@@ -83,6 +83,7 @@ class Runner:
         self.work = work
         self.out_base = out_base
         self.n = 0
+        self.cpu: list[float] = []
         self.stdout = os.path.join(work, "stdout")
         self.stderr = os.path.join(work, "stderr")
 
@@ -97,7 +98,8 @@ class Runner:
 
     def run_once(self, keep: bool = False) -> tuple[float, str | None]:
         out = self.fresh_out()
-        ns, status = spawn_timed(self.argv(out), self.stdout, self.stderr)
+        ns, status, cpu = spawn_timed(self.argv(out), self.stdout, self.stderr)
+        self.cpu.append(cpu)
         if status != 0:
             raise GeneratorFailed(
                 f"generator exited with {status}: {' '.join(self.argv(out))}\n"
@@ -229,6 +231,29 @@ def read_binds(unit_dir: str) -> tuple[dict[str, str], set[str], list[str]]:
     return binds, keys, concerns
 
 
+UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system")
+
+
+def where_named(root: str, unit: str, path: str) -> str:
+    """`Key= at file:line` for the line of the unit's files naming `path`."""
+    name = os.path.basename(path)
+    unescaped = name.replace("-", "\\x2d")
+    for d in UNIT_DIRS:
+        files = [f"{d}/{unit}"]
+        dropins = root + f"{d}/{unit}.d"
+        if os.path.isdir(dropins):
+            files += [f"{d}/{unit}.d/{f}" for f in sorted(os.listdir(dropins))]
+        for logical in files:
+            try:
+                with open(root + logical) as f:
+                    for number, line in enumerate(f, 1):
+                        if name in line or unescaped in line:
+                            return f"{line.split('=', 1)[0].strip()}= at {logical}:{number}"
+            except OSError:
+                continue
+    return "?"
+
+
 def check_output(out: str, root: str, units: list[dict], closures: dict[str, list[str]],
                  ) -> tuple[list[str], dict]:
     """Compares every annotated unit's bound store paths with nix-store -qR."""
@@ -253,7 +278,7 @@ def check_output(out: str, root: str, units: list[dict], closures: dict[str, lis
         if bound != expected:
             missing = sorted(expected - bound)
             extra = sorted(bound - expected)
-            lost_roots = [r for r in u["roots"] if r not in bound]
+            lost_roots = [f"{r} ({where_named(root, name, r)})" for r in u["roots"] if r not in bound]
             errors.append(
                 f"{name}{' (FullUnit)' if u['full_unit'] else ''}: binds {len(bound)} store paths, "
                 f"nix-store -qR has {len(expected)}: {len(missing)} missing "
@@ -398,7 +423,9 @@ def measure(args, system: str, generator: str, passes: int) -> dict:
         runner = Runner(generator, root, work, out_base)
         for _ in range(args.warmup):
             runner.run_once()
+        runner.cpu.clear()
         times = [runner.run_once()[0] for _ in range(args.runs)]
+        res["cpu"] = list(runner.cpu)
         _, kept = runner.run_once(keep=True)  # the output that is checked
         rss = [runner.rss_once() for _ in range(args.rss_runs)]
         res.update(times=times, rss=rss)
@@ -523,7 +550,7 @@ def main() -> int:
     git = args.label or (subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"],
                                         capture_output=True, text=True).stdout.strip() or "?")
     print()
-    print(f"Generation benchmark (SPEC §10) — {os.path.basename(args.generator)} at {git}, "
+    print(f"Generation benchmark (SPEC §10) — nix-confinement-generator at {git}, "
           f"{platform.node()}, {os.cpu_count()} CPUs, {platform.release()}")
     print(f"Store: {m['params']['paths']:,} paths, {m['references']:,} references "
           f"({m['references'] / m['params']['paths']:.1f} per path), layers {m['layers']}; "
@@ -540,12 +567,12 @@ def main() -> int:
     print(f"Load average before/after: {load_before} / {os.getloadavg()[0]:.2f} (1 min); "
           f"output directories on {args.out_base} ({fs_type(args.out_base)})")
     print(f"Method: {args.warmup} warm-up + {args.runs} counted runs, fresh output directory each, "
-          f"posix_spawn→wait4 wall time; peak RSS = max of {args.rss_runs} runs under "
+          f"posix_spawn→wait4 wall time (CPU ms = median user+sys of the same runs); peak RSS = max of {args.rss_runs} runs under "
           f"/usr/bin/time -f %M; baseline = one nix-store --query --requisites per annotated unit "
           f"(median of passes).")
     print()
-    head = (f"{'annotated':>9} | {'generator median/min/max ms':>28} | {'peak RSS MiB':>12} | "
-            f"{'baseline ms':>11} | {'ratio':>7} | correctness")
+    head = (f"{'annotated':>9} | {'generator median/min/max ms':>28} | {'CPU ms':>7} | "
+            f"{'peak RSS MiB':>12} | {'baseline ms':>11} | {'ratio':>7} | correctness")
     print(head)
     print("-" * len(head))
     failed = False
@@ -558,7 +585,8 @@ def main() -> int:
         corr = (f"{r['check']['checked']}/{r['count']} units exact "
                 f"({r['check']['full_checked']} FullUnit)" if ok else f"WRONG ({len(r['errors'])} errors)")
         gen = f"{fmt_ms(med)} / {fmt_ms(min(t))} / {fmt_ms(max(t))}"
-        print(f"{r['count']:>9} | {gen:>28} | {max(r['rss']):>12.1f} | {fmt_ms(base):>11} | "
+        cpu = fmt_ms(statistics.median(r["cpu"]))
+        print(f"{r['count']:>9} | {gen:>28} | {cpu:>7} | {max(r['rss']):>12.1f} | {fmt_ms(base):>11} | "
               f"{base / med:>6.1f}× | {corr}")
         if r["count"] == args.annotated:
             spec = r
@@ -591,6 +619,10 @@ def main() -> int:
     for r in results:
         if r["errors"]:
             print(f"\nCORRECTNESS FAILURE with {r['count']} annotated units ({r['system']}):")
+            lost = [e for e in r["errors"] if "roots not bound" in e]
+            if lost:
+                print(f"  {len(lost)} of the {len(r['errors'])} failing units lose a whole root "
+                      f"(its closure is missing); the line naming each lost root is given")
             for e in r["errors"][:20]:
                 print(f"  {e}")
             if len(r["errors"]) > 20:
