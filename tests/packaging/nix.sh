@@ -8,7 +8,7 @@
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
-need_commands nix-instantiate=nix-bin nix-store=nix-bin scdoc=scdoc make=make || exit 2
+need_commands nix-instantiate=nix-bin nix-store=nix-bin scdoc=scdoc make=make python3=python3-minimal || exit 2
 
 HERE=$REPO/tests/packaging
 work=$(mktemp -d)
