@@ -6,7 +6,9 @@
 #   - `dpkg -i` (no manual daemon-reload: the postinst reloads) confines the
 #     annotated services: only their closure in /nix/store, no host files,
 #     the store read-only; a unit naming an unknown store path is blocked,
-#     with the reason in its Description, the journal and `check`;
+#     with the reason in its Description, the journal and `check`; the
+#     generator's messages are under `journalctl -t`, and a running
+#     service's view is /proc/PID/root (what the man pages say);
 #   - `dpkg -r` warns which services lose their confinement (prerm), the
 #     postrm reload drops the drop-ins, the guarded unit refuses to start and
 #     the unguarded one runs unconfined: what nix-confinement(5) LIMITATIONS
@@ -149,6 +151,8 @@ EOF
 unit guarded yes "@$BB busybox sh $PROBE"
 unit unguarded "" "@$BB busybox sh $PROBE"
 unit blocked "" "$MISSING/bin/daemon"
+unit running "" "@$BB busybox sleep 600"
+sed -i 's/^Type=oneshot$/Type=simple/' "$ROOT/etc/systemd/system/ncg-pkg-running.service"
 cp "$DEB" "$ROOT/root/"
 DEB_IN=/root/${DEB##*/}
 
@@ -252,6 +256,18 @@ if [ "$rc" = 1 ] && grep -q '^ncg-pkg-guarded.service: confined, 2 store paths' 
 else
   fail "deb-e2e: $NAME check (through /usr/bin) reports the units and exits 1" "exit $rc" "$report"
 fi
+journal=$(in_ct journalctl --no-pager -b -o cat -t "$NAME" 2>&1)
+if grep -q "ncg-pkg-blocked.service: ExecStart: $MISSING is not a valid path" <<<"$journal"; then
+  pass "deb-e2e: journalctl -b -t $NAME shows the generator's messages"
+else
+  fail "deb-e2e: journalctl -b -t $NAME shows the generator's messages" "$journal"
+fi
+# A running service's own view, from outside (nix-confinement(5) VERIFYING).
+expect_start ncg-pkg-running.service ok "deb-e2e: ncg-pkg-running.service (Type=simple) starts confined"
+pid=$(prop ncg-pkg-running.service MainPID)
+same "deb-e2e: ls /proc/MainPID/root/nix/store shows the running service's closure" \
+  "${BB##*/}" "$(in_ct ls /proc/"$pid"/root/nix/store 2>&1)"
+ctl stop ncg-pkg-running.service >/dev/null 2>&1
 listed=$(in_ct dpkg -L "$NAME" 2>&1)
 if grep -qx "/usr/share/man/man8/$NAME.8.gz" <<<"$listed" && grep -qx "/usr/share/man/man5/nix-confinement.5.gz" <<<"$listed" &&
   in_ct test -s "/usr/share/man/man8/$NAME.8.gz"; then
@@ -266,7 +282,7 @@ if out=$(in_ct dpkg -r "$NAME" 2>&1); then
 else
   fail "deb-e2e: dpkg -r $NAME" "$out"
 fi
-if grep -q 'UNCONFINED' <<<"$out" && grep -q 'ncg-pkg-blocked.service ncg-pkg-guarded.service ncg-pkg-unguarded.service' <<<"$out"; then
+if grep -q 'UNCONFINED' <<<"$out" && grep -q 'ncg-pkg-blocked.service ncg-pkg-guarded.service ncg-pkg-running.service ncg-pkg-unguarded.service' <<<"$out"; then
   pass "deb-e2e: the prerm names the services that lose their confinement"
   grep -A2 'WARNING' <<<"$out" | sed 's/^/  | /'
 else
