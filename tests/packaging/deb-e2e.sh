@@ -152,7 +152,7 @@ unit guarded yes "@$BB busybox sh $PROBE"
 unit unguarded "" "@$BB busybox sh $PROBE"
 unit blocked "" "$MISSING/bin/daemon"
 unit running "" "@$BB busybox sleep 600"
-sed -i 's/^Type=oneshot$/Type=simple/' "$ROOT/etc/systemd/system/ncg-pkg-running.service"
+sed -i 's/^Type=oneshot$/Type=exec/' "$ROOT/etc/systemd/system/ncg-pkg-running.service"
 cp "$DEB" "$ROOT/root/"
 DEB_IN=/root/${DEB##*/}
 
@@ -263,7 +263,7 @@ else
   fail "deb-e2e: journalctl -b -t $NAME shows the generator's messages" "$journal"
 fi
 # A running service's own view, from outside (nix-confinement(5) VERIFYING).
-expect_start ncg-pkg-running.service ok "deb-e2e: ncg-pkg-running.service (Type=simple) starts confined"
+expect_start ncg-pkg-running.service ok "deb-e2e: ncg-pkg-running.service (Type=exec) starts confined"
 pid=$(prop ncg-pkg-running.service MainPID)
 same "deb-e2e: ls /proc/MainPID/root/nix/store shows the running service's closure" \
   "${BB##*/}" "$(in_ct ls /proc/"$pid"/root/nix/store 2>&1)"
