@@ -1024,3 +1024,23 @@ fn an_annotation_in_an_alias_dropin_confines_the_real_unit_once() {
     assert_eq!(binds(&root.dropin("plain.service")), [app]);
     assert_every_dropin_verifies(&root);
 }
+
+#[test]
+fn full_unit_finds_store_paths_behind_value_prefixes() {
+    let root = TestRoot::new("fullunit-prefix");
+    let app = program(&root, 140, "app");
+    let env_file = store_path(141, "env-file");
+    let ro = store_path(142, "ro-data");
+    root.register(&[(&env_file, &[]), (&ro, &[])]);
+    root.unit(
+        "a.service",
+        &format!(
+            "[Service]\nExecStart={app}/bin/app\nEnvironmentFile=-{env_file}\nReadOnlyPaths=-{ro}/x\n\
+             X-ConfinementEnable=yes\nX-ConfinementFullUnit=yes\n"
+        ),
+    );
+    assert_eq!(root.generate().status, 0);
+    let mut expected = vec![app, env_file, ro];
+    expected.sort();
+    assert_eq!(binds(&root.dropin("a.service")), expected);
+}

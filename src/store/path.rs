@@ -141,8 +141,12 @@ fn store_path_suffix_len(bytes: &[u8]) -> Option<usize> {
     (name_len > 0).then_some(HASH_LEN + 1 + name_len)
 }
 
+/// Characters that, right before the store directory, make it part of a
+/// longer path (`/srv/nix/store/…`). Prefixes systemd gives values —
+/// `-/nix/store/…` (ignore if missing), `+`, `!`, `@`, `:` — and separators
+/// (`=`, quotes, white space) do not.
 fn is_path_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+')
+    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_')
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -198,6 +202,19 @@ mod tests {
                 format!("/nix/store/{H}-x")
             ]
         );
+    }
+
+    #[test]
+    fn systemd_value_prefixes_before_a_store_path() {
+        for prefix in ["-", "+", "!", "@", ":", "-!", "'", "\""] {
+            assert_eq!(
+                paths(&format!("{prefix}/nix/store/{H}-env")),
+                [format!("/nix/store/{H}-env")],
+                "{prefix}"
+            );
+        }
+        assert!(paths(&format!("/srv_/nix/store/{H}-x")).is_empty());
+        assert!(paths(&format!("a.b/nix/store/{H}-x")).is_empty());
     }
 
     #[test]
