@@ -259,6 +259,69 @@ expect_no_write() {
   return 0
 }
 
+# write_result PATH: try to write PATH for real and print the outcome: OK
+# (the write got through; a probe file is removed again), else the error
+# (`Read-only file system`, ...). A directory: create a file in it. Any other
+# file: open it for appending (writes nothing); a running executable fails
+# that with ETXTBSY before the mount is looked at, so then set its times to
+# its own times (a no-op that needs a writable mount).
+write_result() {
+  local err=$OUT/.ncg-check-err msg=
+  if [ -d "$1" ] && [ ! -L "$1" ]; then
+    if ( : >"$1/.ncg-check-write.$$" ) 2>"$err"; then
+      rm -f "$1/.ncg-check-write.$$"
+      echo OK
+      return 0
+    fi
+  elif ( exec 3>>"$1" ) 2>"$err"; then
+    echo OK
+    return 0
+  else
+    read -r msg <"$err" || true
+    case $msg in
+      *[Bb]usy*)
+        if touch -c -r "$1" "$1" 2>"$err"; then
+          echo OK
+          return 0
+        fi
+        ;;
+    esac
+  fi
+  read -r msg <"$err" || true
+  rm -f "$err"
+  msg=${msg##*: }
+  echo "${msg:-failed}"
+}
+
+# list_writable_targets DIR...: every directory and regular file at or below
+# each DIR (symlinks are not followed: what they point to is listed where it
+# is), one a line.
+list_writable_targets() {
+  find "$@" \( -type d -o -type f \) -print
+}
+
+# probe_writes LIST RESULTS: write_result for every path in LIST (one a
+# line); RESULTS gets one line a path: `<outcome>|<path>`.
+probe_writes() {
+  local p
+  : >"$2"
+  while IFS= read -r p; do
+    [ -n "$p" ] || continue
+    echo "$(write_result "$p")|$p" >>"$2"
+  done <"$1"
+}
+
+# expect_erofs_all RESULTS: every probed write failed with EROFS (a read-only
+# mount), not merely with some error.
+expect_erofs_all() {
+  local r p n=0
+  while IFS='|' read -r r p; do
+    n=$((n + 1))
+    [ "$r" = "Read-only file system" ] || fail "$p: write gave '$r', expected 'Read-only file system'"
+  done <"$1"
+  [ "$n" -gt 0 ] || fail "$1: nothing was probed"
+}
+
 # ---- main ------------------------------------------------------------------
 
 : >"$LEVELS" || { echo "ncg-check: cannot write $LEVELS" >&2; exit 2; }
