@@ -22,6 +22,8 @@ pub const MODE_DEFAULT_KEYS: &[&str] = &[
 
 /// One store path of the closure and, when it is a symlink, what it resolves
 /// to (systemd cannot bind a symlink, so the target is bound at its place).
+/// `path` is a valid store path under the store directory (checked when it
+/// is read from the database), so it needs no escaping.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClosurePath {
     pub path: std::rc::Rc<str>,
@@ -167,9 +169,20 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
         out.push_str("InaccessiblePaths=-+/var/tmp\n");
     }
     let _ = writeln!(out, "TemporaryFileSystem={}:ro", escape_path(c.store_dir));
+    let view_prefix_len = c.store_dir.len();
     for path in c.closure {
-        let source = path.symlink_target.as_deref().unwrap_or(&path.path);
-        push_bind(&mut out, c.store_dir, source, &path.path);
+        match path.symlink_target.as_deref() {
+            Some(target) => push_bind(&mut out, c.store_dir, target, &path.path),
+            None => {
+                // Closure paths are validated store paths: nothing to escape.
+                out.push_str("BindPaths=");
+                out.push_str(STORE_VIEW);
+                out.push_str(&path.path[view_prefix_len..]);
+                out.push(':');
+                out.push_str(&path.path);
+                out.push('\n');
+            }
+        }
     }
     for (source, target) in c.extra_binds {
         push_bind(&mut out, c.store_dir, source, target);

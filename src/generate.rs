@@ -580,12 +580,21 @@ fn closure_paths(
     } else {
         HashMap::new()
     };
-    let mut order: Vec<(NodeId, NodeId)> = resolved.reached.clone();
     let ranks = &database.ranks;
-    order.sort_unstable_by_key(|&(node, _)| ranks.get(node as usize).copied().unwrap_or(u32::MAX));
+    // (rank, node) pairs sort as plain integers.
+    let mut order: Vec<u64> = resolved
+        .reached
+        .iter()
+        .map(|&(node, _)| {
+            let rank = ranks.get(node as usize).copied().unwrap_or(u32::MAX);
+            (u64::from(rank) << 32) | u64::from(node)
+        })
+        .collect();
+    order.sort_unstable();
     let symlinks = &mut database.symlinks;
     let mut reached = Vec::with_capacity(order.len());
-    for (node, _) in order {
+    for key in order {
+        let node = key as NodeId;
         let path = db.path(node).map_err(db_error)?;
         let index = node as usize;
         if symlinks.len() <= index {
@@ -594,7 +603,25 @@ fn closure_paths(
         let symlink_target = match &symlinks[index] {
             Some(known) => known.clone(),
             None => {
-                let target = symlink_target(root, config, &path, name).map_err(|e| vec![e])?;
+                // Once per store path: the database must hold a real store
+                // path (it is written into the drop-in unescaped), and only a
+                // path whose NAR is small enough can be a symlink.
+                if config.store_dir.store_path_of(&path) != Some(&*path) {
+                    return Err(vec![Diagnostic::error(
+                        Some(name),
+                        None,
+                        format!(
+                            "the Nix database {} holds {path:?}, which is not a store path in {}",
+                            db.path,
+                            config.store_dir.as_str()
+                        ),
+                    )]);
+                }
+                let target = if db.may_be_symlink(node) {
+                    symlink_target(root, config, &path, name).map_err(|e| vec![e])?
+                } else {
+                    None
+                };
                 let target: Option<Rc<str>> = target.map(Rc::from);
                 symlinks[index] = Some(target.clone());
                 target

@@ -5,6 +5,8 @@
 
 use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
+use rusqlite::types::Value;
+use rusqlite::vtab::array::Array;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::fmt;
@@ -42,6 +44,16 @@ pub enum OpenMode {
     ImmutableIgnoringWal,
 }
 
+/// Store paths per batched query.
+const BATCH: usize = 512;
+
+/// The largest NAR a symlink can have: the header, `(`, `type`, `symlink`,
+/// `target`, the target (at most 4096 bytes, padded to 8) and `)`, each a
+/// length-prefixed string padded to 8 bytes. Nix computes a path's NAR size
+/// from its contents, so a larger path is not a symlink and need not be
+/// looked at on disk.
+pub const SYMLINK_NAR_MAX: i64 = 24 + 16 + 16 + 16 + 16 + 8 + 4096 + 16;
+
 /// A store path known to this run, by its index in [`NixDb`]'s node table.
 pub type NodeId = u32;
 
@@ -49,6 +61,9 @@ struct Node {
     /// `ValidPaths.id`.
     db_id: i64,
     path: Option<Rc<str>>,
+    /// Whether the store path may be a symlink, from its NAR size: a
+    /// symlink's NAR is at most [`SYMLINK_NAR_MAX`] bytes. `None` until read.
+    may_be_symlink: Option<bool>,
     /// Referenced nodes (self references removed), once read.
     references: Option<Box<[NodeId]>>,
 }
@@ -139,6 +154,8 @@ impl NixDb {
             )
         };
         check_tables(&conn).map_err(error)?;
+        rusqlite::vtab::array::load_module(&conn).map_err(|e| error(e.to_string()))?;
+
         Ok(NixDb {
             conn,
             path: logical,
@@ -158,6 +175,7 @@ impl NixDb {
         self.nodes.push(Node {
             db_id,
             path: None,
+            may_be_symlink: None,
             references: None,
         });
         self.by_db_id.insert(db_id, node);
@@ -182,46 +200,94 @@ impl NixDb {
         }))
     }
 
-    fn references(&mut self, node: NodeId) -> Result<&[NodeId], DbError> {
-        if self.nodes[node as usize].references.is_none() {
-            let db_id = self.nodes[node as usize].db_id;
-            // One query per node gives both its path and its references: every
-            // node whose references are read is in a closure, so its path is
-            // needed too.
-            let (path, referenced) = retry_once(|| {
+    /// Reads the references of every node in `nodes` that are not known
+    /// yet, a batch of ids per query: far fewer statements than one per
+    /// store path, which is what costs (SQLite's per-statement overhead, not
+    /// the index lookups, dominated a query per path).
+    fn load_references(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
+        let missing: Vec<NodeId> = nodes
+            .iter()
+            .copied()
+            .filter(|&n| self.nodes[n as usize].references.is_none())
+            .collect();
+        for batch in missing.chunks(BATCH) {
+            let ids: Array = Rc::new(
+                batch
+                    .iter()
+                    .map(|&n| Value::Integer(self.nodes[n as usize].db_id))
+                    .collect(),
+            );
+            let pairs = retry_once(|| {
                 let mut statement = self.conn.prepare_cached(
-                    "SELECT v.path, r.reference FROM ValidPaths v \
-                     LEFT JOIN Refs r ON r.referrer = v.id WHERE v.id = ?1",
+                    "SELECT r.referrer, r.reference FROM rarray(?1) AS a \
+                     CROSS JOIN Refs AS r ON r.referrer = a.value",
                 )?;
-                let mut rows = statement.query([db_id])?;
-                let mut path: Option<Rc<str>> = None;
-                let mut referenced = Vec::new();
-                while let Some(row) = rows.next()? {
-                    if path.is_none() {
-                        path = Some(Rc::from(row.get_ref(0)?.as_str()?));
-                    }
-                    if let Some(reference) = row.get::<_, Option<i64>>(1)? {
-                        referenced.push(reference);
-                    }
-                }
-                Ok((path, referenced))
+                let rows = statement.query_map([&ids], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })?;
+                rows.collect::<Result<Vec<(i64, i64)>, _>>()
             })
-            .map_err(|e| self.error(format!("reading the references of path id {db_id}: {e}")))?;
-            let references: Box<[NodeId]> = referenced
-                .into_iter()
-                .filter(|&r| r != db_id)
-                .map(|r| self.intern(r))
-                .collect();
-            let entry = &mut self.nodes[node as usize];
-            entry.references = Some(references);
-            if entry.path.is_none() {
-                entry.path = path;
+            .map_err(|e| self.error(format!("reading references: {e}")))?;
+            let mut by_referrer: IdMap<i64, Vec<NodeId>> = IdMap::default();
+            for (referrer, reference) in pairs {
+                if referrer != reference {
+                    let node = self.intern(reference);
+                    by_referrer.entry(referrer).or_default().push(node);
+                }
+            }
+            for &node in batch {
+                let db_id = self.nodes[node as usize].db_id;
+                let references = by_referrer.remove(&db_id).unwrap_or_default();
+                self.nodes[node as usize].references = Some(references.into_boxed_slice());
             }
         }
-        Ok(self.nodes[node as usize]
-            .references
-            .as_deref()
-            .unwrap_or_default())
+        Ok(())
+    }
+
+    /// Reads the paths of every node in `nodes` not known yet, in batches.
+    pub fn load_paths(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
+        let missing: Vec<NodeId> = nodes
+            .iter()
+            .copied()
+            .filter(|&n| self.nodes[n as usize].may_be_symlink.is_none())
+            .collect();
+        for batch in missing.chunks(BATCH) {
+            let ids: Array = Rc::new(
+                batch
+                    .iter()
+                    .map(|&n| Value::Integer(self.nodes[n as usize].db_id))
+                    .collect(),
+            );
+            let rows = retry_once(|| {
+                let mut statement = self.conn.prepare_cached(
+                    "SELECT v.id, v.path, v.narSize FROM rarray(?1) AS a \
+                         CROSS JOIN ValidPaths AS v ON v.id = a.value",
+                )?;
+                let rows = statement.query_map([&ids], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        Rc::<str>::from(row.get_ref(1)?.as_str()?),
+                        row.get::<_, Option<i64>>(2)?,
+                    ))
+                })?;
+                rows.collect::<Result<Vec<(i64, Rc<str>, Option<i64>)>, _>>()
+            })
+            .map_err(|e| self.error(format!("reading paths: {e}")))?;
+            for (db_id, path, nar_size) in rows {
+                if let Some(&node) = self.by_db_id.get(&db_id) {
+                    let entry = &mut self.nodes[node as usize];
+                    entry.path = Some(path);
+                    entry.may_be_symlink =
+                        Some(nar_size.is_none_or(|size| size <= SYMLINK_NAR_MAX));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a node's store path may be a symlink (true when unknown).
+    pub fn may_be_symlink(&self, node: NodeId) -> bool {
+        self.nodes[node as usize].may_be_symlink.unwrap_or(true)
     }
 
     /// The store path of a node.
@@ -258,18 +324,35 @@ impl NixDb {
                 reached.push((root, root));
             }
         }
-        let mut next = 0;
-        while next < reached.len() {
-            let (node, _) = reached[next];
-            next += 1;
-            // The slice borrows self; copy the few ids out before marking.
-            let references: Vec<NodeId> = self.references(node)?.to_vec();
-            for reference in references {
-                if self.visit(reference, epoch) {
-                    reached.push((reference, node));
+        // Breadth first, a level at a time, so that the references of a whole
+        // level are read in one batch.
+        let mut level_start = 0;
+        while level_start < reached.len() {
+            let level_end = reached.len();
+            let level: Vec<NodeId> = reached[level_start..level_end]
+                .iter()
+                .map(|&(n, _)| n)
+                .collect();
+            self.load_references(&level)?;
+            for node in level {
+                let count = self.nodes[node as usize]
+                    .references
+                    .as_ref()
+                    .map_or(0, |r| r.len());
+                for i in 0..count {
+                    let reference = self.nodes[node as usize]
+                        .references
+                        .as_ref()
+                        .map_or(0, |r| r[i]);
+                    if self.visit(reference, epoch) {
+                        reached.push((reference, node));
+                    }
                 }
             }
+            level_start = level_end;
         }
+        let nodes: Vec<NodeId> = reached.iter().map(|&(n, _)| n).collect();
+        self.load_paths(&nodes)?;
         Ok(reached)
     }
 
