@@ -179,6 +179,16 @@ pub fn run_generator(
         }
         write(&unit.name, &unit.dropin_name, outcome.text());
     }
+    if let Some(Ok(nix_db)) = db.opened() {
+        let (paths, references) = nix_db.statistics();
+        logger.log(
+            logging::LOG_DEBUG,
+            &format!(
+                "{}: read {paths} store paths and {references} references",
+                nix_db.path
+            ),
+        );
+    }
     if let Some(Ok(nix_db)) = db.opened()
         && nix_db.mode == crate::store::db::OpenMode::ImmutableIgnoringWal
     {

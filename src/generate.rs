@@ -438,11 +438,43 @@ impl Default for Database {
 /// unit over a graph read once for all units; then all store paths are
 /// sorted once, so that each unit's closure sorts as integers.
 pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: &[UnitPlan]) {
-    for unit in units {
-        if unit.request.is_none() || unit.is_blocked() || db.closures.contains_key(&unit.name) {
-            continue;
-        }
-        let resolved = resolve(root, config, db, unit);
+    let pending: Vec<&UnitPlan> = units
+        .iter()
+        .filter(|u| u.request.is_some() && !u.is_blocked() && !db.closures.contains_key(&u.name))
+        .collect();
+    if pending.is_empty() {
+        return;
+    }
+    // First every unit's roots, then the graph below all of them in one
+    // walk, then each unit's closure from memory.
+    let mut roots = Vec::with_capacity(pending.len());
+    for unit in &pending {
+        roots.push(root_nodes(root, config, db, unit));
+    }
+    let all_roots: Vec<NodeId> = roots
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .flat_map(|(nodes, _)| nodes.iter().copied())
+        .collect();
+    let loaded = match db.opened.as_mut() {
+        Some(Ok(nix_db)) => nix_db.load_graph(&all_roots),
+        _ => Ok(()),
+    };
+    for (unit, unit_roots) in pending.iter().zip(roots) {
+        let name = unit.name.as_str();
+        let db_error = |e: &DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
+        let resolved = unit_roots.and_then(|(root_nodes, origins)| {
+            loaded.as_ref().map_err(db_error)?;
+            let Some(Ok(nix_db)) = db.opened.as_mut() else {
+                return Err(vec![Diagnostic::error(
+                    Some(name),
+                    None,
+                    "the Nix database is not open",
+                )]);
+            };
+            let reached = nix_db.closure(&root_nodes).map_err(|e| db_error(&e))?;
+            Ok(Resolved { reached, origins })
+        });
         db.closures.insert(unit.name.clone(), resolved);
     }
     if let Some(Ok(nix_db)) = &db.opened {
@@ -450,12 +482,14 @@ pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: 
     }
 }
 
-fn resolve(
+/// The database nodes of a unit's roots and what named each; a root the
+/// database does not know is an error.
+fn root_nodes(
     root: &Root,
     config: &Config,
     database: &mut Database,
     unit: &UnitPlan,
-) -> Result<Resolved, Vec<Diagnostic>> {
+) -> Result<(Vec<NodeId>, HashMap<NodeId, Origin>), Vec<Diagnostic>> {
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
     let db = database
@@ -484,14 +518,11 @@ fn resolve(
             )),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok((root_nodes, origins))
+    } else {
+        Err(errors)
     }
-    let reached = db.closure(&root_nodes).map_err(db_error)?;
-    for &(node, _) in &reached {
-        db.path(node).map_err(db_error)?;
-    }
-    Ok(Resolved { reached, origins })
 }
 
 /// Computes what to write for `unit` (resolving its closure first if

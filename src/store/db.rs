@@ -45,7 +45,7 @@ pub enum OpenMode {
 }
 
 /// Store paths per batched query.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
 
 /// The largest NAR a symlink can have: the header, `(`, `type`, `symlink`,
 /// `target`, the target (at most 4096 bytes, padded to 8) and `)`, each a
@@ -205,11 +205,14 @@ impl NixDb {
     /// store path, which is what costs (SQLite's per-statement overhead, not
     /// the index lookups, dominated a query per path).
     fn load_references(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
-        let missing: Vec<NodeId> = nodes
+        let mut missing: Vec<NodeId> = nodes
             .iter()
             .copied()
             .filter(|&n| self.nodes[n as usize].references.is_none())
             .collect();
+        // In id order the index is walked forwards, a page at a time.
+        missing.sort_unstable_by_key(|&n| self.nodes[n as usize].db_id);
+        missing.dedup();
         for batch in missing.chunks(BATCH) {
             let ids: Array = Rc::new(
                 batch
@@ -217,28 +220,38 @@ impl NixDb {
                     .map(|&n| Value::Integer(self.nodes[n as usize].db_id))
                     .collect(),
             );
-            let pairs = retry_once(|| {
+            // Rows come grouped by referrer, in the order of the batch (the
+            // join walks the batch and seeks the index for each id).
+            let grouped = retry_once(|| {
                 let mut statement = self.conn.prepare_cached(
                     "SELECT r.referrer, r.reference FROM rarray(?1) AS a \
                      CROSS JOIN Refs AS r ON r.referrer = a.value",
                 )?;
-                let rows = statement.query_map([&ids], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-                })?;
-                rows.collect::<Result<Vec<(i64, i64)>, _>>()
+                let mut rows = statement.query([&ids])?;
+                let mut grouped: Vec<(i64, Vec<i64>)> = Vec::with_capacity(batch.len());
+                while let Some(row) = rows.next()? {
+                    let referrer = row.get_ref(0)?.as_i64()?;
+                    let reference = row.get_ref(1)?.as_i64()?;
+                    match grouped.last_mut() {
+                        Some((current, references)) if *current == referrer => {
+                            references.push(reference)
+                        }
+                        _ => grouped.push((referrer, vec![reference])),
+                    }
+                }
+                Ok(grouped)
             })
             .map_err(|e| self.error(format!("reading references: {e}")))?;
-            let mut by_referrer: IdMap<i64, Vec<NodeId>> = IdMap::default();
-            for (referrer, reference) in pairs {
-                if referrer != reference {
-                    let node = self.intern(reference);
-                    by_referrer.entry(referrer).or_default().push(node);
-                }
-            }
+            let mut by_referrer: IdMap<i64, Vec<i64>> = grouped.into_iter().collect();
             for &node in batch {
                 let db_id = self.nodes[node as usize].db_id;
-                let references = by_referrer.remove(&db_id).unwrap_or_default();
-                self.nodes[node as usize].references = Some(references.into_boxed_slice());
+                let referenced = by_referrer.remove(&db_id).unwrap_or_default();
+                let references: Box<[NodeId]> = referenced
+                    .into_iter()
+                    .filter(|&r| r != db_id)
+                    .map(|r| self.intern(r))
+                    .collect();
+                self.nodes[node as usize].references = Some(references);
             }
         }
         Ok(())
@@ -246,11 +259,13 @@ impl NixDb {
 
     /// Reads the paths of every node in `nodes` not known yet, in batches.
     pub fn load_paths(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
-        let missing: Vec<NodeId> = nodes
+        let mut missing: Vec<NodeId> = nodes
             .iter()
             .copied()
             .filter(|&n| self.nodes[n as usize].may_be_symlink.is_none())
             .collect();
+        missing.sort_unstable_by_key(|&n| self.nodes[n as usize].db_id);
+        missing.dedup();
         for batch in missing.chunks(BATCH) {
             let ids: Array = Rc::new(
                 batch
@@ -285,6 +300,16 @@ impl NixDb {
         Ok(())
     }
 
+    /// How many store paths and references were read.
+    pub fn statistics(&self) -> (usize, usize) {
+        let references = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.references.as_ref().map(|r| r.len()))
+            .sum();
+        (self.nodes.len(), references)
+    }
+
     /// Whether a node's store path may be a symlink (true when unknown).
     pub fn may_be_symlink(&self, node: NodeId) -> bool {
         self.nodes[node as usize].may_be_symlink.unwrap_or(true)
@@ -309,15 +334,56 @@ impl NixDb {
         Ok(path)
     }
 
-    /// The closure of `roots` (roots included), each node with the node it
-    /// was first reached from; roots map to themselves.
-    pub fn closure(&mut self, roots: &[NodeId]) -> Result<Vec<(NodeId, NodeId)>, DbError> {
+    /// Reads the references and paths of everything reachable from `roots`
+    /// (the roots of every unit of a run): one breadth-first walk over the
+    /// union, a level at a time, each level's store paths read in id order,
+    /// so that the database's pages are read about once rather than once per
+    /// unit that needs them. [`NixDb::closure`] then needs no more reading.
+    pub fn load_graph(&mut self, roots: &[NodeId]) -> Result<(), DbError> {
+        let epoch = self.next_epoch();
+        let mut all: Vec<NodeId> = Vec::new();
+        let mut frontier: Vec<NodeId> = roots
+            .iter()
+            .copied()
+            .filter(|&n| self.visit(n, epoch))
+            .collect();
+        while !frontier.is_empty() {
+            self.load_references(&frontier)?;
+            let mut next = Vec::new();
+            for &node in &frontier {
+                let count = self.nodes[node as usize]
+                    .references
+                    .as_ref()
+                    .map_or(0, |r| r.len());
+                for i in 0..count {
+                    let reference = self.nodes[node as usize]
+                        .references
+                        .as_ref()
+                        .map_or(0, |r| r[i]);
+                    if self.visit(reference, epoch) {
+                        next.push(reference);
+                    }
+                }
+            }
+            all.append(&mut frontier);
+            frontier = next;
+        }
+        self.load_paths(&all)
+    }
+
+    fn next_epoch(&mut self) -> u32 {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             self.mark.iter_mut().for_each(|m| *m = 0);
             self.epoch = 1;
         }
-        let epoch = self.epoch;
+        self.epoch
+    }
+
+    /// The closure of `roots` (roots included), each node with the node it
+    /// was first reached from; roots map to themselves.
+    pub fn closure(&mut self, roots: &[NodeId]) -> Result<Vec<(NodeId, NodeId)>, DbError> {
+        let epoch = self.next_epoch();
         let mut reached: Vec<(NodeId, NodeId)> = Vec::with_capacity(1024);
         for &root in roots {
             if self.visit(root, epoch) {
@@ -372,15 +438,41 @@ impl NixDb {
     /// Ranks every node with a known path by path, so that closures sort as
     /// integers: `rank[node]`; nodes without a path rank last.
     pub fn path_ranks(&self) -> Vec<u32> {
-        let mut order: Vec<NodeId> = (0..self.nodes.len() as NodeId).collect();
-        order.sort_unstable_by(|&a, &b| {
-            self.nodes[a as usize]
+        // All paths share the store directory, so the first eight bytes after
+        // the longest common prefix of two paths decide almost every
+        // comparison: sort by them as an integer, and by the whole path only
+        // on a tie.
+        let prefix = self
+            .nodes
+            .iter()
+            .find_map(|n| n.path.as_deref())
+            .and_then(|p| p.rfind('/').map(|i| i + 1))
+            .unwrap_or(0);
+        let key = |node: NodeId| -> u64 {
+            let bytes = self.nodes[node as usize]
                 .path
                 .as_deref()
-                .cmp(&self.nodes[b as usize].path.as_deref())
+                .unwrap_or("")
+                .as_bytes();
+            let mut word = [0u8; 8];
+            for (slot, &b) in word.iter_mut().zip(bytes.iter().skip(prefix)) {
+                *slot = b;
+            }
+            u64::from_be_bytes(word)
+        };
+        let mut order: Vec<(u64, NodeId)> = (0..self.nodes.len() as NodeId)
+            .map(|n| (key(n), n))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                self.nodes[a.1 as usize]
+                    .path
+                    .as_deref()
+                    .cmp(&self.nodes[b.1 as usize].path.as_deref())
+            })
         });
         let mut rank = vec![0u32; self.nodes.len()];
-        for (position, node) in order.into_iter().enumerate() {
+        for (position, (_, node)) in order.into_iter().enumerate() {
             rank[node as usize] = position as u32;
         }
         rank

@@ -6,8 +6,20 @@
 const NIX_BASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
 const HASH_LEN: usize = 32;
 
+/// A table, not `NIX_BASE32.contains()`: every hash character of every store
+/// path of every closure goes through here.
+const HASH_CHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < NIX_BASE32.len() {
+        table[NIX_BASE32[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 fn is_hash_char(b: u8) -> bool {
-    NIX_BASE32.contains(&b)
+    HASH_CHAR[usize::from(b)]
 }
 
 /// Characters Nix allows in a store path name.
