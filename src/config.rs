@@ -60,15 +60,11 @@ pub fn load(root: &Root) -> (Config, Vec<Diagnostic>) {
     for file in config_files(root) {
         match std::fs::read(root.join(&file)) {
             Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                match ini::Ini::load_from_str(&text) {
-                    Ok(ini) => apply(&mut config, &ini, &file, &mut errors),
-                    Err(e) => errors.push(Diagnostic::error(
-                        None,
-                        Some(Location::new(&file, e.line as u32)),
-                        format!("cannot parse the configuration: {}", e.msg),
-                    )),
-                }
+                errors.extend(apply_text(
+                    &mut config,
+                    &String::from_utf8_lossy(&bytes),
+                    &file,
+                ));
                 config.sources.push(file);
             }
             Err(e) => errors.push(Diagnostic::error(
@@ -79,6 +75,23 @@ pub fn load(root: &Root) -> (Config, Vec<Diagnostic>) {
         }
     }
     (config, errors)
+}
+
+/// Applies the text of one configuration file; returns its errors.
+pub fn apply_text(config: &mut Config, text: &str, file: &Utf8Path) -> Vec<Diagnostic> {
+    let mut errors = Vec::new();
+    match ini::Ini::load_from_str(text) {
+        Ok(ini) => apply(config, &ini, file, &mut errors),
+        Err(e) => errors.push(Diagnostic::error(
+            None,
+            Some(Location::new(
+                file,
+                u32::try_from(e.line).unwrap_or(u32::MAX),
+            )),
+            format!("cannot parse the configuration: {}", e.msg),
+        )),
+    }
+    errors
 }
 
 /// The files to read, in the order their values apply.

@@ -14,6 +14,7 @@ use crate::rootfs::Root;
 use crate::store::db::NodeId;
 use crate::store::roots::{Origin, Roots, collect_roots};
 use crate::store::{DbError, NixDb};
+use crate::unit::merged::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -106,6 +107,7 @@ pub fn plan(root: &Root, env_unit_path: Option<&str>) -> Plan {
     let mut units = Vec::new();
 
     let candidates = candidate_names(&catalog);
+    let mut reader = FileReader::new(root);
     // Templates first, so that instances can be compared with them.
     let mut template_requested: HashMap<String, bool> = HashMap::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -119,14 +121,14 @@ pub fn plan(root: &Root, env_unit_path: Option<&str>) -> Plan {
         }
         let name = &files.name;
         let kind = &kind_of(name);
-        if !files_mention_annotations(root, &files) {
+        if !files_mention_annotations(&mut reader, &files) {
             if *kind == Kind::Template {
                 template_requested.insert(name.clone(), false);
             }
             continue;
         }
         let is_service = name.ends_with(".service");
-        let merged = match MergedUnit::load(root, &files) {
+        let merged = match MergedUnit::load(&mut reader, &files) {
             Ok(merged) => merged,
             Err(error) if is_service => {
                 // systemd refuses the unit too, but we cannot tell whether it
@@ -235,19 +237,18 @@ fn kind_of(name: &str) -> Kind {
 
 /// A cheap test before parsing: units whose files never mention
 /// "confin" (any case) carry no annotations and no misspelt ones.
-fn files_mention_annotations(root: &Root, files: &crate::unit::UnitFiles) -> bool {
-    let mentions = |real: &camino::Utf8Path| {
-        std::fs::read(root.join(real))
-            .is_ok_and(|bytes| bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"confin")))
+fn files_mention_annotations(reader: &mut FileReader<'_>, files: &crate::unit::UnitFiles) -> bool {
+    let mut mentions = |real: &camino::Utf8Path| match reader.read(real) {
+        Ok(bytes) => bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"confin")),
+        // A file we cannot read is handed to the parser, which reports it.
+        Err(_) => true,
     };
-    // A file we cannot read is handed to the parser, which reports it.
     mentions(&files.fragment_real)
         || files
             .dropins
             .iter()
             .filter_map(|d| d.real.as_deref())
             .any(mentions)
-        || std::fs::metadata(root.join(&files.fragment_real)).is_err()
 }
 
 fn unreadable_unit(
@@ -482,6 +483,9 @@ pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: 
     }
 }
 
+/// A unit's root nodes and what named each.
+type RootNodes = (Vec<NodeId>, HashMap<NodeId, Origin>);
+
 /// The database nodes of a unit's roots and what named each; a root the
 /// database does not know is an error.
 fn root_nodes(
@@ -489,7 +493,7 @@ fn root_nodes(
     config: &Config,
     database: &mut Database,
     unit: &UnitPlan,
-) -> Result<(Vec<NodeId>, HashMap<NodeId, Origin>), Vec<Diagnostic>> {
+) -> Result<RootNodes, Vec<Diagnostic>> {
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
     let db = database

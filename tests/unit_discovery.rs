@@ -264,7 +264,10 @@ fn render_unit(out: &mut String, root: &Root, catalog: &Catalog, name: &str) {
             None => {}
         }
     }
-    let merged = match MergedUnit::load(root, &files) {
+    let merged = match MergedUnit::load(
+        &mut nix_confinement_generator::unit::merged::FileReader::new(root),
+        &files,
+    ) {
         Ok(merged) => merged,
         Err(error) => {
             let _ = writeln!(out, "  NOT LOADED: {error}");

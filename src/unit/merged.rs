@@ -5,7 +5,9 @@ use super::catalog::UnitFiles;
 use super::syntax::parse_unit_file;
 use crate::diag::{Diagnostic, Location};
 use crate::rootfs::Root;
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::HashMap;
+use std::rc::Rc;
 
 /// One assignment, where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +31,43 @@ pub struct MergedUnit {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// Reads files under the root, each once per run: a top-level drop-in
+/// (`service.d/`) applies to every service, and a unit's files are read
+/// before parsing to see whether it mentions annotations at all.
+pub struct FileReader<'r> {
+    root: &'r Root,
+    cache: HashMap<Utf8PathBuf, Result<Rc<[u8]>, String>>,
+}
+
+impl<'r> FileReader<'r> {
+    pub fn new(root: &'r Root) -> Self {
+        FileReader {
+            root,
+            cache: HashMap::new(),
+        }
+    }
+
+    pub fn root(&self) -> &'r Root {
+        self.root
+    }
+
+    /// The bytes of a (resolved, logical) file, or why it cannot be read.
+    pub fn read(&mut self, real: &Utf8Path) -> Result<Rc<[u8]>, String> {
+        if let Some(cached) = self.cache.get(real) {
+            return cached.clone();
+        }
+        let read = std::fs::read(self.root.join(real))
+            .map(Rc::from)
+            .map_err(|e| e.to_string());
+        self.cache.insert(real.to_owned(), read.clone());
+        read
+    }
+}
+
 impl MergedUnit {
     /// Reads and merges the files. `Err` when systemd would refuse to load
     /// the unit (its main file or a drop-in cannot be parsed).
-    pub fn load(root: &Root, files: &UnitFiles) -> Result<MergedUnit, Diagnostic> {
+    pub fn load(reader: &mut FileReader<'_>, files: &UnitFiles) -> Result<MergedUnit, Diagnostic> {
         let mut merged = MergedUnit {
             name: files.name.clone(),
             sources: vec![files.fragment_path.clone()],
@@ -40,18 +75,18 @@ impl MergedUnit {
             dropin_names: files.dropin_names.clone(),
             warnings: Vec::new(),
         };
-        merged.apply(root, &files.fragment_path, &files.fragment_real)?;
+        merged.apply(reader, &files.fragment_path, &files.fragment_real)?;
         for dropin in &files.dropins {
             let Some(real) = &dropin.real else { continue };
             merged.sources.push(dropin.path.clone());
-            merged.apply(root, &dropin.path, real)?;
+            merged.apply(reader, &dropin.path, real)?;
         }
         Ok(merged)
     }
 
     fn apply(
         &mut self,
-        root: &Root,
+        reader: &mut FileReader<'_>,
         path: &Utf8PathBuf,
         real: &Utf8PathBuf,
     ) -> Result<(), Diagnostic> {
@@ -59,7 +94,7 @@ impl MergedUnit {
             d.unit = Some(self.name.clone());
             d
         };
-        let bytes = std::fs::read(root.join(real)).map_err(|error| {
+        let bytes = reader.read(real).map_err(|error| {
             with_unit(Diagnostic::error(
                 None,
                 Some(Location::new(path, 0)),
