@@ -220,38 +220,43 @@ impl NixDb {
                     .map(|&n| Value::Integer(self.nodes[n as usize].db_id))
                     .collect(),
             );
-            // Rows come grouped by referrer, in the order of the batch (the
-            // join walks the batch and seeks the index for each id).
-            let grouped = retry_once(|| {
+            // Rows come in batch order (ascending ids: the join walks the
+            // batch and seeks the index for each id); sorting them is then
+            // linear and makes the merge with the batch below correct
+            // whatever order SQLite chose.
+            let pairs = retry_once(|| {
                 let mut statement = self.conn.prepare_cached(
                     "SELECT r.referrer, r.reference FROM rarray(?1) AS a \
                      CROSS JOIN Refs AS r ON r.referrer = a.value",
                 )?;
                 let mut rows = statement.query([&ids])?;
-                let mut grouped: Vec<(i64, Vec<i64>)> = Vec::with_capacity(batch.len());
+                let mut pairs: Vec<(i64, i64)> = Vec::with_capacity(batch.len() * 12);
                 while let Some(row) = rows.next()? {
-                    let referrer = row.get_ref(0)?.as_i64()?;
-                    let reference = row.get_ref(1)?.as_i64()?;
-                    match grouped.last_mut() {
-                        Some((current, references)) if *current == referrer => {
-                            references.push(reference)
-                        }
-                        _ => grouped.push((referrer, vec![reference])),
-                    }
+                    pairs.push((row.get_ref(0)?.as_i64()?, row.get_ref(1)?.as_i64()?));
                 }
-                Ok(grouped)
+                Ok(pairs)
             })
             .map_err(|e| self.error(format!("reading references: {e}")))?;
-            let mut by_referrer: IdMap<i64, Vec<i64>> = grouped.into_iter().collect();
+            let mut pairs = pairs;
+            pairs.sort_by_key(|&(referrer, _)| referrer);
+            let mut next_pair = 0;
+            let mut references: Vec<NodeId> = Vec::new();
             for &node in batch {
                 let db_id = self.nodes[node as usize].db_id;
-                let referenced = by_referrer.remove(&db_id).unwrap_or_default();
-                let references: Box<[NodeId]> = referenced
-                    .into_iter()
-                    .filter(|&r| r != db_id)
-                    .map(|r| self.intern(r))
-                    .collect();
-                self.nodes[node as usize].references = Some(references);
+                references.clear();
+                // Rows of ids not in the batch cannot occur; skip them anyway.
+                while next_pair < pairs.len() && pairs[next_pair].0 < db_id {
+                    next_pair += 1;
+                }
+                while next_pair < pairs.len() && pairs[next_pair].0 == db_id {
+                    let reference = pairs[next_pair].1;
+                    next_pair += 1;
+                    if reference != db_id {
+                        let referenced = self.intern(reference);
+                        references.push(referenced);
+                    }
+                }
+                self.nodes[node as usize].references = Some(references.as_slice().into());
             }
         }
         Ok(())
