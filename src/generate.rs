@@ -405,6 +405,8 @@ pub struct Database {
     ranks: Vec<u32>,
     /// Node → its symlink target, once looked at.
     symlinks: Vec<Option<Option<Rc<str>>>>,
+    /// The store directory, opened on first use.
+    store_fd: Option<Option<std::os::fd::OwnedFd>>,
 }
 
 /// A unit's closure: each node with the node it was first reached from,
@@ -421,6 +423,7 @@ impl Database {
             closures: HashMap::new(),
             ranks: Vec::new(),
             symlinks: Vec::new(),
+            store_fd: None,
         }
     }
 
@@ -627,6 +630,7 @@ fn closure_paths(
         .collect();
     order.sort_unstable();
     let symlinks = &mut database.symlinks;
+    let store_fd = &mut database.store_fd;
     let mut reached = Vec::with_capacity(order.len());
     for key in order {
         let node = key as NodeId;
@@ -639,8 +643,7 @@ fn closure_paths(
             Some(known) => known.clone(),
             None => {
                 // Once per store path: the database must hold a real store
-                // path (it is written into the drop-in unescaped), and only a
-                // path whose NAR is small enough can be a symlink.
+                // path (it is written into the drop-in unescaped).
                 if config.store_dir.store_path_of(&path) != Some(&*path) {
                     return Err(vec![Diagnostic::error(
                         Some(name),
@@ -652,11 +655,11 @@ fn closure_paths(
                         ),
                     )]);
                 }
-                let target = if db.may_be_symlink(node) {
-                    symlink_target(root, config, &path, name).map_err(|e| vec![e])?
-                } else {
-                    None
-                };
+                let store_fd = store_fd
+                    .get_or_insert_with(|| open_store_dir(root, config))
+                    .as_ref();
+                let target =
+                    symlink_target(root, config, store_fd, &path, name).map_err(|e| vec![e])?;
                 let target: Option<Rc<str>> = target.map(Rc::from);
                 symlinks[index] = Some(target.clone());
                 target
@@ -690,16 +693,40 @@ fn closure_paths(
     Ok(reached)
 }
 
+/// The store directory under the root, opened once, so that each store path
+/// is looked at with one `fstatat()` of its name rather than a walk of its
+/// whole path.
+fn open_store_dir(root: &Root, config: &Config) -> Option<std::os::fd::OwnedFd> {
+    nix::fcntl::open(
+        root.join(camino::Utf8Path::new(config.store_dir.as_str()))
+            .as_std_path(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()
+}
+
 /// The fully resolved target of a store path that is a symlink.
 fn symlink_target(
     root: &Root,
     config: &Config,
+    store_fd: Option<&std::os::fd::OwnedFd>,
     path: &str,
     unit: &str,
 ) -> Result<Option<String>, Diagnostic> {
     let logical = camino::Utf8Path::new(path);
-    let is_link =
-        std::fs::symlink_metadata(root.join(logical)).is_ok_and(|m| m.file_type().is_symlink());
+    let name = path
+        .strip_prefix(config.store_dir.as_str())
+        .map(|rest| rest.trim_start_matches('/'));
+    let is_link = match (store_fd, name) {
+        (Some(fd), Some(name)) => {
+            nix::sys::stat::fstatat(fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
+        }
+        _ => {
+            std::fs::symlink_metadata(root.join(logical)).is_ok_and(|m| m.file_type().is_symlink())
+        }
+    };
     if !is_link {
         return Ok(None);
     }

@@ -47,13 +47,6 @@ pub enum OpenMode {
 /// Store paths per batched query.
 const BATCH: usize = 4096;
 
-/// The largest NAR a symlink can have: the header, `(`, `type`, `symlink`,
-/// `target`, the target (at most 4096 bytes, padded to 8) and `)`, each a
-/// length-prefixed string padded to 8 bytes. Nix computes a path's NAR size
-/// from its contents, so a larger path is not a symlink and need not be
-/// looked at on disk.
-pub const SYMLINK_NAR_MAX: i64 = 24 + 16 + 16 + 16 + 16 + 8 + 4096 + 16;
-
 /// A store path known to this run, by its index in [`NixDb`]'s node table.
 pub type NodeId = u32;
 
@@ -61,9 +54,8 @@ struct Node {
     /// `ValidPaths.id`.
     db_id: i64,
     path: Option<Rc<str>>,
-    /// Whether the store path may be a symlink, from its NAR size: a
-    /// symlink's NAR is at most [`SYMLINK_NAR_MAX`] bytes. `None` until read.
-    may_be_symlink: Option<bool>,
+    /// Whether the path was read by [`NixDb::load_paths`].
+    loaded: bool,
     /// Referenced nodes (self references removed), once read.
     references: Option<Box<[NodeId]>>,
 }
@@ -175,7 +167,7 @@ impl NixDb {
         self.nodes.push(Node {
             db_id,
             path: None,
-            may_be_symlink: None,
+            loaded: false,
             references: None,
         });
         self.by_db_id.insert(db_id, node);
@@ -267,7 +259,7 @@ impl NixDb {
         let mut missing: Vec<NodeId> = nodes
             .iter()
             .copied()
-            .filter(|&n| self.nodes[n as usize].may_be_symlink.is_none())
+            .filter(|&n| !self.nodes[n as usize].loaded)
             .collect();
         missing.sort_unstable_by_key(|&n| self.nodes[n as usize].db_id);
         missing.dedup();
@@ -280,25 +272,23 @@ impl NixDb {
             );
             let rows = retry_once(|| {
                 let mut statement = self.conn.prepare_cached(
-                    "SELECT v.id, v.path, v.narSize FROM rarray(?1) AS a \
+                    "SELECT v.id, v.path FROM rarray(?1) AS a \
                          CROSS JOIN ValidPaths AS v ON v.id = a.value",
                 )?;
                 let rows = statement.query_map([&ids], |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
                         Rc::<str>::from(row.get_ref(1)?.as_str()?),
-                        row.get::<_, Option<i64>>(2)?,
                     ))
                 })?;
-                rows.collect::<Result<Vec<(i64, Rc<str>, Option<i64>)>, _>>()
+                rows.collect::<Result<Vec<(i64, Rc<str>)>, _>>()
             })
             .map_err(|e| self.error(format!("reading paths: {e}")))?;
-            for (db_id, path, nar_size) in rows {
+            for (db_id, path) in rows {
                 if let Some(&node) = self.by_db_id.get(&db_id) {
                     let entry = &mut self.nodes[node as usize];
                     entry.path = Some(path);
-                    entry.may_be_symlink =
-                        Some(nar_size.is_none_or(|size| size <= SYMLINK_NAR_MAX));
+                    entry.loaded = true;
                 }
             }
         }
@@ -313,11 +303,6 @@ impl NixDb {
             .filter_map(|n| n.references.as_ref().map(|r| r.len()))
             .sum();
         (self.nodes.len(), references)
-    }
-
-    /// Whether a node's store path may be a symlink (true when unknown).
-    pub fn may_be_symlink(&self, node: NodeId) -> bool {
-        self.nodes[node as usize].may_be_symlink.unwrap_or(true)
     }
 
     /// The store path of a node.
