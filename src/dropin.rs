@@ -138,9 +138,16 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
         "# `{GENERATOR} explain {}` says why each path is here.",
         escape_comment(&c.unit.name)
     );
-    // Without the store view the binds below fail, so the unit never starts.
+    // The unit starts only with the read-only store view in place: an
+    // explicit dependency (RequiresMountsFor= alone ignores a masked mount
+    // unit) and an assertion that the view is not writable (it can be
+    // remounted read-write, or covered by a writable bind, after it was
+    // mounted), measured in systemd 252 and 257.
     out.push_str("[Unit]\n");
     let _ = writeln!(out, "RequiresMountsFor={STORE_VIEW}");
+    let _ = writeln!(out, "Requires={STORE_VIEW_UNIT}");
+    let _ = writeln!(out, "After={STORE_VIEW_UNIT}");
+    let _ = writeln!(out, "AssertPathIsReadWrite=!{STORE_VIEW}");
     out.push_str("[Service]\n");
     // %n is the full unit name, and for a template each instance's name: no
     // two units or instances share a root (unlike the module's mkPathSafeName).

@@ -133,6 +133,9 @@ fn mode_defaults_full_apivfs() {
         assignments(&root.dropin("a.service")),
         [
             "RequiresMountsFor=/run/nix-confinement-store".to_owned(),
+            "Requires=run-nix\\x2dconfinement\\x2dstore.mount".to_owned(),
+            "After=run-nix\\x2dconfinement\\x2dstore.mount".to_owned(),
+            "AssertPathIsReadWrite=!/run/nix-confinement-store".to_owned(),
             "RootDirectory=/run/confinement/%n".to_owned(),
             "RuntimeDirectory=confinement/%n".to_owned(),
             "InaccessiblePaths=-+/run/confinement/%n".to_owned(),
