@@ -211,7 +211,13 @@ def read_binds(unit_dir: str) -> tuple[dict[str, str], set[str], list[str]]:
             if not line or line[0] in "#;[" or "=" not in line:
                 continue
             key, value = (s.strip() for s in line.split("=", 1))
-            if key.startswith("Assert") or "BLOCKED" in line:
+            # A blocked unit has an assertion that can never hold; the
+            # store view's read-only check (AssertPathIsReadWrite=!…) is
+            # part of every confined unit and is not a block.
+            blocking = key.startswith("Assert") and not (
+                key == "AssertPathIsReadWrite" and value.startswith("!")
+            )
+            if blocking or "BLOCKED" in line:
                 concerns.append(f"{name}: {line}")
             if key not in ("BindReadOnlyPaths", "BindPaths"):
                 if key in ("TemporaryFileSystem",):
