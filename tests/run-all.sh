@@ -32,3 +32,7 @@ if [ -z "${SKIP_E2E:-}" ] && [ -x tests/e2e/run.sh ]; then
     echo "== end-to-end suite, Debian trixie (systemd 257)"
     NCG_E2E_BUILD=0 tests/e2e/run.sh --suite trixie
 fi
+if [ -z "${SKIP_PACKAGING:-}" ]; then
+    echo "== packaging: make install, man pages, .deb (also in a booted Debian), Nix files"
+    tests/packaging/run.sh
+fi
