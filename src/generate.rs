@@ -12,6 +12,7 @@ use crate::diag::{Diagnostic, Location};
 use crate::dropin::{self, ClosurePath, Confinement};
 use crate::rootfs::Root;
 use crate::store::db::NodeId;
+use crate::store::disk::StoreProbe;
 use crate::store::roots::{Origin, Roots, collect_roots};
 use crate::store::{DbError, NixDb};
 use crate::unit::merged::FileReader;
@@ -405,8 +406,8 @@ pub struct Database {
     ranks: Vec<u32>,
     /// Node → its symlink target, once looked at.
     symlinks: Vec<Option<Option<Rc<str>>>>,
-    /// The store directory, opened on first use.
-    store_fd: Option<Option<std::os::fd::OwnedFd>>,
+    /// Looks at store paths on disk, made on first use.
+    probe: Option<StoreProbe>,
 }
 
 /// A unit's closure: each node with the node it was first reached from,
@@ -423,7 +424,7 @@ impl Database {
             closures: HashMap::new(),
             ranks: Vec::new(),
             symlinks: Vec::new(),
-            store_fd: None,
+            probe: None,
         }
     }
 
@@ -630,7 +631,7 @@ fn closure_paths(
         .collect();
     order.sort_unstable();
     let symlinks = &mut database.symlinks;
-    let store_fd = &mut database.store_fd;
+    let probe = &mut database.probe;
     let mut reached = Vec::with_capacity(order.len());
     for key in order {
         let node = key as NodeId;
@@ -655,11 +656,11 @@ fn closure_paths(
                         ),
                     )]);
                 }
-                let store_fd = store_fd
-                    .get_or_insert_with(|| open_store_dir(root, config))
-                    .as_ref();
+                let probe = probe.get_or_insert_with(|| {
+                    StoreProbe::new(root, config.store_dir.as_str(), db.statistics().0)
+                });
                 let target =
-                    symlink_target(root, config, store_fd, &path, name).map_err(|e| vec![e])?;
+                    symlink_target(root, config, probe, &path, name).map_err(|e| vec![e])?;
                 let target: Option<Rc<str>> = target.map(Rc::from);
                 symlinks[index] = Some(target.clone());
                 target
@@ -693,40 +694,18 @@ fn closure_paths(
     Ok(reached)
 }
 
-/// The store directory under the root, opened once, so that each store path
-/// is looked at with one `fstatat()` of its name rather than a walk of its
-/// whole path.
-fn open_store_dir(root: &Root, config: &Config) -> Option<std::os::fd::OwnedFd> {
-    nix::fcntl::open(
-        root.join(camino::Utf8Path::new(config.store_dir.as_str()))
-            .as_std_path(),
-        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .ok()
-}
-
 /// The fully resolved target of a store path that is a symlink.
 fn symlink_target(
     root: &Root,
     config: &Config,
-    store_fd: Option<&std::os::fd::OwnedFd>,
+    probe: &StoreProbe,
     path: &str,
     unit: &str,
 ) -> Result<Option<String>, Diagnostic> {
     let logical = camino::Utf8Path::new(path);
-    let name = path
-        .strip_prefix(config.store_dir.as_str())
-        .map(|rest| rest.trim_start_matches('/'));
-    let is_link = match (store_fd, name) {
-        (Some(fd), Some(name)) => {
-            nix::sys::stat::fstatat(fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-                .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
-        }
-        _ => {
-            std::fs::symlink_metadata(root.join(logical)).is_ok_and(|m| m.file_type().is_symlink())
-        }
-    };
+    // `path` is a validated store path: its name follows the store directory.
+    let name = path[config.store_dir.as_str().len()..].trim_start_matches('/');
+    let is_link = probe.is_symlink(name, &root.join(logical));
     if !is_link {
         return Ok(None);
     }

@@ -2,6 +2,7 @@
 //! their references, and the roots and closure of a confined unit.
 
 pub mod db;
+pub mod disk;
 pub mod path;
 pub mod roots;
 
