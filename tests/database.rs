@@ -220,3 +220,38 @@ fn a_wal_without_shm_is_not_read_through_and_says_so() {
             .contains("is not a valid path in the Nix database")
     );
 }
+
+#[test]
+fn a_real_nix_store_registering_paths_at_the_same_time() {
+    let (root, app) = root_with_unit("concurrent", 10);
+    // A registration large enough to keep nix-store writing for a while.
+    let mut registration = String::new();
+    for i in 0..20_000u64 {
+        let path = store_path(1_000 + i, "concurrent");
+        registration.push_str(&format!(
+            "{path}\nsha256:{}\n1024\n\n1\n{app}\n",
+            "0".repeat(64)
+        ));
+    }
+    let mut writer = Command::new("nix-store")
+        .args(["--store", &root.store_uri(), "--load-db"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(registration.as_bytes()));
+    let mut runs = 0;
+    while writer.try_wait().unwrap().is_none() || runs == 0 {
+        let run = root.generate();
+        assert_eq!(
+            run.status, 0,
+            "run {runs} while nix-store writes: {}",
+            run.stderr
+        );
+        assert_eq!(binds(&root.dropin("a.service")), std::slice::from_ref(&app));
+        runs += 1;
+    }
+    feeder.join().unwrap().unwrap();
+    assert!(writer.wait().unwrap().success());
+    eprintln!("{runs} generator runs while nix-store registered 20,000 paths");
+}
