@@ -71,27 +71,11 @@ fn root_with_unit(name: &str, seed: u64) -> (TestRoot, String) {
 /// Runs the generator in a mount namespace where the database directory is
 /// mounted read-only.
 fn generate_read_only(root: &TestRoot) -> support::Run {
-    let _ = std::fs::remove_dir_all(&root.out);
-    std::fs::create_dir_all(&root.out).unwrap();
     let dir = db_dir(root);
-    let script = format!(
-        "mount --bind '{d}' '{d}' && mount -o remount,bind,ro '{d}' && \
-         ! touch '{d}/probe' 2>/dev/null && exec '{g}' --root '{r}' '{o}'",
-        d = dir.display(),
-        g = support::GENERATOR,
-        r = root.dir.display(),
-        o = root.out.display()
-    );
-    let output = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .env("SYSTEMD_LOG_TARGET", "console")
-        .output()
-        .unwrap();
-    support::Run {
-        status: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    root.generate_in_namespace(&format!(
+        "mount --bind '{d}' '{d}' && mount -o remount,bind,ro '{d}' && ! touch '{d}/probe' 2>/dev/null",
+        d = dir.display()
+    ))
 }
 
 #[test]

@@ -28,37 +28,14 @@ fn assert_no_panic(run: &support::Run) {
     );
 }
 
-/// Runs the generator in a mount namespace after `setup` (shell) ran there.
-fn generate_in_namespace(root: &TestRoot, setup: &str) -> support::Run {
-    let _ = std::fs::remove_dir_all(&root.out);
-    std::fs::create_dir_all(&root.out).unwrap();
-    let script = format!(
-        "{setup} && exec '{}' --root '{}' '{}'",
-        support::GENERATOR,
-        root.dir.display(),
-        root.out.display()
-    );
-    let output = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .env("SYSTEMD_LOG_TARGET", "console")
-        .output()
-        .unwrap();
-    support::Run {
-        status: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
 #[test]
 fn an_unwritable_output_directory_is_an_error_naming_it() {
     let root = TestRoot::new("out-ro");
     annotated(&root, 1);
     let out = root.out.display().to_string();
-    let run = generate_in_namespace(
-        &root,
-        &format!("mount --bind '{out}' '{out}' && mount -o remount,bind,ro '{out}'"),
-    );
+    let run = root.generate_in_namespace(&format!(
+        "mount --bind '{out}' '{out}' && mount -o remount,bind,ro '{out}'"
+    ));
     assert_no_panic(&run);
     assert_eq!(run.status, 1);
     assert!(

@@ -197,21 +197,9 @@ impl NixDb {
     /// store path, which is what costs (SQLite's per-statement overhead, not
     /// the index lookups, dominated a query per path).
     fn load_references(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
-        let mut missing: Vec<NodeId> = nodes
-            .iter()
-            .copied()
-            .filter(|&n| self.nodes[n as usize].references.is_none())
-            .collect();
-        // In id order the index is walked forwards, a page at a time.
-        missing.sort_unstable_by_key(|&n| self.nodes[n as usize].db_id);
-        missing.dedup();
+        let missing = self.missing(nodes, |node| node.references.is_none());
         for batch in missing.chunks(BATCH) {
-            let ids: Array = Rc::new(
-                batch
-                    .iter()
-                    .map(|&n| Value::Integer(self.nodes[n as usize].db_id))
-                    .collect(),
-            );
+            let ids = self.id_array(batch);
             // Rows come in batch order (ascending ids: the join walks the
             // batch and seeks the index for each id); sorting them is then
             // linear and makes the merge with the batch below correct
@@ -254,22 +242,35 @@ impl NixDb {
         Ok(())
     }
 
-    /// Reads the paths of every node in `nodes` not known yet, in batches.
-    pub fn load_paths(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
+    /// The nodes of `nodes` that `needs` reading, once each, in database id
+    /// order: the index and the table are then walked forwards, a page at a
+    /// time.
+    fn missing(&self, nodes: &[NodeId], needs: impl Fn(&Node) -> bool) -> Vec<NodeId> {
         let mut missing: Vec<NodeId> = nodes
             .iter()
             .copied()
-            .filter(|&n| !self.nodes[n as usize].loaded)
+            .filter(|&n| needs(&self.nodes[n as usize]))
             .collect();
         missing.sort_unstable_by_key(|&n| self.nodes[n as usize].db_id);
         missing.dedup();
+        missing
+    }
+
+    /// The database ids of `batch`, bound to a query as `rarray(?1)`.
+    fn id_array(&self, batch: &[NodeId]) -> Array {
+        Rc::new(
+            batch
+                .iter()
+                .map(|&n| Value::Integer(self.nodes[n as usize].db_id))
+                .collect(),
+        )
+    }
+
+    /// Reads the paths of every node in `nodes` not known yet, in batches.
+    pub fn load_paths(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
+        let missing = self.missing(nodes, |node| !node.loaded);
         for batch in missing.chunks(BATCH) {
-            let ids: Array = Rc::new(
-                batch
-                    .iter()
-                    .map(|&n| Value::Integer(self.nodes[n as usize].db_id))
-                    .collect(),
-            );
+            let ids = self.id_array(batch);
             let rows = retry_once(|| {
                 let mut statement = self.conn.prepare_cached(
                     "SELECT v.id, v.path FROM rarray(?1) AS a \

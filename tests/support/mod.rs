@@ -183,6 +183,29 @@ impl TestRoot {
         self.run(&[&out])
     }
 
+    /// Runs the generator into a fresh output directory inside a mount
+    /// namespace, after the shell commands `setup` ran there (to mount
+    /// something read-only, say).
+    pub fn generate_in_namespace(&self, setup: &str) -> Run {
+        let _ = std::fs::remove_dir_all(&self.out);
+        std::fs::create_dir_all(&self.out).unwrap();
+        let script = format!(
+            "{setup} && exec '{GENERATOR}' --root '{}' '{}'",
+            self.dir.display(),
+            self.out.display()
+        );
+        let output = Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .env("SYSTEMD_LOG_TARGET", "console")
+            .output()
+            .unwrap();
+        Run {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
     /// The drop-in written for `unit` (panics when there is none).
     pub fn dropin(&self, unit: &str) -> String {
         self.dropin_named(unit, "zz-confinement.conf")
