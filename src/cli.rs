@@ -4,7 +4,7 @@
 use crate::annotation::KNOWN_KEYS;
 use crate::diag::Diagnostic;
 use crate::generate::{self, Database, Outcome, Plan};
-use crate::logging::{self, LOG_INFO, LOG_NOTICE, Logger};
+use crate::logging::{self, LOG_NOTICE, Logger};
 use crate::output::OutputDir;
 use crate::rootfs::Root;
 use camino::Utf8PathBuf;
@@ -324,7 +324,6 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
         units.len(),
         problems.len()
     );
-    let _ = LOG_INFO;
     i32::from(blocked > 0)
 }
 
