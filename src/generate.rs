@@ -1,10 +1,12 @@
 //! The pipeline: unit files → annotations → roots → closures → drop-ins.
 //!
 //! [`plan`] does everything that needs no database: it finds the annotated
-//! units and the problems that block them. [`compute`] opens the database
-//! once and renders every drop-in. The generator writes a blocking drop-in
-//! for every annotated unit between the two, so that a kill at any moment
-//! leaves each annotated unit blocked or fully confined, never open.
+//! units and the problems that block them. [`resolve_closures`] opens the
+//! database once and reads the reference graph below every unit's roots in
+//! one walk; [`compute`] renders each unit's drop-in. The generator writes a
+//! blocking drop-in for every annotated unit before the database is opened,
+//! so that a kill at any later moment leaves each annotated unit blocked or
+//! fully confined, never open.
 
 use crate::annotation::{self, Mode, Request};
 use crate::config::{self, Config};
@@ -109,7 +111,8 @@ pub fn plan(root: &Root, env_unit_path: Option<&str>) -> Plan {
 
     let candidates = candidate_names(&catalog);
     let mut reader = FileReader::new(root);
-    // Templates first, so that instances can be compared with them.
+    // Templates come first, so that an instance knows whether its template
+    // asks for confinement (an instance opting out must then hide it).
     let mut template_requested: HashMap<String, bool> = HashMap::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for (candidate, _) in &candidates {
