@@ -797,7 +797,7 @@ fn blocked_for_a_store_path_completed_by_a_specifier() {
 #[test]
 fn blocked_for_database_faults_and_only_annotated_units() {
     type Fault = (&'static str, fn(&TestRoot));
-    let faults: [Fault; 4] = [
+    let faults: [Fault; 7] = [
         ("missing", |r| {
             std::fs::remove_file(r.path("/nix/var/nix/db/db.sqlite")).unwrap();
         }),
@@ -815,6 +815,24 @@ fn blocked_for_database_faults_and_only_annotated_units() {
         }),
         ("schema", |r| {
             std::fs::write(r.path("/nix/var/nix/db/schema"), "42").unwrap();
+        }),
+        ("empty", |r| {
+            std::fs::write(r.path("/nix/var/nix/db/db.sqlite"), b"").unwrap();
+        }),
+        ("schema-garbage", |r| {
+            std::fs::write(r.path("/nix/var/nix/db/schema"), "ten\n").unwrap();
+        }),
+        // A SQLite database, but not Nix's: the tables are missing. (Made
+        // with Python's sqlite3, since no Nix makes such a database.)
+        ("tables", |r| {
+            let path = r.path("/nix/var/nix/db/db.sqlite");
+            std::fs::remove_file(&path).unwrap();
+            let made = std::process::Command::new("python3")
+                .args(["-c", "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('create table other (x)')"])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(made.success());
         }),
     ];
     for (name, break_it) in faults {
