@@ -249,6 +249,18 @@ impl TestRoot {
     }
 }
 
+/// Test roots are removed when the test is done (one writes a 100 MiB unit
+/// file); `NCG_KEEP_TEST_ROOTS=1` keeps them for a look.
+impl Drop for TestRoot {
+    fn drop(&mut self) {
+        if std::env::var_os("NCG_KEEP_TEST_ROOTS").is_none()
+            && let Some(base) = self.dir.parent()
+        {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
+}
+
 /// The store view the generated mount unit provides.
 pub const STORE_VIEW: &str = "/run/nix-confinement-store";
 
