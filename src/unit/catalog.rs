@@ -547,15 +547,24 @@ impl Catalog {
         // the unit's own name in every search directory, then each alias in
         // every search directory, then the top-level type directory in every
         // search directory. The first file of a given name wins.
+        // Only names that have a `.d/` somewhere are looked up, once per
+        // search directory (most units have none: this runs for every unit).
+        let existing = |dir_name: &String| self.dropin_dir_units.contains(dir_name);
         let mut dirs: Vec<(usize, String)> = Vec::new();
         for unit_name in &names {
+            let dir_names: Vec<String> = dropin_dir_names(unit_name)
+                .into_iter()
+                .filter(existing)
+                .collect();
             for index in 0..self.search_path.len() {
-                for dir_name in dropin_dir_names(unit_name) {
-                    dirs.push((index, dir_name));
+                for dir_name in &dir_names {
+                    dirs.push((index, dir_name.clone()));
                 }
             }
         }
-        if let Some(parsed) = UnitName::parse(name) {
+        if let Some(parsed) = UnitName::parse(name)
+            && self.dropin_dir_units.contains(parsed.unit_type)
+        {
             for index in 0..self.search_path.len() {
                 dirs.push((index, parsed.unit_type.to_owned()));
             }
