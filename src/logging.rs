@@ -6,7 +6,7 @@
 
 use crate::diag::{Diagnostic, Severity};
 use std::fs::File;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::os::unix::net::UnixDatagram;
 
 pub const IDENTIFIER: &str = "nix-confinement-generator";
@@ -92,7 +92,9 @@ impl Logger {
             "kmsg" => kmsg(),
             "journal" | "journal-or-kmsg" => journal_sink().or_else(kmsg),
             _ if stderr_is_journal() => journal_sink(),
-            _ if generator_mode => kmsg(),
+            // systemd runs generators with no terminal; run by hand from
+            // one, the messages belong on it.
+            _ if generator_mode && !std::io::stderr().is_terminal() => kmsg(),
             _ => None,
         }
         .unwrap_or(Sink::Stderr);
