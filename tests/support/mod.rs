@@ -38,6 +38,16 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Run {
+    fn from(output: std::process::Output) -> Run {
+        Run {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
 impl TestRoot {
     pub fn new(name: &str) -> TestRoot {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -168,11 +178,7 @@ impl TestRoot {
             .env("SYSTEMD_LOG_TARGET", "console")
             .output()
             .unwrap();
-        Run {
-            status: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from(output)
     }
 
     /// Runs the generator into a fresh output directory.
@@ -199,11 +205,7 @@ impl TestRoot {
             .env("SYSTEMD_LOG_TARGET", "console")
             .output()
             .unwrap();
-        Run {
-            status: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from(output)
     }
 
     /// The drop-in written for `unit` (panics when there is none).
