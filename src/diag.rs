@@ -97,12 +97,6 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Lossy display of a path that may not be UTF-8 (unit directories can hold
-/// anything; we must still be able to name it in a message).
-pub fn display_os_path(path: &std::path::Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
 /// Join a logical path (as written in units, absolute) onto the root directory.
 pub fn under_root(root: &Utf8Path, logical: &Utf8Path) -> Utf8PathBuf {
     let relative = logical.as_str().trim_start_matches('/');

@@ -63,7 +63,7 @@ impl Root {
     /// root, like `readlink -e`: the result is logical, absolute, free of
     /// `.`/`..` and links, and exists.
     pub fn canonicalize(&self, logical: &Utf8Path) -> Result<Utf8PathBuf, ResolveError> {
-        self.resolve(logical, true)
+        self.resolve(logical)
     }
 
     /// Like [`Root::canonicalize`], but the last component need not exist
@@ -76,7 +76,7 @@ impl Root {
         }
     }
 
-    fn resolve(&self, logical: &Utf8Path, must_exist: bool) -> Result<Utf8PathBuf, ResolveError> {
+    fn resolve(&self, logical: &Utf8Path) -> Result<Utf8PathBuf, ResolveError> {
         let mut resolved = Utf8PathBuf::from("/");
         // Components still to walk, in reverse so that a link's target can be
         // pushed in front of what follows it.
@@ -115,10 +115,7 @@ impl Root {
                     resolved = candidate;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if must_exist {
-                        return Err(ResolveError::NotFound(candidate));
-                    }
-                    resolved = candidate;
+                    return Err(ResolveError::NotFound(candidate));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
                     return Err(ResolveError::NotADirectory(resolved));

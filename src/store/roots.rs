@@ -226,17 +226,13 @@ impl Collector<'_> {
     }
 
     fn package(&mut self, path: &Utf8Path, location: Option<&Location>) {
-        if let Some(store_path) = self.store.store_path_of(path.as_str()) {
-            let store_path = store_path.to_owned();
-            self.add(
-                &store_path,
-                annotation::KEY_PACKAGES,
-                location,
-                path.as_str(),
-            );
-            return;
-        }
-        match self.root.canonicalize(path) {
+        // A store path (or a path below one) counts as it is; anything else
+        // must resolve into the store.
+        let resolved = match self.store.store_path_of(path.as_str()) {
+            Some(_) => Ok(path.to_owned()),
+            None => self.root.canonicalize(path),
+        };
+        match resolved {
             Ok(resolved) => match self.store.store_path_of(resolved.as_str()) {
                 Some(store_path) => {
                     let store_path = store_path.to_owned();
