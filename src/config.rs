@@ -21,6 +21,10 @@ pub const CONFIG_DIRS: &[&str] = &[
     "/run/systemd",
 ];
 
+/// Where the closure cache is kept unless configured: `/run` lasts until the
+/// next boot, which is what a cache checked against the database needs.
+pub const DEFAULT_CLOSURE_CACHE: &str = "/run/nix-confinement-generator/closures";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub store_dir: StoreDir,
@@ -33,6 +37,9 @@ pub struct Config {
     /// `/bin/sh` for units that do not set `X-ConfinementBinSh=`, used only
     /// when it resolves into the store.
     pub default_bin_sh: Option<Utf8PathBuf>,
+    /// The closure cache kept between runs (see [`crate::store::cache`]);
+    /// `None` turns it off.
+    pub closure_cache: Option<Utf8PathBuf>,
     /// Files read, in order.
     pub sources: Vec<Utf8PathBuf>,
 }
@@ -45,6 +52,7 @@ impl Default for Config {
             unit_path: None,
             default_mode: Mode::FullApivfs,
             default_bin_sh: Some(Utf8PathBuf::from("/bin/sh")),
+            closure_cache: Some(Utf8PathBuf::from(DEFAULT_CLOSURE_CACHE)),
             sources: Vec::new(),
         }
     }
@@ -184,6 +192,19 @@ fn apply(config: &mut Config, ini: &ini::Ini, file: &Utf8Path, errors: &mut Vec<
                         }
                     }
                 }
+                ("Generator", "ClosureCache") => {
+                    if value.is_empty() {
+                        config.closure_cache = None;
+                    } else {
+                        match absolute(value) {
+                            Some(path) => config.closure_cache = Some(path),
+                            None => error(
+                                "[Generator] ClosureCache",
+                                format!("{value:?} is not an absolute path"),
+                            ),
+                        }
+                    }
+                }
                 (section, key) => {
                     error(&format!("[{section}] {key}"), "unknown setting".to_owned())
                 }
@@ -296,6 +317,30 @@ mod tests {
                 "/etc/systemd/nix-confinement-generator.conf: [Nix] StateDir: \"relative\" is not an absolute path",
                 "/etc/systemd/nix-confinement-generator.conf: [Nix] Typo: unknown setting",
             ]
+        );
+    }
+
+    #[test]
+    fn the_closure_cache_path_or_none() {
+        let (config, errors) = load(&root_with(&[]));
+        assert!(errors.is_empty());
+        assert_eq!(
+            config.closure_cache.as_deref(),
+            Some(Utf8Path::new(DEFAULT_CLOSURE_CACHE))
+        );
+        let (config, errors) = load(&root_with(&[(
+            "/etc/systemd/nix-confinement-generator.conf",
+            "[Generator]\nClosureCache=\n",
+        )]));
+        assert!(errors.is_empty());
+        assert_eq!(config.closure_cache, None);
+        let (_, errors) = load(&root_with(&[(
+            "/etc/systemd/nix-confinement-generator.conf",
+            "[Generator]\nClosureCache=closures\n",
+        )]));
+        assert_eq!(
+            errors[0].to_string(),
+            "/etc/systemd/nix-confinement-generator.conf: [Generator] ClosureCache: \"closures\" is not an absolute path"
         );
     }
 }

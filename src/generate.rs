@@ -411,6 +411,10 @@ pub struct Database {
     symlinks: Vec<Option<Option<Rc<str>>>>,
     /// Looks at store paths on disk, made on first use.
     probe: Option<StoreProbe>,
+    /// The closure cache file (logical, under the root), when one is used.
+    cache_file: Option<camino::Utf8PathBuf>,
+    /// What happened to the cache, for the debug log.
+    pub cache_notes: Vec<String>,
 }
 
 /// A unit's closure: each node with the node it was first reached from,
@@ -428,6 +432,53 @@ impl Database {
             ranks: Vec::new(),
             symlinks: Vec::new(),
             probe: None,
+            cache_file: None,
+            cache_notes: Vec::new(),
+        }
+    }
+
+    /// A database that reads and keeps the closure cache `file` (a logical
+    /// path under the root; see [`crate::store::cache`]).
+    pub fn with_cache(file: Option<&camino::Utf8Path>) -> Database {
+        Database {
+            cache_file: file.map(camino::Utf8Path::to_path_buf),
+            ..Database::new()
+        }
+    }
+
+    /// Writes the closure cache for the next run, when this run read
+    /// something the cache did not have.
+    pub fn save_cache(&mut self, root: &Root, config: &Config) {
+        let (Some(file), Some(Ok(nix_db))) = (&self.cache_file, &self.opened) else {
+            return;
+        };
+        if nix_db.cache_dropped {
+            self.cache_notes.push(format!(
+                "{file}: dropped: a root's id and registration time in it does not match the database"
+            ));
+        }
+        let symlinks = &self.symlinks;
+        let symlink_of = |node: NodeId| {
+            symlinks
+                .get(node as usize)
+                .and_then(|known| known.as_ref().map(Option::is_some))
+        };
+        nix_db.release_memory();
+        let Some(tables) = nix_db.cache_to_save(symlink_of) else {
+            self.cache_notes.push(format!("{file}: unchanged"));
+            return;
+        };
+        let paths = crate::store::cache::Tables::len(&tables);
+        match crate::store::cache::write_tables(
+            &root.join(file),
+            nix_db.file(),
+            config.store_dir.as_str(),
+            &tables,
+        ) {
+            Ok(()) => self
+                .cache_notes
+                .push(format!("{file}: wrote {paths} store paths")),
+            Err(e) => self.cache_notes.push(format!("not kept: {e}")),
         }
     }
 
@@ -503,9 +554,13 @@ fn root_nodes(
 ) -> Result<RootNodes, Vec<Diagnostic>> {
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
+    if database.opened.is_none() {
+        database.opened = Some(open_database(root, config, database));
+    }
     let db = database
         .opened
-        .get_or_insert_with(|| NixDb::open(root, &config.state_dir))
+        .as_mut()
+        .expect("opened above")
         .as_mut()
         .map_err(|e| db_error(e.clone()))?;
     let mut root_nodes = Vec::new();
@@ -534,6 +589,35 @@ fn root_nodes(
     } else {
         Err(errors)
     }
+}
+
+/// Opens the database, with the closure cache of the last run when there is
+/// one that can be used (what happened is noted for the debug log).
+fn open_database(root: &Root, config: &Config, database: &mut Database) -> Result<NixDb, DbError> {
+    let mut opened = NixDb::open(root, &config.state_dir);
+    let (Ok(nix_db), Some(file)) = (&mut opened, &database.cache_file) else {
+        return opened;
+    };
+    let used = crate::store::cache::read(&root.join(file)).and_then(|cache| match cache {
+        Some(cache) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
+            "{file}: made for the store {}, not {}",
+            cache.store_dir,
+            config.store_dir.as_str()
+        )),
+        Some(cache) => {
+            let paths = cache.len();
+            nix_db
+                .use_cache(cache)
+                .map(|()| format!("{file}: read {paths} store paths"))
+                .map_err(|e| format!("{file}: {e}"))
+        }
+        None => Ok(format!("{file}: none yet")),
+    });
+    database.cache_notes.push(match used {
+        Ok(note) => note,
+        Err(e) => format!("not used: {e}"),
+    });
+    opened
 }
 
 /// Computes what to write for `unit` (resolving its closure first if
@@ -659,11 +743,18 @@ fn closure_paths(
                         ),
                     )]);
                 }
-                let probe = probe.get_or_insert_with(|| {
-                    StoreProbe::new(root, config.store_dir.as_str(), db.statistics().0)
-                });
-                let target =
-                    symlink_target(root, config, probe, &path, name).map_err(|e| vec![e])?;
+                let target = match db.cached_symlink(node) {
+                    Some(false) => None,
+                    Some(true) => {
+                        Some(resolve_symlink(root, config, &path, name).map_err(|e| vec![e])?)
+                    }
+                    None => {
+                        let probe = probe.get_or_insert_with(|| {
+                            StoreProbe::new(root, config.store_dir.as_str(), db.statistics().0)
+                        });
+                        symlink_target(root, config, probe, &path, name).map_err(|e| vec![e])?
+                    }
+                };
                 let target: Option<Rc<str>> = target.map(Rc::from);
                 symlinks[index] = Some(target.clone());
                 target
@@ -712,8 +803,18 @@ fn symlink_target(
     if !is_link {
         return Ok(None);
     }
-    match root.canonicalize(logical) {
-        Ok(target) => Ok(Some(target.to_string())),
+    resolve_symlink(root, config, path, unit).map(Some)
+}
+
+/// The fully resolved target of a store path known to be a symlink.
+fn resolve_symlink(
+    root: &Root,
+    config: &Config,
+    path: &str,
+    unit: &str,
+) -> Result<String, Diagnostic> {
+    match root.canonicalize(camino::Utf8Path::new(path)) {
+        Ok(target) => Ok(target.to_string()),
         Err(error) => Err(Diagnostic::error(
             Some(unit),
             Some(Location::new(path, 0)),

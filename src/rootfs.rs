@@ -4,6 +4,8 @@
 //! (`/etc/…`); only the functions here join them to the root.
 
 use camino::{Utf8Path, Utf8PathBuf};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 
@@ -40,14 +42,63 @@ impl fmt::Display for ResolveError {
 impl std::error::Error for ResolveError {}
 
 /// A root directory that logical paths are resolved under.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A `Root` remembers what it found at each real path while resolving (the
+/// same directories — `/etc`, `/etc/systemd`, … — are on the way to every
+/// unit file): it is a snapshot for one run, not for a file system that
+/// changes under it.
+#[derive(Debug, Clone)]
 pub struct Root {
     dir: Utf8PathBuf,
+    seen: RefCell<HashMap<Utf8PathBuf, Entry>>,
+}
+
+impl PartialEq for Root {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir == other.dir
+    }
+}
+impl Eq for Root {}
+
+/// What `lstat()` (and `readlink()`) found at a real path.
+#[derive(Debug, Clone)]
+enum Entry {
+    /// A symlink and its target (`None`: not UTF-8).
+    Link(Option<Utf8PathBuf>),
+    Directory,
+    Other,
+    Missing,
+    /// A component on the way is not a directory.
+    NotADirectory,
 }
 
 impl Root {
     pub fn new(dir: impl Into<Utf8PathBuf>) -> Self {
-        Root { dir: dir.into() }
+        Root {
+            dir: dir.into(),
+            seen: RefCell::default(),
+        }
+    }
+
+    /// `lstat()` and, for a link, `readlink()` of `real`, once per path.
+    fn look_at(&self, real: &Utf8Path) -> io::Result<Entry> {
+        if let Some(found) = self.seen.borrow().get(real) {
+            return Ok(found.clone());
+        }
+        let found = match std::fs::symlink_metadata(real) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                Entry::Link(Utf8PathBuf::from_path_buf(std::fs::read_link(real)?).ok())
+            }
+            Ok(meta) if meta.is_dir() => Entry::Directory,
+            Ok(_) => Entry::Other,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Entry::Missing,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Entry::NotADirectory,
+            Err(e) => return Err(e),
+        };
+        self.seen
+            .borrow_mut()
+            .insert(real.to_owned(), found.clone());
+        Ok(found)
     }
 
     pub fn dir(&self) -> &Utf8Path {
@@ -93,33 +144,27 @@ impl Root {
             }
             let candidate = resolved.join(&component);
             let real = self.join(&candidate);
-            match std::fs::symlink_metadata(&real) {
-                Ok(meta) if meta.file_type().is_symlink() => {
+            match self.look_at(&real) {
+                Ok(Entry::Link(target)) => {
                     links_followed += 1;
                     if links_followed > MAX_SYMLINKS {
                         return Err(ResolveError::TooManyLinks(candidate));
                     }
-                    let target = std::fs::read_link(&real)
-                        .map_err(|e| ResolveError::Io(candidate.clone(), e))?;
-                    let target = Utf8PathBuf::from_path_buf(target)
-                        .map_err(|_| ResolveError::NotUtf8(candidate.clone()))?;
+                    let target = target.ok_or_else(|| ResolveError::NotUtf8(candidate.clone()))?;
                     if target.is_absolute() {
                         resolved = Utf8PathBuf::from("/");
                     }
                     pending.extend(components_reversed(target.as_str()));
                 }
-                Ok(meta) => {
-                    if !meta.is_dir() && !pending.is_empty() && has_real_components(&pending) {
+                Ok(Entry::Directory) => resolved = candidate,
+                Ok(Entry::Other) => {
+                    if !pending.is_empty() && has_real_components(&pending) {
                         return Err(ResolveError::NotADirectory(candidate));
                     }
                     resolved = candidate;
                 }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(ResolveError::NotFound(candidate));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                    return Err(ResolveError::NotADirectory(resolved));
-                }
+                Ok(Entry::Missing) => return Err(ResolveError::NotFound(candidate)),
+                Ok(Entry::NotADirectory) => return Err(ResolveError::NotADirectory(resolved)),
                 Err(e) => return Err(ResolveError::Io(candidate, e)),
             }
         }

@@ -4,6 +4,7 @@
 //! `-wal`/`-shm` files behind in a store it does not own).
 
 use crate::rootfs::Root;
+use crate::store::cache::{ClosureCache, Tables};
 use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::Value;
 use rusqlite::vtab::array::Array;
@@ -11,6 +12,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 
 /// Nix's database schema versions that have `ValidPaths(id, path)` and
@@ -58,6 +60,11 @@ struct Node {
     loaded: bool,
     /// Referenced nodes (self references removed), once read.
     references: Option<Box<[NodeId]>>,
+    /// `ValidPaths.registrationTime`, once read.
+    registration_time: Option<i64>,
+    /// Its entry in the closure cache, when the cache may be trusted for it
+    /// (see [`crate::store::cache`]).
+    cached: Option<u32>,
 }
 
 /// A hasher for database ids: they are distinct integers, so a multiply is
@@ -95,6 +102,18 @@ pub struct NixDb {
     /// Traversal marks: `mark[n] == epoch` means visited in this traversal.
     mark: Vec<u32>,
     epoch: u32,
+    /// `(st_dev, st_ino)` of the database file.
+    file: (u64, u64),
+    /// The symlink flags of the closure cache of an earlier run, whose store
+    /// paths are the first nodes (the rest of it is in those nodes).
+    cached_symlinks: Option<Vec<bool>>,
+    /// Whether the cache turned out not to match the database.
+    pub cache_dropped: bool,
+    /// The nodes of the last [`NixDb::load_graph`].
+    in_graph: Vec<bool>,
+    /// Store paths whose references were read from the database (not taken
+    /// from the cache) in this run.
+    pub read_from_database: usize,
 }
 
 impl fmt::Debug for NixDb {
@@ -118,11 +137,11 @@ impl NixDb {
         };
         check_schema_version(root, &db_dir.join("schema"))?;
         let real = root.join(&logical);
-        match std::fs::metadata(&real) {
-            Ok(m) if m.is_file() => {}
+        let file = match std::fs::metadata(&real) {
+            Ok(m) if m.is_file() => (m.dev(), m.ino()),
             Ok(_) => return Err(error("is not a regular file".into())),
             Err(e) => return Err(error(format!("cannot be read: {e}"))),
-        }
+        };
         let wal = Utf8PathBuf::from(format!("{real}-wal"));
         let shm = Utf8PathBuf::from(format!("{real}-shm"));
         let (conn, mode) = if !wal.exists() {
@@ -156,7 +175,158 @@ impl NixDb {
             by_db_id: IdMap::default(),
             mark: Vec::new(),
             epoch: 0,
+            file,
+            cached_symlinks: None,
+            cache_dropped: false,
+            in_graph: Vec::new(),
+            read_from_database: 0,
         })
+    }
+
+    /// Takes the closure cache of an earlier run: its store paths become
+    /// the first nodes, with their paths and references, as if read from the
+    /// database (which they may be taken for: see [`crate::store::cache`]).
+    /// [`NixDb::node_of`] checks every root against the database and drops
+    /// the cache's data if the database is not the one it was made from.
+    /// Refused when it was made for another database file, or damaged.
+    pub fn use_cache(&mut self, cache: ClosureCache) -> Result<(), String> {
+        if cache.database != self.file {
+            return Err(format!(
+                "it was made for another database file (device {}, inode {}; this one is {}, {})",
+                cache.database.0, cache.database.1, self.file.0, self.file.1
+            ));
+        }
+        if !self.nodes.is_empty() {
+            return Err("the database was read before the cache".into());
+        }
+        let n = cache.len();
+        self.by_db_id.reserve(n);
+        for (index, &db_id) in cache.db_ids.iter().enumerate() {
+            if self.by_db_id.insert(db_id, index as NodeId).is_some() {
+                self.by_db_id.clear();
+                return Err(format!("path id {db_id} appears twice"));
+            }
+        }
+        self.nodes.reserve(n);
+        for index in 0..n {
+            self.nodes.push(Node {
+                db_id: cache.db_ids[index],
+                path: Some(Rc::from(cache.path(index))),
+                loaded: true,
+                references: Some(
+                    cache
+                        .references(index)
+                        .iter()
+                        .copied()
+                        .filter(|&r| r as usize != index)
+                        .collect(),
+                ),
+                registration_time: Some(cache.registration_times[index]),
+                cached: Some(index as u32),
+            });
+        }
+        self.cached_symlinks = Some(cache.symlinks);
+        Ok(())
+    }
+
+    /// Forgets everything taken from the cache: those nodes keep their ids
+    /// (a node stands for a database id) but are read from the database
+    /// again when needed.
+    fn drop_cache(&mut self) {
+        self.cached_symlinks = None;
+        for node in &mut self.nodes {
+            if node.cached.take().is_some() {
+                node.path = None;
+                node.loaded = false;
+                node.references = None;
+                node.registration_time = None;
+            }
+        }
+        // References read from the database may lead to dropped nodes: they
+        // are still right (a node is an id), and the dropped nodes' own
+        // references are read again.
+    }
+
+    /// Whether the cache says the store path of `node` is a symlink.
+    pub fn cached_symlink(&self, node: NodeId) -> Option<bool> {
+        let index = self.nodes[node as usize].cached?;
+        Some(self.cached_symlinks.as_ref()?[index as usize])
+    }
+
+    /// What the next run's cache should hold: the store paths of the last
+    /// [`NixDb::load_graph`] (the closures of this run's units) whose
+    /// path, registration time, references and symlink flag (`symlink_of`)
+    /// are known, and whose references are all in it too. `None` when that
+    /// is what the cache read at the start holds.
+    pub fn cache_to_save(
+        &self,
+        symlink_of: impl Fn(NodeId) -> Option<bool>,
+    ) -> Option<CacheTables<'_>> {
+        let symlink = |n: NodeId| symlink_of(n).or_else(|| self.cached_symlink(n));
+        let complete = |n: NodeId| {
+            let node = &self.nodes[n as usize];
+            self.in_graph.get(n as usize).copied().unwrap_or(false)
+                && node.references.is_some()
+                && node.path.is_some()
+                && node.registration_time.is_some()
+                && symlink(n).is_some()
+        };
+        let mut kept: Vec<bool> = (0..self.nodes.len() as NodeId).map(complete).collect();
+        // Drop whatever references a dropped path, until nothing changes: a
+        // cached path's closure must be whole.
+        loop {
+            let mut changed = false;
+            for (n, node) in self.nodes.iter().enumerate() {
+                if kept[n]
+                    && node
+                        .references
+                        .as_deref()
+                        .is_some_and(|r| r.iter().any(|&m| !kept[m as usize]))
+                {
+                    kept[n] = false;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let nodes: Vec<NodeId> = (0..self.nodes.len() as NodeId)
+            .filter(|&n| kept[n as usize])
+            .collect();
+        if self.read_from_database == 0
+            && self
+                .cached_symlinks
+                .as_ref()
+                .is_some_and(|c| c.len() == nodes.len())
+        {
+            return None;
+        }
+        let mut position = vec![u32::MAX; self.nodes.len()];
+        for (i, &n) in nodes.iter().enumerate() {
+            position[n as usize] = i as u32;
+        }
+        let symlinks = nodes
+            .iter()
+            .map(|&n| symlink(n).unwrap_or_default())
+            .collect();
+        Some(CacheTables {
+            db: self,
+            nodes,
+            position,
+            symlinks,
+        })
+    }
+
+    /// Gives back the memory of SQLite's page cache (no reading is left to
+    /// do), so that what comes next reuses it instead of adding to the peak.
+    pub fn release_memory(&self) {
+        let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+    }
+
+    /// `(st_dev, st_ino)` of the database file.
+    pub fn file(&self) -> (u64, u64) {
+        self.file
     }
 
     fn intern(&mut self, db_id: i64) -> NodeId {
@@ -169,27 +339,43 @@ impl NixDb {
             path: None,
             loaded: false,
             references: None,
+            registration_time: None,
+            cached: None,
         });
         self.by_db_id.insert(db_id, node);
         node
     }
 
-    /// The node of a store path, or `None` when it is not valid.
+    /// The node of a store path, or `None` when it is not valid. This is
+    /// where a cached closure is checked against the database: the path
+    /// must still have the id and registration time it had when cached.
     pub fn node_of(&mut self, path: &str) -> Result<Option<NodeId>, DbError> {
-        let db_id = retry_once(|| {
+        let row = retry_once(|| {
             self.conn
-                .prepare_cached("SELECT id FROM ValidPaths WHERE path = ?1")?
-                .query_row([path], |row| row.get::<_, i64>(0))
+                .prepare_cached("SELECT id, registrationTime FROM ValidPaths WHERE path = ?1")?
+                .query_row([path], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
+                })
                 .optional()
         })
         .map_err(|e| self.error(format!("looking up {path}: {e}")))?;
-        Ok(db_id.map(|db_id| {
-            let node = self.intern(db_id);
-            self.nodes[node as usize]
-                .path
-                .get_or_insert_with(|| path.into());
-            node
-        }))
+        let Some((db_id, registration_time)) = row else {
+            return Ok(None);
+        };
+        let node = self.intern(db_id);
+        let slot = &self.nodes[node as usize];
+        if slot.cached.is_some()
+            && (slot.registration_time != registration_time || slot.path.as_deref() != Some(path))
+        {
+            // Ids are never reused: this is not the database the cache was
+            // made from. Trust none of it.
+            self.drop_cache();
+            self.cache_dropped = true;
+        }
+        let slot = &mut self.nodes[node as usize];
+        slot.path.get_or_insert_with(|| path.into());
+        slot.registration_time = registration_time;
+        Ok(Some(node))
     }
 
     /// Reads the references of every node in `nodes` that are not known
@@ -198,6 +384,7 @@ impl NixDb {
     /// the index lookups, dominated a query per path).
     fn load_references(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
         let missing = self.missing(nodes, |node| node.references.is_none());
+        self.read_from_database += missing.len();
         for batch in missing.chunks(BATCH) {
             let ids = self.id_array(batch);
             // Rows come in batch order (ascending ids: the join walks the
@@ -273,23 +460,25 @@ impl NixDb {
             let ids = self.id_array(batch);
             let rows = retry_once(|| {
                 let mut statement = self.conn.prepare_cached(
-                    "SELECT v.id, v.path FROM rarray(?1) AS a \
+                    "SELECT v.id, v.path, v.registrationTime FROM rarray(?1) AS a \
                          CROSS JOIN ValidPaths AS v ON v.id = a.value",
                 )?;
                 let rows = statement.query_map([&ids], |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
                         Rc::<str>::from(row.get_ref(1)?.as_str()?),
+                        row.get::<_, Option<i64>>(2)?,
                     ))
                 })?;
-                rows.collect::<Result<Vec<(i64, Rc<str>)>, _>>()
+                rows.collect::<Result<Vec<(i64, Rc<str>, Option<i64>)>, _>>()
             })
             .map_err(|e| self.error(format!("reading paths: {e}")))?;
-            for (db_id, path) in rows {
+            for (db_id, path, registration_time) in rows {
                 if let Some(&node) = self.by_db_id.get(&db_id) {
                     let entry = &mut self.nodes[node as usize];
                     entry.path = Some(path);
                     entry.loaded = true;
+                    entry.registration_time = registration_time;
                 }
             }
         }
@@ -358,6 +547,10 @@ impl NixDb {
             }
             all.append(&mut frontier);
             frontier = next;
+        }
+        self.in_graph = vec![false; self.nodes.len()];
+        for &node in &all {
+            self.in_graph[node as usize] = true;
         }
         self.load_paths(&all)
     }
@@ -551,4 +744,41 @@ fn check_tables(conn: &Connection) -> Result<(), String> {
             .map_err(|e| format!("table {table} is missing or unreadable: {e}"))?;
     }
     Ok(())
+}
+
+/// The store paths [`NixDb::cache_to_save`] chose, as the cache's tables.
+pub struct CacheTables<'a> {
+    db: &'a NixDb,
+    nodes: Vec<NodeId>,
+    /// Node → its index in `nodes`.
+    position: Vec<u32>,
+    symlinks: Vec<bool>,
+}
+
+impl CacheTables<'_> {
+    fn node(&self, i: usize) -> &Node {
+        &self.db.nodes[self.nodes[i] as usize]
+    }
+}
+
+impl Tables for CacheTables<'_> {
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+    fn db_id(&self, i: usize) -> i64 {
+        self.node(i).db_id
+    }
+    fn registration_time(&self, i: usize) -> i64 {
+        self.node(i).registration_time.unwrap_or_default()
+    }
+    fn symlink(&self, i: usize) -> bool {
+        self.symlinks[i]
+    }
+    fn path(&self, i: usize) -> &str {
+        self.node(i).path.as_deref().unwrap_or_default()
+    }
+    fn references(&self, i: usize, out: &mut Vec<u32>) {
+        let references = self.node(i).references.as_deref().unwrap_or_default();
+        out.extend(references.iter().map(|&m| self.position[m as usize]));
+    }
 }

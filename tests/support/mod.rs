@@ -181,6 +181,38 @@ impl TestRoot {
         Run::from(output)
     }
 
+    /// Runs the generator into a fresh output directory, logging at debug
+    /// level.
+    pub fn generate_debug(&self) -> Run {
+        let _ = std::fs::remove_dir_all(&self.out);
+        std::fs::create_dir_all(&self.out).unwrap();
+        let output = Command::new(GENERATOR)
+            .arg("--root")
+            .arg(&self.dir)
+            .arg(&self.out)
+            .env_remove("SYSTEMD_UNIT_PATH")
+            .env_remove("SYSTEMD_IN_INITRD")
+            .env("SYSTEMD_LOG_TARGET", "console")
+            .env("SYSTEMD_LOG_LEVEL", "debug")
+            .output()
+            .unwrap();
+        Run::from(output)
+    }
+
+    /// `nix-store --delete` of store paths (they must be unreferenced).
+    pub fn delete(&self, paths: &[&str]) {
+        let output = Command::new("nix-store")
+            .args(["--store", &self.store_uri(), "--delete"])
+            .args(paths)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     /// Runs the generator into a fresh output directory.
     pub fn generate(&self) -> Run {
         let _ = std::fs::remove_dir_all(&self.out);

@@ -1,0 +1,564 @@
+//! The closure cache: the part of the reference graph a run read from the
+//! Nix database, kept in `/run` for the next run (every `daemon-reload`).
+//!
+//! Why it is safe to reuse across database changes: Nix never changes the
+//! references of a valid path (they are written when the path is registered
+//! and deleted with it), a path that is still referenced cannot be deleted
+//! (`Refs.reference` is `on delete restrict`, and the garbage collector
+//! only deletes unreferenced paths), and `ValidPaths.id` is `autoincrement`,
+//! so an id is never given to another registration. A cached store path
+//! whose `path → (id, registrationTime)` still matches the database
+//! therefore still has exactly the cached closure. The generator checks
+//! that for every root of every unit, in the database, on every run; the
+//! paths below a root need no check. A root that does not match (deleted,
+//! re-registered) or is not cached is read from the database as without a
+//! cache.
+//!
+//! The file is binary, little-endian, written whole and renamed into place;
+//! its tables are flat, so that reading it is a few copies, not an
+//! allocation per store path:
+//!
+//! ```text
+//! magic "NCGCLOS\x02"
+//! u64 device, u64 inode of db.sqlite   (ids mean nothing in another file)
+//! u32 length, bytes: the store directory
+//! u32 n: the number of store paths, then the tables, each of n entries
+//! i64 × n   ValidPaths.id
+//! i64 × n   registrationTime
+//! u8 × n    1 = the store path is a symlink, 0 = it is not
+//! u32 × n+1 where each path starts in the text (and the text's length)
+//! u32 length, bytes: the paths, one after the other
+//! u32 × n+1 where each path's references start (and their count)
+//! u32 × …   references, as indices of these tables
+//! ```
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+
+use camino::Utf8Path;
+
+const MAGIC: &[u8; 8] = b"NCGCLOS\x02";
+/// A cache larger than this is not read (a damaged length field, or a file
+/// that is not ours).
+const MAX_SIZE: u64 = 512 << 20;
+
+/// The cached part of the reference graph: store path `i` is entry `i` of
+/// each table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosureCache {
+    /// `(st_dev, st_ino)` of the database file the ids belong to.
+    pub database: (u64, u64),
+    pub store_dir: Box<str>,
+    pub db_ids: Vec<i64>,
+    pub registration_times: Vec<i64>,
+    pub symlinks: Vec<bool>,
+    path_starts: Vec<u32>,
+    paths: String,
+    reference_starts: Vec<u32>,
+    references: Vec<u32>,
+}
+
+impl ClosureCache {
+    pub fn new(database: (u64, u64), store_dir: &str) -> ClosureCache {
+        ClosureCache {
+            database,
+            store_dir: store_dir.into(),
+            db_ids: Vec::new(),
+            registration_times: Vec::new(),
+            symlinks: Vec::new(),
+            path_starts: vec![0],
+            paths: String::new(),
+            reference_starts: vec![0],
+            references: Vec::new(),
+        }
+    }
+
+    /// Adds a store path; `references` are indices of paths added before or
+    /// after it.
+    pub fn push(
+        &mut self,
+        db_id: i64,
+        registration_time: i64,
+        symlink: bool,
+        path: &str,
+        references: impl IntoIterator<Item = u32>,
+    ) {
+        self.db_ids.push(db_id);
+        self.registration_times.push(registration_time);
+        self.symlinks.push(symlink);
+        self.paths.push_str(path);
+        self.path_starts.push(self.paths.len() as u32);
+        self.references.extend(references);
+        self.reference_starts.push(self.references.len() as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.db_ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.db_ids.is_empty()
+    }
+
+    pub fn path(&self, index: usize) -> &str {
+        &self.paths[self.path_starts[index] as usize..self.path_starts[index + 1] as usize]
+    }
+
+    pub fn references(&self, index: usize) -> &[u32] {
+        &self.references
+            [self.reference_starts[index] as usize..self.reference_starts[index + 1] as usize]
+    }
+
+    /// The cache as its file's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_to(&mut out, self.database, &self.store_dir, self).expect("writing to memory");
+        out
+    }
+
+    /// Decodes a cache from its file's bytes.
+    pub fn decode(bytes: &[u8]) -> Result<ClosureCache, String> {
+        decode_from(&mut &*bytes, bytes.len() as u64)
+    }
+}
+
+/// What a cache file is written from: store path `i` of `0..len()`.
+pub trait Tables {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn db_id(&self, i: usize) -> i64;
+    fn registration_time(&self, i: usize) -> i64;
+    fn symlink(&self, i: usize) -> bool;
+    fn path(&self, i: usize) -> &str;
+    /// Appends the references of `i` (indices of `0..len()`) to `out`.
+    fn references(&self, i: usize, out: &mut Vec<u32>);
+}
+
+impl Tables for ClosureCache {
+    fn len(&self) -> usize {
+        self.db_ids.len()
+    }
+    fn db_id(&self, i: usize) -> i64 {
+        self.db_ids[i]
+    }
+    fn registration_time(&self, i: usize) -> i64 {
+        self.registration_times[i]
+    }
+    fn symlink(&self, i: usize) -> bool {
+        self.symlinks[i]
+    }
+    fn path(&self, i: usize) -> &str {
+        ClosureCache::path(self, i)
+    }
+    fn references(&self, i: usize, out: &mut Vec<u32>) {
+        out.extend_from_slice(ClosureCache::references(self, i));
+    }
+}
+
+/// Writes the file format from `tables`, table by table, as it goes (no
+/// copy of the whole file in memory).
+pub fn encode_to(
+    out: &mut impl Write,
+    database: (u64, u64),
+    store_dir: &str,
+    tables: &impl Tables,
+) -> std::io::Result<()> {
+    let n = tables.len();
+    let too_big = || std::io::Error::other("more than 4 GiB of paths or references");
+    out.write_all(MAGIC)?;
+    out.write_all(&database.0.to_le_bytes())?;
+    out.write_all(&database.1.to_le_bytes())?;
+    out.write_all(&(store_dir.len() as u32).to_le_bytes())?;
+    out.write_all(store_dir.as_bytes())?;
+    out.write_all(&u32::try_from(n).map_err(|_| too_big())?.to_le_bytes())?;
+    for i in 0..n {
+        out.write_all(&tables.db_id(i).to_le_bytes())?;
+    }
+    for i in 0..n {
+        out.write_all(&tables.registration_time(i).to_le_bytes())?;
+    }
+    for i in 0..n {
+        out.write_all(&[u8::from(tables.symlink(i))])?;
+    }
+    let mut start = 0u32;
+    out.write_all(&start.to_le_bytes())?;
+    for i in 0..n {
+        start = u32::try_from(tables.path(i).len())
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .ok_or_else(too_big)?;
+        out.write_all(&start.to_le_bytes())?;
+    }
+    out.write_all(&start.to_le_bytes())?;
+    for i in 0..n {
+        out.write_all(tables.path(i).as_bytes())?;
+    }
+    let mut references = Vec::new();
+    let mut start = 0u32;
+    out.write_all(&start.to_le_bytes())?;
+    for i in 0..n {
+        references.clear();
+        tables.references(i, &mut references);
+        start = u32::try_from(references.len())
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .ok_or_else(too_big)?;
+        out.write_all(&start.to_le_bytes())?;
+    }
+    for i in 0..n {
+        references.clear();
+        tables.references(i, &mut references);
+        for reference in &references {
+            out.write_all(&reference.to_le_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a cache of `size` bytes as it reads it; `Err` says what is wrong
+/// with it. The tables must agree with each other and every reference must
+/// name an entry, so a decoded cache is a well-formed graph (whether its ids
+/// are distinct is checked by its user, who indexes them anyway).
+pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, String> {
+    let mut input = Reader { input, at: 0 };
+    if input.bytes(8)? != MAGIC {
+        return Err("not a closure cache of this version".into());
+    }
+    let database = (input.u64()?, input.u64()?);
+    let store_dir = input.text()?.into();
+    let n = input.u32()? as usize;
+    // Each path takes at least 25 bytes: a larger count is damage, not a
+    // reason to allocate.
+    if n as u64 > size / 25 {
+        return Err(format!("{n} paths cannot fit in {size} bytes"));
+    }
+    let db_ids = input.i64s(n)?;
+    let registration_times = input.i64s(n)?;
+    let symlinks = input
+        .bytes(n)?
+        .into_iter()
+        .map(|b| match b {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("symlink flag {other}")),
+        })
+        .collect::<Result<Vec<bool>, String>>()?;
+    let path_starts = input.u32s(n + 1)?;
+    let paths = input.text()?;
+    check_starts(&path_starts, paths.len(), "path")?;
+    if let Some(bad) = path_starts
+        .iter()
+        .find(|&&s| !paths.is_char_boundary(s as usize))
+    {
+        return Err(format!("path start {bad} is inside a character"));
+    }
+    let reference_starts = input.u32s(n + 1)?;
+    let reference_count = *reference_starts.last().expect("n + 1 entries") as u64;
+    if reference_count > size / 4 {
+        return Err(format!(
+            "{reference_count} references cannot fit in {size} bytes"
+        ));
+    }
+    let references = input.u32s(reference_count as usize)?;
+    check_starts(&reference_starts, references.len(), "reference")?;
+    if let Some(bad) = references.iter().find(|&&r| r as usize >= n) {
+        return Err(format!("reference {bad} is not in the table of {n} paths"));
+    }
+    let mut one = [0u8; 1];
+    if input.input.read(&mut one).map_err(|e| e.to_string())? != 0 {
+        return Err(format!("bytes after the tables, at byte {}", input.at));
+    }
+    Ok(ClosureCache {
+        database,
+        store_dir,
+        db_ids,
+        registration_times,
+        symlinks,
+        path_starts,
+        paths,
+        reference_starts,
+        references,
+    })
+}
+
+/// Starts must begin at 0, never decrease and end at the table's length.
+fn check_starts(starts: &[u32], length: usize, what: &str) -> Result<(), String> {
+    if starts.first() != Some(&0)
+        || starts.last().map(|&l| l as usize) != Some(length)
+        || starts.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(format!("the {what} table is not in order"));
+    }
+    Ok(())
+}
+
+struct Reader<'a, R: Read> {
+    input: &'a mut R,
+    at: u64,
+}
+
+impl<R: Read> Reader<'_, R> {
+    /// The next `n` bytes (read in pieces, so that a damaged length cannot
+    /// make it allocate more than the file holds).
+    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        let mut left = n;
+        while left > 0 {
+            let piece = left.min(1 << 16);
+            let start = out.len();
+            out.resize(start + piece, 0);
+            self.input
+                .read_exact(&mut out[start..])
+                .map_err(|_| format!("truncated at byte {}", self.at))?;
+            self.at += piece as u64;
+            left -= piece;
+        }
+        Ok(out)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let b = self.bytes(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    fn text(&mut self) -> Result<String, String> {
+        let at = self.at;
+        let length = self.u32()? as usize;
+        String::from_utf8(self.bytes(length)?)
+            .map_err(|_| format!("text at byte {at} is not UTF-8"))
+    }
+    /// `n` little-endian words, converted a piece at a time.
+    fn words<const W: usize, T>(
+        &mut self,
+        n: usize,
+        convert: impl Fn([u8; W]) -> T,
+    ) -> Result<Vec<T>, String> {
+        let mut out = Vec::with_capacity(n.min(1 << 20));
+        let mut left = n;
+        let mut buffer = vec![0u8; W * 4096];
+        while left > 0 {
+            let count = left.min(4096);
+            let piece = &mut buffer[..count * W];
+            self.input
+                .read_exact(piece)
+                .map_err(|_| format!("truncated at byte {}", self.at))?;
+            self.at += piece.len() as u64;
+            out.extend(
+                piece
+                    .chunks_exact(W)
+                    .map(|c| convert(c.try_into().expect("W bytes"))),
+            );
+            left -= count;
+        }
+        Ok(out)
+    }
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
+        self.words(n, u32::from_le_bytes)
+    }
+    fn i64s(&mut self, n: usize) -> Result<Vec<i64>, String> {
+        self.words(n, i64::from_le_bytes)
+    }
+}
+
+/// Reads the cache at `real` (a path on this machine). `Ok(None)`: there is
+/// none. The file must be a regular file owned by us and writable by no one
+/// else: it decides what confined services see.
+pub fn read(real: &Utf8Path) -> Result<Option<ClosureCache>, String> {
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(real)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{real}: {e}")),
+    };
+    let metadata = file.metadata().map_err(|e| format!("{real}: {e}"))?;
+    if !metadata.is_file() {
+        return Err(format!("{real}: not a regular file"));
+    }
+    if metadata.uid() != nix::unistd::geteuid().as_raw() || metadata.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{real}: owned by uid {} with mode {:o}; only a file of ours that no one else can write is used",
+            metadata.uid(),
+            metadata.mode() & 0o7777
+        ));
+    }
+    if metadata.len() > MAX_SIZE {
+        return Err(format!("{real}: {} bytes is too large", metadata.len()));
+    }
+    let mut input = std::io::BufReader::with_capacity(1 << 16, file);
+    decode_from(&mut input, metadata.len())
+        .map(Some)
+        .map_err(|e| format!("{real}: {e}"))
+}
+
+/// Writes the cache to `real` whole: a new file in the same directory,
+/// renamed over the old one, so that a reader sees the old or the new file,
+/// never a part. The directory is made (mode 0700) when missing.
+pub fn write(real: &Utf8Path, cache: &ClosureCache) -> Result<(), String> {
+    write_tables(real, cache.database, &cache.store_dir, cache)
+}
+
+/// [`write`] from any [`Tables`].
+pub fn write_tables(
+    real: &Utf8Path,
+    database: (u64, u64),
+    store_dir: &str,
+    tables: &impl Tables,
+) -> Result<(), String> {
+    let dir = real
+        .parent()
+        .ok_or_else(|| format!("{real}: has no directory"))?;
+    if !dir.as_std_path().is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{dir}: {e}"))?;
+    }
+    let name = real
+        .file_name()
+        .ok_or_else(|| format!("{real}: has no file name"))?;
+    let temporary = dir.join(format!(".{name}.{}", std::process::id()));
+    let result = (|| {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temporary)?;
+        // No fsync: the cache lives in /run, which does not outlive a
+        // crash; a file cut short anywhere else is refused when read.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+        encode_to(&mut out, database, store_dir, tables)?;
+        out.flush()?;
+        drop(out);
+        std::fs::rename(&temporary, real)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(format!("{real}: {e}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ClosureCache {
+        let mut cache = ClosureCache::new((2049, 123456), "/nix/store");
+        cache.push(
+            7,
+            1_700_000_000,
+            false,
+            "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-hello",
+            [1],
+        );
+        cache.push(
+            3,
+            1_600_000_000,
+            true,
+            "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-link",
+            [],
+        );
+        cache
+    }
+
+    #[test]
+    fn a_cache_reads_back_as_written() {
+        let cache = sample();
+        let read = ClosureCache::decode(&cache.encode()).unwrap();
+        assert_eq!(read, cache);
+        assert_eq!(read.len(), 2);
+        assert_eq!(
+            read.path(1),
+            "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-link"
+        );
+        assert_eq!(read.references(0), &[1]);
+        assert_eq!(read.references(1), &[] as &[u32]);
+        assert_eq!(
+            (read.db_ids[0], read.registration_times[1], read.symlinks[1]),
+            (7, 1_600_000_000, true)
+        );
+    }
+
+    #[test]
+    fn damaged_caches_are_refused_not_misread() {
+        let bytes = sample().encode();
+        for end in 0..bytes.len() {
+            assert!(
+                ClosureCache::decode(&bytes[..end]).is_err(),
+                "truncated at {end}"
+            );
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert!(ClosureCache::decode(&extra).is_err());
+        // A reference outside the table.
+        let mut cache = ClosureCache::new((1, 2), "/nix/store");
+        cache.push(1, 0, false, "/nix/store/a", [1]);
+        let error = ClosureCache::decode(&cache.encode()).unwrap_err();
+        assert!(error.contains("reference 1 is not in the table"), "{error}");
+        // Another version.
+        let mut other = bytes;
+        other[7] = 1;
+        assert!(ClosureCache::decode(&other).is_err());
+    }
+
+    #[test]
+    fn random_damage_never_panics() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let good = sample().encode();
+        for round in 0..20_000 {
+            let mut bytes = good.clone();
+            for _ in 0..1 + round % 4 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let at = (state as usize) % bytes.len();
+                bytes[at] = (state >> 32) as u8;
+            }
+            if let Ok(cache) = ClosureCache::decode(&bytes) {
+                // Whatever decodes is usable without a panic.
+                for i in 0..cache.len() {
+                    let _ = (cache.path(i), cache.references(i));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_a_private_file_of_ours_is_read() {
+        let dir = tempdir();
+        let path = dir.join("closures");
+        assert_eq!(read(&path), Ok(None));
+        write(&path, &sample()).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(read(&path), Ok(Some(sample())));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+        assert!(read(&path).unwrap_err().contains("no one else can write"));
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
+        assert!(read(&path).is_err(), "a symlink is not followed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempdir() -> camino::Utf8PathBuf {
+        let dir = camino::Utf8PathBuf::from(format!(
+            "{}/ncg-cache-test-{}",
+            std::env::temp_dir().display(),
+            std::process::id(),
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}
