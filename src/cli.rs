@@ -133,7 +133,9 @@ pub fn run_generator(
         }
     };
     let started = std::time::Instant::now();
-    let mut plan = generate::plan(root, env_unit_path);
+    let loaded = crate::config::load(root);
+    let opening = generate::Opening::start(root, &loaded.0);
+    let mut plan = generate::plan_with_config(root, loaded, env_unit_path);
     let planned = started.elapsed();
     for warning in &plan.warnings {
         logger.diagnostic(warning);
@@ -161,28 +163,58 @@ pub fn run_generator(
     }
     // Phase 2: compute and replace.
     let Plan { config, units, .. } = &mut plan;
-    let mut db = Database::with_cache(config.closure_cache.as_deref());
+    let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
     let (mut confined, mut blocked) = (0, 0);
     let pending_written = started.elapsed();
     generate::resolve_closures(root, config, &mut db, units);
     let resolved = started.elapsed();
-    for unit in units.iter_mut() {
-        let outcome = generate::compute(root, config, &mut db, unit, false);
-        for warning in &unit.warnings {
-            logger.diagnostic(warning);
-        }
-        match &outcome {
-            Outcome::Blocked { .. } => {
-                blocked += 1;
-                for error in &unit.errors {
-                    logger.diagnostic(error);
+    // The drop-ins are written on a second thread while the next ones are
+    // computed (half of this phase is the kernel copying them to tmpfs).
+    let write_errors = std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<(String, String, String)>(2);
+        let output = &output;
+        let writer = scope.spawn(move || {
+            let mut errors = Vec::new();
+            for (unit, file_name, text) in receiver {
+                if let Err(error) = output.write_dropin(&unit, &file_name, &text) {
+                    errors.push(format!("{unit}: {error}"));
                 }
             }
-            Outcome::Confined { .. } => confined += 1,
-            Outcome::Empty => {}
+            errors
+        });
+        for unit in units.iter_mut() {
+            let outcome = generate::compute(root, config, &mut db, unit, false);
+            for warning in &unit.warnings {
+                logger.diagnostic(warning);
+            }
+            match &outcome {
+                Outcome::Blocked { .. } => {
+                    blocked += 1;
+                    for error in &unit.errors {
+                        logger.diagnostic(error);
+                    }
+                }
+                Outcome::Confined { .. } => confined += 1,
+                Outcome::Empty => {}
+            }
+            let job = (
+                unit.name.clone(),
+                unit.dropin_name.clone(),
+                outcome.into_text(),
+            );
+            if sender.send(job).is_err() {
+                break; // the writer is gone: its panic is reported below
+            }
         }
-        write(&unit.name, &unit.dropin_name, outcome.text());
+        drop(sender);
+        writer
+            .join()
+            .unwrap_or_else(|_| vec!["the thread writing drop-ins failed".to_owned()])
+    });
+    for error in &write_errors {
+        logger.log(logging::LOG_ERR, error);
     }
+    write_failed |= !write_errors.is_empty();
     // The units' memory is reused for the cache rather than added to it.
     units.clear();
     units.shrink_to_fit();

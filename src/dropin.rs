@@ -26,8 +26,8 @@ pub const MODE_DEFAULT_KEYS: &[&str] = &[
 /// is read from the database), so it needs no escaping.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ClosurePath {
-    pub path: std::rc::Rc<str>,
-    pub symlink_target: Option<std::rc::Rc<str>>,
+    pub path: std::sync::Arc<str>,
+    pub symlink_target: Option<std::sync::Arc<str>>,
 }
 
 /// Everything the confinement drop-in says, already decided.
@@ -125,7 +125,10 @@ pub fn render_store_view_mount(store_dir: &str) -> String {
 /// empty read-only `/nix/store`, which starts in linear instead of quadratic
 /// time with exactly the same visibility (SPEC §10).
 pub fn render_confinement(c: &Confinement<'_>) -> String {
-    let mut out = String::with_capacity(512 + c.closure.len() * 120);
+    // Sized for the bind lines (most of the file) so that it is not copied
+    // while it grows: two copies of each path and 40 bytes around them.
+    let binds: usize = c.closure.iter().map(|p| 2 * p.path.len() + 40).sum();
+    let mut out = String::with_capacity(2048 + binds);
     render_header(&mut out, c.unit);
     let _ = writeln!(
         out,

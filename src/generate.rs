@@ -21,7 +21,7 @@ use crate::unit::merged::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Our drop-in's file name when no other drop-in of the unit sorts after it.
 pub const DROPIN_NAME: &str = "zz-confinement.conf";
@@ -88,6 +88,13 @@ impl Outcome {
             Outcome::Empty => "",
         }
     }
+
+    pub fn into_text(self) -> String {
+        match self {
+            Outcome::Confined { text, .. } | Outcome::Blocked { text } => text,
+            Outcome::Empty => String::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -103,7 +110,15 @@ pub struct Plan {
 
 /// Finds every annotated service under `root` and what blocks it.
 pub fn plan(root: &Root, env_unit_path: Option<&str>) -> Plan {
-    let (config, global_errors) = config::load(root);
+    plan_with_config(root, config::load(root), env_unit_path)
+}
+
+/// [`plan`] with the configuration already loaded (and its errors).
+pub fn plan_with_config(
+    root: &Root,
+    (config, global_errors): (Config, Vec<Diagnostic>),
+    env_unit_path: Option<&str>,
+) -> Plan {
     let search_path = unit_search_path(root, config.unit_path.as_deref(), env_unit_path);
     let catalog = Catalog::scan(root, search_path);
     let mut warnings = catalog.warnings.clone();
@@ -408,13 +423,15 @@ pub struct Database {
     /// Node → its position among all known store paths sorted by path.
     ranks: Vec<u32>,
     /// Node → its symlink target, once looked at.
-    symlinks: Vec<Option<Option<Rc<str>>>>,
+    symlinks: Vec<Option<Option<Arc<str>>>>,
     /// Looks at store paths on disk, made on first use.
     probe: Option<StoreProbe>,
     /// The closure cache file (logical, under the root), when one is used.
     cache_file: Option<camino::Utf8PathBuf>,
     /// What happened to the cache, for the debug log.
     pub cache_notes: Vec<String>,
+    /// The database being opened in the background, if it was started.
+    opening: Option<Opening>,
 }
 
 /// A unit's closure: each node with the node it was first reached from,
@@ -434,6 +451,7 @@ impl Database {
             probe: None,
             cache_file: None,
             cache_notes: Vec::new(),
+            opening: None,
         }
     }
 
@@ -443,6 +461,15 @@ impl Database {
         Database {
             cache_file: file.map(camino::Utf8Path::to_path_buf),
             ..Database::new()
+        }
+    }
+
+    /// Like [`Database::with_cache`], the database being opened by
+    /// `opening` (started with the same configuration).
+    pub fn with_opening(file: Option<&camino::Utf8Path>, opening: Opening) -> Database {
+        Database {
+            opening: Some(opening),
+            ..Database::with_cache(file)
         }
     }
 
@@ -555,7 +582,12 @@ fn root_nodes(
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
     if database.opened.is_none() {
-        database.opened = Some(open_database(root, config, database));
+        let (opened, notes) = match database.opening.take() {
+            Some(opening) => opening.wait(config),
+            None => open_database(root, config, database.cache_file.as_deref()),
+        };
+        database.opened = Some(opened);
+        database.cache_notes.extend(notes);
     }
     let db = database
         .opened
@@ -591,12 +623,16 @@ fn root_nodes(
     }
 }
 
-/// Opens the database, with the closure cache of the last run when there is
-/// one that can be used (what happened is noted for the debug log).
-fn open_database(root: &Root, config: &Config, database: &mut Database) -> Result<NixDb, DbError> {
+/// An opened database and what happened to the closure cache.
+type Opened = (Result<NixDb, DbError>, Vec<String>);
+
+/// Opens the database, with the closure cache `cache_file` of the last run
+/// when there is one that can be used (what happened is noted for the debug
+/// log).
+fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8Path>) -> Opened {
     let mut opened = NixDb::open(root, &config.state_dir);
-    let (Ok(nix_db), Some(file)) = (&mut opened, &database.cache_file) else {
-        return opened;
+    let (Ok(nix_db), Some(file)) = (&mut opened, cache_file) else {
+        return (opened, Vec::new());
     };
     let used = crate::store::cache::read(&root.join(file)).and_then(|cache| match cache {
         Some(cache) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
@@ -613,11 +649,39 @@ fn open_database(root: &Root, config: &Config, database: &mut Database) -> Resul
         }
         None => Ok(format!("{file}: none yet")),
     });
-    database.cache_notes.push(match used {
+    let note = match used {
         Ok(note) => note,
         Err(e) => format!("not used: {e}"),
-    });
-    opened
+    };
+    (opened, vec![note])
+}
+
+/// The database being opened, and its closure cache read, on a thread of
+/// its own while the units are planned (reading the cache costs about as
+/// much as reading the unit files, and this machine has a second core).
+/// Opening reads and creates nothing that a run without annotated units
+/// would not; such a run never waits for it.
+pub struct Opening(std::thread::JoinHandle<Opened>);
+
+impl Opening {
+    pub fn start(root: &Root, config: &Config) -> Opening {
+        // A root of its own: `Root` remembers lookups and is not shared.
+        let root = Root::new(root.dir());
+        let config = config.clone();
+        Opening(std::thread::spawn(move || {
+            open_database(&root, &config, config.closure_cache.as_deref())
+        }))
+    }
+
+    fn wait(self, config: &Config) -> Opened {
+        self.0.join().unwrap_or_else(|_| {
+            let error = DbError {
+                path: config.state_dir.join("db/db.sqlite"),
+                message: "the thread opening it failed".into(),
+            };
+            (Err(error), Vec::new())
+        })
+    }
 }
 
 /// Computes what to write for `unit` (resolving its closure first if
@@ -755,7 +819,7 @@ fn closure_paths(
                         symlink_target(root, config, probe, &path, name).map_err(|e| vec![e])?
                     }
                 };
-                let target: Option<Rc<str>> = target.map(Rc::from);
+                let target: Option<Arc<str>> = target.map(Arc::from);
                 symlinks[index] = Some(target.clone());
                 target
             }

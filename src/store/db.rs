@@ -14,6 +14,7 @@ use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// Nix's database schema versions that have `ValidPaths(id, path)` and
 /// `Refs(referrer, reference)` as we read them (Nix 2.x writes 10).
@@ -46,6 +47,10 @@ pub enum OpenMode {
     ImmutableIgnoringWal,
 }
 
+/// SQLite's page cache sizes (`PRAGMA cache_size`, negative: KiB).
+const SMALL_PAGE_CACHE: &str = "PRAGMA cache_size = -256";
+const DEFAULT_PAGE_CACHE: &str = "PRAGMA cache_size = -2000";
+
 /// Store paths per batched query.
 const BATCH: usize = 4096;
 
@@ -55,7 +60,7 @@ pub type NodeId = u32;
 struct Node {
     /// `ValidPaths.id`.
     db_id: i64,
-    path: Option<Rc<str>>,
+    path: Option<Arc<str>>,
     /// Whether the path was read by [`NixDb::load_paths`].
     loaded: bool,
     /// Referenced nodes (self references removed), once read.
@@ -211,7 +216,7 @@ impl NixDb {
         for index in 0..n {
             self.nodes.push(Node {
                 db_id: cache.db_ids[index],
-                path: Some(Rc::from(cache.path(index))),
+                path: Some(Arc::from(cache.path(index))),
                 loaded: true,
                 references: Some(
                     cache
@@ -226,6 +231,11 @@ impl NixDb {
             });
         }
         self.cached_symlinks = Some(cache.symlinks);
+        // With the closures cached, only the roots are looked up: one or
+        // two pages each, never read twice. SQLite's default 2 MiB page
+        // cache would only add to the peak memory (it is restored before
+        // the graph is read, if it must be).
+        let _ = self.conn.execute_batch(SMALL_PAGE_CACHE);
         Ok(())
     }
 
@@ -384,6 +394,9 @@ impl NixDb {
     /// the index lookups, dominated a query per path).
     fn load_references(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
         let missing = self.missing(nodes, |node| node.references.is_none());
+        if !missing.is_empty() && self.read_from_database == 0 && self.cached_symlinks.is_some() {
+            let _ = self.conn.execute_batch(DEFAULT_PAGE_CACHE);
+        }
         self.read_from_database += missing.len();
         for batch in missing.chunks(BATCH) {
             let ids = self.id_array(batch);
@@ -466,11 +479,11 @@ impl NixDb {
                 let rows = statement.query_map([&ids], |row| {
                     Ok((
                         row.get::<_, i64>(0)?,
-                        Rc::<str>::from(row.get_ref(1)?.as_str()?),
+                        Arc::<str>::from(row.get_ref(1)?.as_str()?),
                         row.get::<_, Option<i64>>(2)?,
                     ))
                 })?;
-                rows.collect::<Result<Vec<(i64, Rc<str>, Option<i64>)>, _>>()
+                rows.collect::<Result<Vec<(i64, Arc<str>, Option<i64>)>, _>>()
             })
             .map_err(|e| self.error(format!("reading paths: {e}")))?;
             for (db_id, path, registration_time) in rows {
@@ -496,16 +509,16 @@ impl NixDb {
     }
 
     /// The store path of a node.
-    pub fn path(&mut self, node: NodeId) -> Result<Rc<str>, DbError> {
+    pub fn path(&mut self, node: NodeId) -> Result<Arc<str>, DbError> {
         if let Some(path) = &self.nodes[node as usize].path {
             return Ok(path.clone());
         }
         let db_id = self.nodes[node as usize].db_id;
-        let path: Rc<str> = retry_once(|| {
+        let path: Arc<str> = retry_once(|| {
             self.conn
                 .prepare_cached("SELECT path FROM ValidPaths WHERE id = ?1")?
                 .query_row([db_id], |row| {
-                    row.get_ref(0).map(|v| v.as_str().map(Rc::from))
+                    row.get_ref(0).map(|v| v.as_str().map(Arc::from))
                 })
         })
         .map_err(|e| self.error(format!("reading path id {db_id}: {e}")))?
