@@ -120,12 +120,12 @@ pub fn plan_with_config(
     env_unit_path: Option<&str>,
 ) -> Plan {
     let search_path = unit_search_path(root, config.unit_path.as_deref(), env_unit_path);
-    let catalog = Catalog::scan(root, search_path);
+    let mut reader = FileReader::new(root);
+    let catalog = Catalog::scan_reading(root, search_path, &mut reader);
     let mut warnings = catalog.warnings.clone();
     let mut units = Vec::new();
 
     let candidates = candidate_names(&catalog);
-    let mut reader = FileReader::new(root);
     // Templates come first, so that an instance knows whether its template
     // asks for confinement (an instance opting out must then hide it).
     let mut template_requested: HashMap<String, bool> = HashMap::new();

@@ -6,6 +6,7 @@
 //! drop-ins come from every search directory with same-name hiding by
 //! priority and application in lexical order of file names.
 
+use super::merged::FileReader;
 use super::name::{UnitName, dropin_dir_names};
 use crate::diag::{Diagnostic, Location};
 use crate::rootfs::Root;
@@ -54,6 +55,151 @@ pub struct DropinFile {
     /// What to read, or `None` when the drop-in is masked (or dangling): it
     /// still hides lower-priority drop-ins of the same name.
     pub real: Option<Utf8PathBuf>,
+}
+
+/// A directory's entries, sorted by name, with the `.d` directories of unit
+/// and type names listed too.
+struct Listing {
+    /// The directory with every link resolved.
+    real_dir: Utf8PathBuf,
+    /// Names and types as readdir reports them (no extra system call).
+    entries: Vec<(String, Option<std::fs::FileType>)>,
+    /// `NAME.d` → its listing.
+    dropin_dirs: HashMap<String, Listing>,
+}
+
+impl Listing {
+    /// Lists every search directory, the `.d` directories in them that
+    /// belong to a unit or a unit type, and reads every plain unit file and
+    /// drop-in found into `reader`. The search directories are listed in
+    /// order (their links resolved); the `.d` directories listed and the
+    /// files read on two threads: a thousand small directories and files
+    /// cost a few system calls each, and that divides.
+    fn list_all(
+        root: &Root,
+        search_path: &[Utf8PathBuf],
+        reader: &mut FileReader<'_>,
+    ) -> Vec<Option<Listing>> {
+        let mut listings: Vec<Option<Listing>> = search_path
+            .iter()
+            .map(|dir| {
+                // Search directories may themselves be links (NixOS links
+                // /etc/systemd/system into the store).
+                let real_dir = root.canonicalize(dir).ok()?;
+                let entries = list_dir(&root.join(&real_dir))?;
+                Some(Listing {
+                    real_dir,
+                    entries,
+                    dropin_dirs: HashMap::new(),
+                })
+            })
+            .collect();
+        // (search dir index, `NAME.d`, its resolved path)
+        let mut dir_jobs: Vec<(usize, String, Utf8PathBuf)> = Vec::new();
+        let mut file_jobs: Vec<Utf8PathBuf> = Vec::new();
+        for (index, listing) in listings.iter().enumerate() {
+            let Some(listing) = listing else { continue };
+            for (name, file_type) in &listing.entries {
+                if let Some(unit) = name.strip_suffix(".d") {
+                    if UnitName::parse(unit).is_none() && !super::name::UNIT_TYPES.contains(&unit) {
+                        continue;
+                    }
+                    let real = if file_type.is_some_and(|t| t.is_dir()) {
+                        Some(listing.real_dir.join(name))
+                    } else {
+                        root.canonicalize(&search_path[index].join(name)).ok()
+                    };
+                    if let Some(real) = real {
+                        dir_jobs.push((index, name.clone(), real));
+                    }
+                } else if file_type.is_some_and(|t| t.is_file()) && UnitName::parse(name).is_some()
+                {
+                    file_jobs.push(listing.real_dir.join(name));
+                }
+            }
+        }
+        let root_dir = root.dir();
+        // One half of the jobs: the `.d` directories listed, their plain
+        // `.conf` files and the unit files read.
+        let work = |half: usize| {
+            let dirs: Vec<ListedDropinDir> = dir_jobs
+                .iter()
+                .skip(half)
+                .step_by(2)
+                .filter_map(|(index, name, real_dir)| {
+                    let entries = list_dir(&crate::diag::under_root(root_dir, real_dir))?;
+                    let files = entries
+                        .iter()
+                        .filter(|(file, t)| {
+                            t.is_some_and(|t| t.is_file())
+                                && file.ends_with(".conf")
+                                && !file.starts_with('.')
+                        })
+                        .map(|(file, _)| {
+                            let real = real_dir.join(file);
+                            let read = read_under(root_dir, &real);
+                            (real, read)
+                        })
+                        .collect();
+                    let listing = Listing {
+                        real_dir: real_dir.clone(),
+                        entries,
+                        dropin_dirs: HashMap::new(),
+                    };
+                    Some((*index, name.clone(), listing, files))
+                })
+                .collect();
+            let files: Vec<(Utf8PathBuf, FileRead)> = file_jobs
+                .iter()
+                .skip(half)
+                .step_by(2)
+                .map(|real| (real.clone(), read_under(root_dir, real)))
+                .collect();
+            (dirs, files)
+        };
+        let (first, second) = std::thread::scope(|scope| {
+            let helper = scope.spawn(|| work(1));
+            (work(0), helper.join())
+        });
+        // The helper cannot fail short of a panic, which aborts the run.
+        let second = second.unwrap_or_else(|_| (Vec::new(), Vec::new()));
+        for (dirs, files) in [first, second] {
+            for (index, name, listing, dropin_files) in dirs {
+                if let Some(Some(search_dir)) = listings.get_mut(index) {
+                    search_dir.dropin_dirs.insert(name, listing);
+                }
+                reader.insert_all(dropin_files);
+            }
+            reader.insert_all(files);
+        }
+        listings
+    }
+}
+
+type FileRead = Result<Vec<u8>, String>;
+
+/// A `.d` directory listed on a worker: its search directory's index, its
+/// name, its listing, and its plain `.conf` files read.
+type ListedDropinDir = (usize, String, Listing, Vec<(Utf8PathBuf, FileRead)>);
+
+fn read_under(root_dir: &Utf8Path, real: &Utf8Path) -> FileRead {
+    super::merged::read_file(&crate::diag::under_root(root_dir, real)).map_err(|e| e.to_string())
+}
+
+/// A directory's entries with their types as readdir reports them (no extra
+/// system call), sorted by name so that warnings come out the same every
+/// run; `None` when it cannot be listed.
+fn list_dir(real: &Utf8Path) -> Option<Vec<(String, Option<std::fs::FileType>)>> {
+    let mut entries: Vec<(String, Option<std::fs::FileType>)> = std::fs::read_dir(real)
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let file_type = entry.file_type().ok();
+            Some((entry.file_name().into_string().ok()?, file_type))
+        })
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Some(entries)
 }
 
 /// The unit files of a root, indexed once, so that each unit is loaded
@@ -187,6 +333,18 @@ fn normalize(path: &Utf8Path) -> Utf8PathBuf {
 
 impl Catalog {
     pub fn scan(root: &Root, search_path: Vec<Utf8PathBuf>) -> Catalog {
+        Catalog::scan_reading(root, search_path, &mut FileReader::new(root))
+    }
+
+    /// [`Catalog::scan`], reading every plain unit file and drop-in found
+    /// into `reader` on the way (they are all read anyway, to find the
+    /// annotated ones): the directories are listed first, then the files
+    /// read on two threads, then the entries classified.
+    pub fn scan_reading(
+        root: &Root,
+        search_path: Vec<Utf8PathBuf>,
+        reader: &mut FileReader<'_>,
+    ) -> Catalog {
         let mut search_dir_forms = search_path.clone();
         search_dir_forms.extend(search_path.iter().filter_map(|d| root.canonicalize(d).ok()));
         let mut catalog = Catalog {
@@ -194,9 +352,12 @@ impl Catalog {
             search_dir_forms,
             ..Catalog::default()
         };
-        for index in 0..catalog.search_path.len() {
-            let dir = catalog.search_path[index].clone();
-            catalog.scan_dir(root, index, &dir);
+        let listings = Listing::list_all(root, &catalog.search_path, reader);
+        for (index, listing) in listings.iter().enumerate() {
+            if let Some(listing) = listing {
+                let dir = catalog.search_path[index].clone();
+                catalog.scan_dir(root, index, &dir, listing, reader);
+            }
         }
         catalog.build_names_map();
         catalog
@@ -218,34 +379,21 @@ impl Catalog {
         self.names_map = names_map;
     }
 
-    fn scan_dir(&mut self, root: &Root, index: usize, dir: &Utf8Path) {
-        // Search directories may themselves be links (NixOS links
-        // /etc/systemd/system into the store).
-        let Ok(real_dir) = root.canonicalize(dir) else {
-            return;
-        };
-        let Ok(read_dir) = std::fs::read_dir(root.join(&real_dir)) else {
-            return;
-        };
-        let mut entries: Vec<(String, Option<std::fs::FileType>)> = read_dir
-            .filter_map(|entry| {
-                let entry = entry.ok()?;
-                // d_type from readdir: no extra system call.
-                let file_type = entry.file_type().ok();
-                Some((entry.file_name().into_string().ok()?, file_type))
-            })
-            .collect();
-        // Deterministic order, so warnings come out the same every run.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    fn scan_dir(
+        &mut self,
+        root: &Root,
+        index: usize,
+        dir: &Utf8Path,
+        listing: &Listing,
+        reader: &FileReader<'_>,
+    ) {
         // Names starting with a dot are not skipped: systemd reads every
         // entry with a valid unit name (".foo.service" loads).
-        for (name, file_type) in entries {
-            let path = dir.join(&name);
+        for (name, file_type) in &listing.entries {
+            let path = dir.join(name);
             if let Some(unit) = name.strip_suffix(".d") {
-                let is_unit_or_type =
-                    UnitName::parse(unit).is_some() || super::name::UNIT_TYPES.contains(&unit);
-                if is_unit_or_type {
-                    let files = self.scan_dropin_dir(root, &path);
+                if let Some(dropins) = listing.dropin_dirs.get(name) {
+                    let files = self.scan_dropin_dir(root, &path, dropins);
                     if !files.is_empty() {
                         self.dropin_dir_units.insert(unit.to_owned());
                         self.dropin_dirs.insert((index, unit.to_owned()), files);
@@ -253,19 +401,23 @@ impl Catalog {
                 }
                 continue;
             }
-            if UnitName::parse(&name).is_none() || self.entries.contains_key(&name) {
+            if UnitName::parse(name).is_none() || self.entries.contains_key(name) {
                 continue;
             }
-            // A plain file in a resolved directory needs no resolution.
-            let known_real = file_type
-                .filter(std::fs::FileType::is_file)
-                .map(|_| real_dir.join(&name));
-            let entry = match known_real {
-                Some(real) => self.regular(root, &name, path, real),
-                None => self.classify(root, &name, dir, path, &real_dir.join(&name)),
+            let real = listing.real_dir.join(name);
+            // A plain file in a resolved directory needs no resolution, and
+            // its length is known from having read it.
+            let entry = if file_type.is_some_and(|t| t.is_file()) {
+                match reader.read_before(&real) {
+                    Some(Ok(bytes)) if bytes.is_empty() => Some(Entry::Masked { path }),
+                    Some(Ok(_)) => Some(Entry::File { path, real }),
+                    _ => self.regular(root, name, path, real),
+                }
+            } else {
+                self.classify(root, name, dir, path, &real)
             };
             if let Some(entry) = entry {
-                self.entries.insert(name, entry);
+                self.entries.insert(name.clone(), entry);
             }
         }
     }
@@ -393,22 +545,29 @@ impl Catalog {
         }
     }
 
-    fn scan_dropin_dir(&mut self, root: &Root, dir: &Utf8Path) -> Vec<DropinFile> {
-        let Ok(real_dir) = root.canonicalize(dir) else {
-            return Vec::new();
-        };
-        let Ok(read_dir) = std::fs::read_dir(root.join(&real_dir)) else {
-            return Vec::new();
-        };
+    fn scan_dropin_dir(
+        &mut self,
+        root: &Root,
+        dir: &Utf8Path,
+        listing: &Listing,
+    ) -> Vec<DropinFile> {
         let mut files = Vec::new();
-        for entry in read_dir.flatten() {
-            let Ok(file_name) = entry.file_name().into_string() else {
-                continue;
-            };
+        for (file_name, file_type) in &listing.entries {
             if file_name.starts_with('.') || !file_name.ends_with(".conf") {
                 continue;
             }
-            let path = dir.join(&file_name);
+            let path = dir.join(file_name);
+            if file_type.is_some_and(|t| t.is_file()) {
+                // A plain file: not a mask, and where it was listed.
+                files.push(DropinFile {
+                    file_name: file_name.clone(),
+                    path,
+                    real: Some(listing.real_dir.join(file_name)),
+                });
+                continue;
+            }
+            let file_name = file_name.clone();
+
             if links_to_dev_null(root, &path) {
                 files.push(DropinFile {
                     file_name,
@@ -440,7 +599,6 @@ impl Catalog {
                 real,
             });
         }
-        files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
         files
     }
 

@@ -51,16 +51,51 @@ impl<'r> FileReader<'r> {
         self.root
     }
 
+    /// What [`FileReader::read`] or [`FileReader::read_all`] found for a
+    /// file, without reading it.
+    pub fn read_before(&self, real: &Utf8Path) -> Option<&Result<Rc<[u8]>, String>> {
+        self.cache.get(real)
+    }
+
+    /// Takes files read elsewhere (`real` → bytes, or why not).
+    pub fn insert_all(&mut self, files: Vec<(Utf8PathBuf, Result<Vec<u8>, String>)>) {
+        for (real, read) in files {
+            self.cache.insert(real, read.map(Rc::from));
+        }
+    }
+
     /// The bytes of a (resolved, logical) file, or why it cannot be read.
     pub fn read(&mut self, real: &Utf8Path) -> Result<Rc<[u8]>, String> {
         if let Some(cached) = self.cache.get(real) {
             return cached.clone();
         }
-        let read = std::fs::read(self.root.join(real))
+        let read = read_file(&self.root.join(real))
             .map(Rc::from)
             .map_err(|e| e.to_string());
         self.cache.insert(real.to_owned(), read.clone());
         read
+    }
+}
+
+/// A whole file: open, read until the end, close — no `fstat()` for a size
+/// hint (unit files are small; a system call is what costs here).
+pub(crate) fn read_file(path: &Utf8Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO where a unit file was listed must not block the boot.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
