@@ -119,6 +119,9 @@ pub fn main() -> i32 {
 
 /// Generator mode: blocking drop-ins first, then each replaced by the real
 /// one. Returns 0 when every annotated unit was confined.
+/// A drop-in to write: unit, file name, text.
+type Job = (String, String, String);
+
 pub fn run_generator(
     root: &Root,
     normal: &camino::Utf8Path,
@@ -151,37 +154,36 @@ pub fn run_generator(
         logger.log(logging::LOG_ERR, &error.to_string());
         write_failed = true;
     }
-    let mut write = |unit: &str, file_name: &str, text: &str| {
-        if let Err(error) = output.write_dropin(unit, file_name, text) {
-            logger.log(logging::LOG_ERR, &format!("{unit}: {error}"));
-            write_failed = true;
-        }
-    };
-    // Phase 1: every annotated unit is blocked until its drop-in is ready.
-    for unit in &plan.units {
-        write(&unit.name, &unit.dropin_name, &generate::pending_text(unit));
-    }
-    // Phase 2: compute and replace.
+    // Every annotated unit is blocked until its drop-in is ready: a second
+    // thread writes the blocking drop-ins of all of them first, then each
+    // drop-in as it is computed here (the closures are resolved meanwhile;
+    // half of the writing is the kernel copying to tmpfs).
+    let pending: Vec<Job> = plan
+        .units
+        .iter()
+        .map(|unit| {
+            let text = generate::pending_text(unit);
+            (unit.name.clone(), unit.dropin_name.clone(), text)
+        })
+        .collect();
     let Plan { config, units, .. } = &mut plan;
     let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
     let (mut confined, mut blocked) = (0, 0);
-    let pending_written = started.elapsed();
-    generate::resolve_closures(root, config, &mut db, units);
-    let resolved = started.elapsed();
-    // The drop-ins are written on a second thread while the next ones are
-    // computed (half of this phase is the kernel copying them to tmpfs).
+    let mut resolved = planned;
     let write_errors = std::thread::scope(|scope| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<(String, String, String)>(2);
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(2);
         let output = &output;
         let writer = scope.spawn(move || {
             let mut errors = Vec::new();
-            for (unit, file_name, text) in receiver {
+            for (unit, file_name, text) in pending.into_iter().chain(receiver) {
                 if let Err(error) = output.write_dropin(&unit, &file_name, &text) {
                     errors.push(format!("{unit}: {error}"));
                 }
             }
             errors
         });
+        generate::resolve_closures(root, config, &mut db, units);
+        resolved = started.elapsed();
         for unit in units.iter_mut() {
             let outcome = generate::compute(root, config, &mut db, unit, false);
             for warning in &unit.warnings {
@@ -246,10 +248,9 @@ pub fn run_generator(
     logger.log(
         logging::LOG_DEBUG,
         &format!(
-            "timing: units planned at {:.1} ms, blocking drop-ins written at {:.1} ms, \
-             closures resolved at {:.1} ms, drop-ins written at {:.1} ms",
+            "timing: units planned at {:.1} ms, closures resolved at {:.1} ms, \
+             drop-ins written at {:.1} ms",
             planned.as_secs_f64() * 1e3,
-            pending_written.as_secs_f64() * 1e3,
             resolved.as_secs_f64() * 1e3,
             started.elapsed().as_secs_f64() * 1e3
         ),
