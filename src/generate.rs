@@ -533,6 +533,14 @@ pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: 
     }
     // First every unit's roots, then the graph below all of them in one
     // walk, then each unit's closure from memory.
+    if let Ok(nix_db) = open(root, config, db) {
+        // A failure here is reported by the lookups of each unit below.
+        let _ = nix_db.look_up_all(
+            pending
+                .iter()
+                .flat_map(|u| u.roots.paths.iter().map(|r| r.store_path.as_str())),
+        );
+    }
     let mut roots = Vec::with_capacity(pending.len());
     for unit in &pending {
         roots.push(root_nodes(root, config, db, unit));
@@ -581,20 +589,7 @@ fn root_nodes(
 ) -> Result<RootNodes, Vec<Diagnostic>> {
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
-    if database.opened.is_none() {
-        let (opened, notes) = match database.opening.take() {
-            Some(opening) => opening.wait(config),
-            None => open_database(root, config, database.cache_file.as_deref()),
-        };
-        database.opened = Some(opened);
-        database.cache_notes.extend(notes);
-    }
-    let db = database
-        .opened
-        .as_mut()
-        .expect("opened above")
-        .as_mut()
-        .map_err(|e| db_error(e.clone()))?;
+    let db = open(root, config, database).map_err(|e| db_error(e.clone()))?;
     let mut root_nodes = Vec::new();
     let mut origins: HashMap<NodeId, Origin> = HashMap::new();
     let mut errors = Vec::new();
@@ -620,6 +615,28 @@ fn root_nodes(
         Ok((root_nodes, origins))
     } else {
         Err(errors)
+    }
+}
+
+/// The database, opened on first use (or taken from the thread that opened
+/// it).
+fn open<'d>(
+    root: &Root,
+    config: &Config,
+    database: &'d mut Database,
+) -> Result<&'d mut NixDb, &'d DbError> {
+    if database.opened.is_none() {
+        let (opened, notes) = match database.opening.take() {
+            Some(opening) => opening.wait(config),
+            None => open_database(root, config, database.cache_file.as_deref()),
+        };
+        database.opened = Some(opened);
+        database.cache_notes.extend(notes);
+    }
+    match database.opened.as_mut() {
+        Some(Ok(db)) => Ok(db),
+        Some(Err(e)) => Err(e),
+        None => unreachable!("opened above"),
     }
 }
 
