@@ -323,7 +323,7 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
                 let _ = writeln!(
                     out,
                     "{}\n    root {} named by {}= at {at} ({:?})",
-                    reached.path.path, reached.chain[0], origin.key, origin.text
+                    reached.path, reached.chain[0], origin.key, origin.text
                 );
                 if reached.chain.len() > 1 {
                     let _ = writeln!(out, "    via {}", reached.chain.join(" -> "));
@@ -347,7 +347,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     for unit in units.iter_mut() {
         let outcome = generate::compute(root, config, &mut db, unit, false);
         let status = match &outcome {
-            Outcome::Confined { closure, .. } => format!("confined, {} store paths", closure.len()),
+            Outcome::Confined { paths, .. } => format!("confined, {paths} store paths"),
             Outcome::Blocked { .. } => {
                 blocked += 1;
                 "BLOCKED".to_owned()

@@ -24,10 +24,10 @@ pub const MODE_DEFAULT_KEYS: &[&str] = &[
 /// to (systemd cannot bind a symlink, so the target is bound at its place).
 /// `path` is a valid store path under the store directory (checked when it
 /// is read from the database), so it needs no escaping.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ClosurePath {
-    pub path: std::sync::Arc<str>,
-    pub symlink_target: Option<std::sync::Arc<str>>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClosurePath<'a> {
+    pub path: &'a str,
+    pub symlink_target: Option<&'a str>,
 }
 
 /// Everything the confinement drop-in says, already decided.
@@ -39,7 +39,7 @@ pub struct Confinement<'a> {
     pub mode: Mode,
     pub bin_sh: Option<&'a Utf8Path>,
     /// Sorted by path.
-    pub closure: &'a [ClosurePath],
+    pub closure: &'a [ClosurePath<'a>],
     /// `(source, target)` binds for Exec programs named outside the store.
     pub extra_binds: &'a [(String, String)],
 }
@@ -181,15 +181,15 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
     let _ = writeln!(out, "TemporaryFileSystem={}:ro", escape_path(c.store_dir));
     let view_prefix_len = c.store_dir.len();
     for path in c.closure {
-        match path.symlink_target.as_deref() {
-            Some(target) => push_bind(&mut out, c.store_dir, target, &path.path),
+        match path.symlink_target {
+            Some(target) => push_bind(&mut out, c.store_dir, target, path.path),
             None => {
                 // Closure paths are validated store paths: nothing to escape.
                 out.push_str("BindPaths=");
                 out.push_str(STORE_VIEW);
                 out.push_str(&path.path[view_prefix_len..]);
                 out.push(':');
-                out.push_str(&path.path);
+                out.push_str(path.path);
                 out.push('\n');
             }
         }

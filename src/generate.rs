@@ -59,11 +59,12 @@ impl UnitPlan {
 /// A store path in a unit's closure and how it got there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reached {
-    pub path: ClosurePath,
-    /// From the root to this path (the root first, this path last); only
-    /// computed for `explain`.
+    pub path: String,
+    /// What the path resolves to, when it is a symlink.
+    pub symlink_target: Option<String>,
+    /// From the root to this path (the root first, this path last).
     pub chain: Vec<String>,
-    /// What named the root that reached it; only for `explain`.
+    /// What named the root that reached it.
     pub origin: Origin,
 }
 
@@ -72,6 +73,9 @@ pub struct Reached {
 pub enum Outcome {
     Confined {
         text: String,
+        /// How many store paths are bound.
+        paths: usize,
+        /// Why each is bound; only computed for `explain`.
         closure: Vec<Reached>,
     },
     Blocked {
@@ -724,44 +728,67 @@ pub fn compute(
             text: blocked_text(unit, &unit.errors),
         };
     }
-    match closure_paths(root, config, db, unit, explain) {
-        Ok(closure) => {
-            let closure_paths: Vec<ClosurePath> = closure.iter().map(|r| r.path.clone()).collect();
-            let extra_binds: Vec<(String, String)> = unit
-                .roots
-                .extra_binds
-                .iter()
-                .map(|b| (b.source.to_string(), b.target.to_string()))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let text = dropin::render_confinement(&Confinement {
-                unit: &unit.merged,
-                store_dir: config.store_dir.as_str(),
-                mode: unit.mode,
-                bin_sh: unit.roots.bin_sh.as_deref(),
-                closure: &closure_paths,
-                extra_binds: &extra_binds,
-            });
-            Outcome::Confined { text, closure }
-        }
+    let nodes = match closure_nodes(root, config, db, unit) {
+        Ok(nodes) => nodes,
         Err(errors) => {
             unit.errors.extend(errors);
-            Outcome::Blocked {
+            return Outcome::Blocked {
                 text: blocked_text(unit, &unit.errors),
-            }
+            };
         }
+    };
+    let Some(Ok(nix_db)) = db.opened.as_ref() else {
+        unreachable!("a closure was computed, so the database is open");
+    };
+    // Borrowed, not cloned: a hundred units bind tens of thousands of paths.
+    let closure: Vec<ClosurePath<'_>> = nodes
+        .iter()
+        .map(|&node| ClosurePath {
+            path: nix_db.known_path(node).unwrap_or_default(),
+            symlink_target: db
+                .symlinks
+                .get(node as usize)
+                .and_then(|known| known.as_ref())
+                .and_then(|target| target.as_deref()),
+        })
+        .collect();
+    let extra_binds: Vec<(String, String)> = unit
+        .roots
+        .extra_binds
+        .iter()
+        .map(|b| (b.source.to_string(), b.target.to_string()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let text = dropin::render_confinement(&Confinement {
+        unit: &unit.merged,
+        store_dir: config.store_dir.as_str(),
+        mode: unit.mode,
+        bin_sh: unit.roots.bin_sh.as_deref(),
+        closure: &closure,
+        extra_binds: &extra_binds,
+    });
+    let reached = if explain {
+        explain_closure(db, unit, &closure, &nodes)
+    } else {
+        Vec::new()
+    };
+    Outcome::Confined {
+        text,
+        paths: nodes.len(),
+        closure: reached,
     }
 }
 
-/// The unit's closure as sorted store paths, symlinks resolved.
-fn closure_paths(
+/// The unit's closure sorted by path. Each store path is checked once per
+/// run: the database must hold a real store path (it is written into the
+/// drop-in unescaped), and whether it is a symlink is found out.
+fn closure_nodes(
     root: &Root,
     config: &Config,
     database: &mut Database,
     unit: &UnitPlan,
-    explain: bool,
-) -> Result<Vec<Reached>, Vec<Diagnostic>> {
+) -> Result<Vec<NodeId>, Vec<Diagnostic>> {
     let name = unit.name.as_str();
     let db_error = |e: DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
     let resolved = match database.closures.get(name) {
@@ -782,11 +809,6 @@ fn closure_paths(
             "the Nix database is not open",
         )]);
     };
-    let parent: HashMap<NodeId, NodeId> = if explain {
-        resolved.reached.iter().copied().collect()
-    } else {
-        HashMap::new()
-    };
     let ranks = &database.ranks;
     // (rank, node) pairs sort as plain integers.
     let mut order: Vec<u64> = resolved
@@ -800,73 +822,77 @@ fn closure_paths(
     order.sort_unstable();
     let symlinks = &mut database.symlinks;
     let probe = &mut database.probe;
-    let mut reached = Vec::with_capacity(order.len());
+    let mut nodes = Vec::with_capacity(order.len());
     for key in order {
         let node = key as NodeId;
-        let path = db.path(node).map_err(db_error)?;
+        nodes.push(node);
         let index = node as usize;
         if symlinks.len() <= index {
             symlinks.resize(index + 1, None);
         }
-        let symlink_target = match &symlinks[index] {
-            Some(known) => known.clone(),
+        if symlinks[index].is_some() {
+            continue;
+        }
+        let path = db.path(node).map_err(db_error)?;
+        if config.store_dir.store_path_of(&path) != Some(&*path) {
+            return Err(vec![Diagnostic::error(
+                Some(name),
+                None,
+                format!(
+                    "the Nix database {} holds {path:?}, which is not a store path in {}",
+                    db.path,
+                    config.store_dir.as_str()
+                ),
+            )]);
+        }
+        let target = match db.cached_symlink(node) {
+            Some(false) => None,
+            Some(true) => Some(resolve_symlink(root, config, &path, name).map_err(|e| vec![e])?),
             None => {
-                // Once per store path: the database must hold a real store
-                // path (it is written into the drop-in unescaped).
-                if config.store_dir.store_path_of(&path) != Some(&*path) {
-                    return Err(vec![Diagnostic::error(
-                        Some(name),
-                        None,
-                        format!(
-                            "the Nix database {} holds {path:?}, which is not a store path in {}",
-                            db.path,
-                            config.store_dir.as_str()
-                        ),
-                    )]);
-                }
-                let target = match db.cached_symlink(node) {
-                    Some(false) => None,
-                    Some(true) => {
-                        Some(resolve_symlink(root, config, &path, name).map_err(|e| vec![e])?)
-                    }
-                    None => {
-                        let probe = probe.get_or_insert_with(|| {
-                            StoreProbe::new(root, config.store_dir.as_str(), db.statistics().0)
-                        });
-                        symlink_target(root, config, probe, &path, name).map_err(|e| vec![e])?
-                    }
-                };
-                let target: Option<Arc<str>> = target.map(Arc::from);
-                symlinks[index] = Some(target.clone());
-                target
+                let probe = probe.get_or_insert_with(|| {
+                    StoreProbe::new(root, config.store_dir.as_str(), db.statistics().0)
+                });
+                symlink_target(root, config, probe, &path, name).map_err(|e| vec![e])?
             }
         };
-        // Walk up to the root that reached this path.
-        let mut chain = Vec::new();
-        let mut current = node;
-        if explain {
-            chain.push(path.to_string());
+        symlinks[index] = Some(target.map(Arc::from));
+    }
+    Ok(nodes)
+}
+
+/// For `explain`: each path of the closure with the chain of references
+/// from the root that reached it, and what named that root.
+fn explain_closure(
+    database: &Database,
+    unit: &UnitPlan,
+    closure: &[ClosurePath<'_>],
+    nodes: &[NodeId],
+) -> Vec<Reached> {
+    let (Some(Ok(resolved)), Some(Ok(db))) = (database.closures.get(&unit.name), &database.opened)
+    else {
+        return Vec::new();
+    };
+    let parent: HashMap<NodeId, NodeId> = resolved.reached.iter().copied().collect();
+    closure
+        .iter()
+        .zip(nodes)
+        .map(|(path, &node)| {
+            // Walk up to the root that reached this path.
+            let mut chain = vec![path.path.to_owned()];
+            let mut current = node;
             while parent[&current] != current {
                 current = parent[&current];
-                chain.push(db.path(current).map_err(db_error)?.to_string());
+                chain.push(db.known_path(current).unwrap_or_default().to_owned());
             }
             chain.reverse();
-        }
-        let origin = if explain {
-            resolved.origins[&current].clone()
-        } else {
-            Origin::default()
-        };
-        reached.push(Reached {
-            path: ClosurePath {
-                path,
-                symlink_target,
-            },
-            chain,
-            origin,
-        });
-    }
-    Ok(reached)
+            Reached {
+                path: path.path.to_owned(),
+                symlink_target: path.symlink_target.map(str::to_owned),
+                chain,
+                origin: resolved.origins[&current].clone(),
+            }
+        })
+        .collect()
 }
 
 /// The fully resolved target of a store path that is a symlink.

@@ -562,6 +562,11 @@ impl NixDb {
         (self.nodes.len(), references)
     }
 
+    /// The store path of a node, when it was read.
+    pub fn known_path(&self, node: NodeId) -> Option<&str> {
+        self.nodes[node as usize].path.as_deref()
+    }
+
     /// The store path of a node.
     pub fn path(&mut self, node: NodeId) -> Result<Arc<str>, DbError> {
         if let Some(path) = &self.nodes[node as usize].path {
