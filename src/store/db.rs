@@ -248,6 +248,7 @@ impl NixDb {
     /// again when needed.
     fn drop_cache(&mut self) {
         self.cached_symlinks = None;
+        self.in_graph.clear();
         for node in &mut self.nodes {
             if node.cached.take().is_some() {
                 node.path = None;
@@ -305,9 +306,15 @@ impl NixDb {
                 break;
             }
         }
-        let nodes: Vec<NodeId> = (0..self.nodes.len() as NodeId)
+        let mut nodes: Vec<NodeId> = (0..self.nodes.len() as NodeId)
             .filter(|&n| kept[n as usize])
             .collect();
+        // In path order: the next run then needs no sort (see `path_ranks`).
+        nodes.sort_unstable_by(|&a, &b| {
+            self.nodes[a as usize]
+                .path
+                .cmp(&self.nodes[b as usize].path)
+        });
         if self.read_from_database == 0
             && self
                 .cached_symlinks
@@ -601,18 +608,13 @@ impl NixDb {
             .collect();
         while !frontier.is_empty() {
             self.load_references(&frontier)?;
+            self.mark.resize(self.mark.len().max(self.nodes.len()), 0);
+            let (nodes, mark) = (&self.nodes, &mut self.mark);
             let mut next = Vec::new();
             for &node in &frontier {
-                let count = self.nodes[node as usize]
-                    .references
-                    .as_ref()
-                    .map_or(0, |r| r.len());
-                for i in 0..count {
-                    let reference = self.nodes[node as usize]
-                        .references
-                        .as_ref()
-                        .map_or(0, |r| r[i]);
-                    if self.visit(reference, epoch) {
+                for &reference in nodes[node as usize].references.as_deref().unwrap_or_default() {
+                    if mark[reference as usize] != epoch {
+                        mark[reference as usize] = epoch;
                         next.push(reference);
                     }
                 }
@@ -639,6 +641,12 @@ impl NixDb {
     /// The closure of `roots` (roots included), each node with the node it
     /// was first reached from; roots map to themselves.
     pub fn closure(&mut self, roots: &[NodeId]) -> Result<Vec<(NodeId, NodeId)>, DbError> {
+        if roots
+            .iter()
+            .all(|&root| self.in_graph.get(root as usize).copied().unwrap_or(false))
+        {
+            return Ok(self.closure_in_memory(roots));
+        }
         let epoch = self.next_epoch();
         let mut reached: Vec<(NodeId, NodeId)> = Vec::with_capacity(1024);
         for &root in roots {
@@ -678,6 +686,34 @@ impl NixDb {
         Ok(reached)
     }
 
+    /// [`NixDb::closure`] of roots whose graph [`NixDb::load_graph`] read:
+    /// nothing to read, a plain breadth-first walk (the same order as the
+    /// level-by-level one: a queue is a level after another).
+    fn closure_in_memory(&mut self, roots: &[NodeId]) -> Vec<(NodeId, NodeId)> {
+        let epoch = self.next_epoch();
+        self.mark.resize(self.mark.len().max(self.nodes.len()), 0);
+        let (nodes, mark) = (&self.nodes, &mut self.mark);
+        let mut reached: Vec<(NodeId, NodeId)> = Vec::with_capacity(1024);
+        for &root in roots {
+            if mark[root as usize] != epoch {
+                mark[root as usize] = epoch;
+                reached.push((root, root));
+            }
+        }
+        let mut next = 0;
+        while next < reached.len() {
+            let node = reached[next].0;
+            next += 1;
+            for &reference in nodes[node as usize].references.as_deref().unwrap_or_default() {
+                if mark[reference as usize] != epoch {
+                    mark[reference as usize] = epoch;
+                    reached.push((reference, node));
+                }
+            }
+        }
+        reached
+    }
+
     /// Marks `node` visited in this traversal; false when it already was.
     fn visit(&mut self, node: NodeId, epoch: u32) -> bool {
         let index = node as usize;
@@ -694,6 +730,16 @@ impl NixDb {
     /// Ranks every node with a known path by path, so that closures sort as
     /// integers: `rank[node]`; nodes without a path rank last.
     pub fn path_ranks(&self) -> Vec<u32> {
+        // Nodes taken from the closure cache come in path order (it is
+        // written sorted); when nothing else was read, that is the order.
+        if self.nodes.iter().all(|n| n.path.is_some())
+            && self
+                .nodes
+                .windows(2)
+                .all(|w| w[0].path.as_deref() < w[1].path.as_deref())
+        {
+            return (0..self.nodes.len() as u32).collect();
+        }
         // All paths share the store directory, so the first eight bytes after
         // the longest common prefix of two paths decide almost every
         // comparison: sort by them as an integer, and by the whole path only
