@@ -612,7 +612,11 @@ impl NixDb {
             let (nodes, mark) = (&self.nodes, &mut self.mark);
             let mut next = Vec::new();
             for &node in &frontier {
-                for &reference in nodes[node as usize].references.as_deref().unwrap_or_default() {
+                for &reference in nodes[node as usize]
+                    .references
+                    .as_deref()
+                    .unwrap_or_default()
+                {
                     if mark[reference as usize] != epoch {
                         mark[reference as usize] = epoch;
                         next.push(reference);
@@ -704,7 +708,11 @@ impl NixDb {
         while next < reached.len() {
             let node = reached[next].0;
             next += 1;
-            for &reference in nodes[node as usize].references.as_deref().unwrap_or_default() {
+            for &reference in nodes[node as usize]
+                .references
+                .as_deref()
+                .unwrap_or_default()
+            {
                 if mark[reference as usize] != epoch {
                     mark[reference as usize] = epoch;
                     reached.push((reference, node));
