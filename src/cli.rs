@@ -138,7 +138,9 @@ pub fn run_generator(
     let started = std::time::Instant::now();
     let loaded = crate::config::load(root);
     let opening = generate::Opening::start(root, &loaded.0);
-    let mut plan = generate::plan_with_config(root, loaded, env_unit_path);
+    let mut plan = generate::plan_with_config(root, loaded, env_unit_path, &|roots| {
+        opening.roots_found(roots)
+    });
     let planned = started.elapsed();
     for warning in &plan.warnings {
         logger.diagnostic(warning);

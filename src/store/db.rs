@@ -114,7 +114,8 @@ pub struct NixDb {
     cached_symlinks: Option<Vec<bool>>,
     /// Whether the cache turned out not to match the database.
     pub cache_dropped: bool,
-    /// The nodes of the last [`NixDb::load_graph`].
+    /// The nodes every [`NixDb::load_graph`] of this run read, with all
+    /// below them.
     in_graph: Vec<bool>,
     /// Store paths looked up by [`NixDb::look_up_all`]: id and
     /// registration time, `None` when not valid.
@@ -262,14 +263,19 @@ impl NixDb {
         // references are read again.
     }
 
+    /// Whether a closure cache is in use.
+    pub fn uses_cache(&self) -> bool {
+        self.cached_symlinks.is_some()
+    }
+
     /// Whether the cache says the store path of `node` is a symlink.
     pub fn cached_symlink(&self, node: NodeId) -> Option<bool> {
         let index = self.nodes[node as usize].cached?;
         Some(self.cached_symlinks.as_ref()?[index as usize])
     }
 
-    /// What the next run's cache should hold: the store paths of the last
-    /// [`NixDb::load_graph`] (the closures of this run's units) whose
+    /// What the next run's cache should hold: the store paths
+    /// [`NixDb::load_graph`] read in this run (the closures of its units) whose
     /// path, registration time, references and symlink flag (`symlink_of`)
     /// are known, and whose references are all in it too. `None` when that
     /// is what the cache read at the start holds.
@@ -601,15 +607,19 @@ impl NixDb {
     pub fn load_graph(&mut self, roots: &[NodeId]) -> Result<(), DbError> {
         let epoch = self.next_epoch();
         let mut all: Vec<NodeId> = Vec::new();
+        self.in_graph.resize(self.nodes.len(), false);
+        // What an earlier walk read needs no reading, nor does anything
+        // below it.
         let mut frontier: Vec<NodeId> = roots
             .iter()
             .copied()
-            .filter(|&n| self.visit(n, epoch))
+            .filter(|&n| !self.in_graph[n as usize] && self.visit(n, epoch))
             .collect();
         while !frontier.is_empty() {
             self.load_references(&frontier)?;
             self.mark.resize(self.mark.len().max(self.nodes.len()), 0);
-            let (nodes, mark) = (&self.nodes, &mut self.mark);
+            self.in_graph.resize(self.nodes.len(), false);
+            let (nodes, mark, in_graph) = (&self.nodes, &mut self.mark, &self.in_graph);
             let mut next = Vec::new();
             for &node in &frontier {
                 for &reference in nodes[node as usize]
@@ -617,7 +627,7 @@ impl NixDb {
                     .as_deref()
                     .unwrap_or_default()
                 {
-                    if mark[reference as usize] != epoch {
+                    if mark[reference as usize] != epoch && !in_graph[reference as usize] {
                         mark[reference as usize] = epoch;
                         next.push(reference);
                     }
@@ -626,11 +636,12 @@ impl NixDb {
             all.append(&mut frontier);
             frontier = next;
         }
-        self.in_graph = vec![false; self.nodes.len()];
+        self.load_paths(&all)?;
+        self.in_graph.resize(self.nodes.len(), false);
         for &node in &all {
             self.in_graph[node as usize] = true;
         }
-        self.load_paths(&all)
+        Ok(())
     }
 
     fn next_epoch(&mut self) -> u32 {
@@ -720,6 +731,19 @@ impl NixDb {
             }
         }
         reached
+    }
+
+    /// Reads the graph below `roots` (store paths; those that are not valid
+    /// are left for [`NixDb::node_of`] to report), adding to what was read.
+    pub fn read_ahead(&mut self, roots: &[String]) -> Result<(), DbError> {
+        self.look_up_all(roots.iter().map(String::as_str))?;
+        let mut nodes = Vec::with_capacity(roots.len());
+        for root in roots {
+            if let Some(node) = self.node_of(root)? {
+                nodes.push(node);
+            }
+        }
+        self.load_graph(&nodes)
     }
 
     /// Marks `node` visited in this traversal; false when it already was.
