@@ -114,6 +114,10 @@ pub struct NixDb {
     cached_symlinks: Option<Vec<bool>>,
     /// Whether the cache turned out not to match the database.
     pub cache_dropped: bool,
+    /// Every node's references in one array, for walking the graph a
+    /// hundred times without chasing a pointer per node; rebuilt when nodes
+    /// were added since.
+    adjacency: Option<Adjacency>,
     /// The nodes every [`NixDb::load_graph`] of this run read, with all
     /// below them.
     in_graph: Vec<bool>,
@@ -186,6 +190,7 @@ impl NixDb {
             epoch: 0,
             file,
             cached_symlinks: None,
+            adjacency: None,
             looked_up: HashMap::new(),
             cache_dropped: false,
             in_graph: Vec::new(),
@@ -249,6 +254,7 @@ impl NixDb {
     /// again when needed.
     fn drop_cache(&mut self) {
         self.cached_symlinks = None;
+        self.adjacency = None;
         self.in_graph.clear();
         for node in &mut self.nodes {
             if node.cached.take().is_some() {
@@ -461,6 +467,10 @@ impl NixDb {
     /// the index lookups, dominated a query per path).
     fn load_references(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
         let missing = self.missing(nodes, |node| node.references.is_none());
+        if !missing.is_empty() {
+            // References are about to change.
+            self.adjacency = None;
+        }
         if !missing.is_empty() && self.read_from_database == 0 && self.cached_symlinks.is_some() {
             let _ = self.conn.execute_batch(DEFAULT_PAGE_CACHE);
         }
@@ -707,7 +717,16 @@ impl NixDb {
     fn closure_in_memory(&mut self, roots: &[NodeId]) -> Vec<(NodeId, NodeId)> {
         let epoch = self.next_epoch();
         self.mark.resize(self.mark.len().max(self.nodes.len()), 0);
-        let (nodes, mark) = (&self.nodes, &mut self.mark);
+        if self
+            .adjacency
+            .as_ref()
+            .is_none_or(|a| a.starts.len() != self.nodes.len() + 1)
+        {
+            self.adjacency = Some(Adjacency::of(&self.nodes));
+        }
+        let (Some(adjacency), mark) = (&self.adjacency, &mut self.mark) else {
+            unreachable!("built above");
+        };
         let mut reached: Vec<(NodeId, NodeId)> = Vec::with_capacity(1024);
         for &root in roots {
             if mark[root as usize] != epoch {
@@ -719,11 +738,7 @@ impl NixDb {
         while next < reached.len() {
             let node = reached[next].0;
             next += 1;
-            for &reference in nodes[node as usize]
-                .references
-                .as_deref()
-                .unwrap_or_default()
-            {
+            for &reference in adjacency.of_node(node) {
                 if mark[reference as usize] != epoch {
                     mark[reference as usize] = epoch;
                     reached.push((reference, node));
@@ -930,5 +945,30 @@ impl Tables for CacheTables<'_> {
     fn references(&self, i: usize, out: &mut Vec<u32>) {
         let references = self.node(i).references.as_deref().unwrap_or_default();
         out.extend(references.iter().map(|&m| self.position[m as usize]));
+    }
+}
+
+/// The reference graph in compressed rows: the references of node `n` are
+/// `references[starts[n]..starts[n + 1]]`.
+struct Adjacency {
+    starts: Vec<u32>,
+    references: Vec<NodeId>,
+}
+
+impl Adjacency {
+    fn of(nodes: &[Node]) -> Adjacency {
+        let mut starts = Vec::with_capacity(nodes.len() + 1);
+        let mut references = Vec::new();
+        starts.push(0);
+        for node in nodes {
+            references.extend_from_slice(node.references.as_deref().unwrap_or_default());
+            starts.push(references.len() as u32);
+        }
+        Adjacency { starts, references }
+    }
+
+    fn of_node(&self, node: NodeId) -> &[NodeId] {
+        let node = node as usize;
+        &self.references[self.starts[node] as usize..self.starts[node + 1] as usize]
     }
 }
