@@ -429,6 +429,30 @@ def callgrind(runner: Runner, top: int) -> str:
 # ---------------------------------------------------------------------------
 
 
+def floor(root: str, reference_out: str, work: str, out_base: str, runs: int) -> dict | None:
+    """The system calls a run cannot avoid, timed alone by floor.c (one
+    thread): reading every unit file and drop-in, writing the drop-ins the
+    generator wrote. Medians of `runs` runs; None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        return None
+    binary = os.path.join(work, "floor")
+    subprocess.run([cc, "-O2", "-o", binary, os.path.join(HERE, "floor.c")], check=True)
+    reads, writes = [], []
+    for _ in range(runs):
+        out = tempfile.mkdtemp(dir=out_base)
+        text = subprocess.run([binary, root, reference_out, out], capture_output=True, text=True,
+                              check=True).stdout
+        shutil.rmtree(out)
+        m = re.search(r"read (\d+) files in (\d+) directories \((\d+) bytes\): ([\d.]+) ms", text)
+        w = re.search(r"wrote (\d+) drop-ins \((\d+) bytes\): ([\d.]+) ms", text)
+        reads.append(float(m.group(4)))
+        writes.append(float(w.group(3)))
+    return {"files": int(m.group(1)), "dirs": int(m.group(2)), "read_ms": statistics.median(reads),
+            "dropins": int(w.group(1)), "bytes": int(w.group(2)),
+            "write_ms": statistics.median(writes)}
+
+
 def measure(args, system: str, generator: str, passes: int) -> dict:
     with open(os.path.join(system, "manifest.json")) as f:
         manifest = json.load(f)
@@ -472,6 +496,7 @@ def measure(args, system: str, generator: str, passes: int) -> dict:
         errors += [f"(no cache) {e}" for e in cold_errors]
         info["checked_cold"] = cold_info["checked"]
         res["errors"] = errors
+        res["floor"] = floor(root, kept["warm"], work, out_base, args.runs)
         res["check"] = info
         sizes = sorted(len(c) for c in closures.values())
         res["closure_sizes"] = (sizes[0], statistics.median(sizes), sizes[-1])
@@ -663,6 +688,13 @@ def main() -> int:
         print(f"(hyperfine -N cross-check of the generator median: "
               f"{fmt_ms(spec['hyperfine_median'])} ms)")
     print(f"Bind directives seen: {', '.join(spec['check']['styles']) or 'none'}")
+    fl = spec.get("floor")
+    if fl:
+        print(f"I/O floor (benches/generation/floor.c, C, one thread, median of {args.runs}): reading "
+              f"{fl['files']:,} unit files and drop-ins in {fl['dirs']} directories {fl['read_ms']:.1f} ms "
+              f"+ writing the {fl['dropins']} drop-ins ({fl['bytes'] / 2**20:.1f} MiB) "
+              f"{fl['write_ms']:.1f} ms = {fl['read_ms'] + fl['write_ms']:.1f} ms; "
+              f"the generator's median is {med / (fl['read_ms'] + fl['write_ms']):.1f}× that")
     for r in results:
         if r["errors"]:
             print(f"\nCORRECTNESS FAILURE with {r['count']} annotated units ({r['system']}):")
