@@ -122,6 +122,7 @@ impl Listing {
         // One half of the jobs: the `.d` directories listed, their plain
         // `.conf` files and the unit files read.
         let work = |half: usize| {
+            let mut buffer = Vec::new();
             let dirs: Vec<ListedDropinDir> = dir_jobs
                 .iter()
                 .skip(half)
@@ -137,7 +138,7 @@ impl Listing {
                         })
                         .map(|(file, _)| {
                             let real = real_dir.join(file);
-                            let read = read_under(root_dir, &real);
+                            let read = read_under(root_dir, &real, &mut buffer);
                             (real, read)
                         })
                         .collect();
@@ -153,7 +154,7 @@ impl Listing {
                 .iter()
                 .skip(half)
                 .step_by(2)
-                .map(|real| (real.clone(), read_under(root_dir, real)))
+                .map(|real| (real.clone(), read_under(root_dir, real, &mut buffer)))
                 .collect();
             (dirs, files)
         };
@@ -176,14 +177,15 @@ impl Listing {
     }
 }
 
-type FileRead = Result<Vec<u8>, String>;
+type FileRead = super::merged::FileContents;
 
 /// A `.d` directory listed on a worker: its search directory's index, its
 /// name, its listing, and its plain `.conf` files read.
 type ListedDropinDir = (usize, String, Listing, Vec<(Utf8PathBuf, FileRead)>);
 
-fn read_under(root_dir: &Utf8Path, real: &Utf8Path) -> FileRead {
-    super::merged::read_file(&crate::diag::under_root(root_dir, real)).map_err(|e| e.to_string())
+fn read_under(root_dir: &Utf8Path, real: &Utf8Path, buffer: &mut Vec<u8>) -> FileRead {
+    super::merged::read_file(&crate::diag::under_root(root_dir, real), buffer)
+        .map_err(|e| e.to_string())
 }
 
 /// A directory's entries with their types as readdir reports them (no extra

@@ -7,7 +7,7 @@ use crate::diag::{Diagnostic, Location};
 use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// One assignment, where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +31,15 @@ pub struct MergedUnit {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// A file's bytes, or why it cannot be read.
+pub type FileContents = Result<Arc<[u8]>, String>;
+
 /// Reads files under the root, each once per run: a top-level drop-in
 /// (`service.d/`) applies to every service, and a unit's files are read
 /// before parsing to see whether it mentions annotations at all.
 pub struct FileReader<'r> {
     root: &'r Root,
-    cache: HashMap<Utf8PathBuf, Result<Rc<[u8]>, String>>,
+    cache: HashMap<Utf8PathBuf, FileContents>,
 }
 
 impl<'r> FileReader<'r> {
@@ -53,25 +56,21 @@ impl<'r> FileReader<'r> {
 
     /// What [`FileReader::read`] or [`FileReader::read_all`] found for a
     /// file, without reading it.
-    pub fn read_before(&self, real: &Utf8Path) -> Option<&Result<Rc<[u8]>, String>> {
+    pub fn read_before(&self, real: &Utf8Path) -> Option<&Result<Arc<[u8]>, String>> {
         self.cache.get(real)
     }
 
     /// Takes files read elsewhere (`real` → bytes, or why not).
-    pub fn insert_all(&mut self, files: Vec<(Utf8PathBuf, Result<Vec<u8>, String>)>) {
-        for (real, read) in files {
-            self.cache.insert(real, read.map(Rc::from));
-        }
+    pub fn insert_all(&mut self, files: Vec<(Utf8PathBuf, FileContents)>) {
+        self.cache.extend(files);
     }
 
     /// The bytes of a (resolved, logical) file, or why it cannot be read.
-    pub fn read(&mut self, real: &Utf8Path) -> Result<Rc<[u8]>, String> {
+    pub fn read(&mut self, real: &Utf8Path) -> Result<Arc<[u8]>, String> {
         if let Some(cached) = self.cache.get(real) {
             return cached.clone();
         }
-        let read = read_file(&self.root.join(real))
-            .map(Rc::from)
-            .map_err(|e| e.to_string());
+        let read = read_file(&self.root.join(real), &mut Vec::new()).map_err(|e| e.to_string());
         self.cache.insert(real.to_owned(), read.clone());
         read
     }
@@ -79,24 +78,23 @@ impl<'r> FileReader<'r> {
 
 /// A whole file: open, read until the end, close — no `fstat()` for a size
 /// hint (unit files are small; a system call is what costs here).
-pub(crate) fn read_file(path: &Utf8Path) -> std::io::Result<Vec<u8>> {
+/// `buffer` is reused from file to file: a fresh buffer per file would be
+/// fresh memory per file, a page fault each (unit files are a few hundred
+/// bytes; the result is copied out at its size).
+pub(crate) fn read_file(path: &Utf8Path, buffer: &mut Vec<u8>) -> std::io::Result<Arc<[u8]>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         // A FIFO where a unit file was listed must not block the boot.
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => return Ok(bytes),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    // Through `take`, std reads straight into the vector until the end,
+    // without the fstat() and lseek() it does for `File` to size it.
+    buffer.clear();
+    buffer.reserve(16 * 1024);
+    (&file).take(u64::MAX).read_to_end(buffer)?;
+    Ok(Arc::from(&buffer[..]))
 }
 
 impl MergedUnit {
