@@ -267,7 +267,10 @@ fn kind_of(name: &str) -> Kind {
 /// "confin" (any case) carry no annotations and no misspelt ones.
 fn files_mention_annotations(reader: &mut FileReader<'_>, files: &crate::unit::UnitFiles) -> bool {
     let mut mentions = |real: &camino::Utf8Path| match reader.read(real) {
-        Ok(bytes) => bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"confin")),
+        // Most bytes are not a `c`: only those start a comparison.
+        Ok(bytes) => bytes
+            .windows(6)
+            .any(|w| w[0] | 0x20 == b'c' && w.eq_ignore_ascii_case(b"confin")),
         // A file we cannot read is handed to the parser, which reports it.
         Err(_) => true,
     };
