@@ -510,7 +510,7 @@ impl Database {
         let paths = crate::store::cache::Tables::len(&tables);
         match crate::store::cache::write_tables(
             &root.join(file),
-            nix_db.file(),
+            nix_db.mark(),
             config.store_dir.as_str(),
             &tables,
         ) {

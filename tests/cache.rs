@@ -275,3 +275,58 @@ fn the_cache_can_be_turned_off() {
     assert!(!s.root.path("/run/nix-confinement-generator").exists());
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
 }
+
+#[test]
+fn references_added_to_a_cached_path_are_seen() {
+    let s = system("cache-added-references", 9500);
+    assert_eq!(s.root.generate().status, 0);
+    // Registering the app again with one more reference: Nix keeps its id
+    // and registration time and adds the row to Refs.
+    let extra = store_path(9510, "extra");
+    s.root
+        .register(&[(&extra, &[]), (&s.app, &[&s.lib, &extra])]);
+    let run = s.root.generate_debug();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "closure cache not used: {CACHE}: references were added to {} since it was made",
+            s.app
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(s.root.dropin("app.service").contains(&extra));
+    assert_exact_closure(&s.root, "app.service", &[&s.app]);
+    // The cache written then is used by the next run.
+    let run = s.root.generate_debug();
+    assert!(
+        run.stderr
+            .contains(&format!("closure cache {CACHE}: read 4 store paths")),
+        "{}",
+        run.stderr
+    );
+    assert_exact_closure(&s.root, "app.service", &[&s.app]);
+}
+
+#[test]
+fn paths_registered_since_do_not_stop_the_cache() {
+    let s = system("cache-new-registrations", 9600);
+    assert_eq!(s.root.generate().status, 0);
+    // Something else installed meanwhile: new paths, new references.
+    let other = store_path(9610, "other");
+    s.root.register(&[(&other, &[&s.libc])]);
+    let run = s.root.generate_debug();
+    assert!(
+        run.stderr
+            .contains(&format!("closure cache {CACHE}: read 3 store paths")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("the references of 0 read from the database"),
+        "{}",
+        run.stderr
+    );
+    assert_exact_closure(&s.root, "app.service", &[&s.app]);
+}

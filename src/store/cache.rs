@@ -1,26 +1,28 @@
 //! The closure cache: the part of the reference graph a run read from the
 //! Nix database, kept in `/run` for the next run (every `daemon-reload`).
 //!
-//! Why it is safe to reuse across database changes: Nix never changes the
-//! references of a valid path (they are written when the path is registered
-//! and deleted with it), a path that is still referenced cannot be deleted
-//! (`Refs.reference` is `on delete restrict`, and the garbage collector
-//! only deletes unreferenced paths), and `ValidPaths.id` is `autoincrement`,
-//! so an id is never given to another registration. A cached store path
-//! whose `path → (id, registrationTime)` still matches the database
-//! therefore still has exactly the cached closure. The generator checks
-//! that for every root of every unit, in the database, on every run; the
-//! paths below a root need no check. A root that does not match (deleted,
-//! re-registered) or is not cached is read from the database as without a
-//! cache.
+//! Why it is safe to reuse across database changes: Nix never removes a
+//! reference of a valid path (references are deleted with their path), a
+//! path that is still referenced cannot be deleted (`Refs.reference` is `on
+//! delete restrict`, and the garbage collector only deletes unreferenced
+//! paths), and `ValidPaths.id` is `autoincrement`, so an id is never given
+//! to another registration. A cached store path whose `path → (id,
+//! registrationTime)` still matches the database therefore has at least the
+//! cached closure, and exactly it unless references were added to a path in
+//! it, which the rows of `Refs` added since show (see
+//! [`DatabaseMark::refs_rowid`]). The generator checks both on every run:
+//! every root of every unit is looked up in the database; the paths below a
+//! root need no check. A root that does not match (deleted, registered
+//! again) or is not cached is read from the database as without a cache.
 //!
 //! The file is binary, little-endian, written whole and renamed into place;
 //! its tables are flat, so that reading it is a few copies, not an
 //! allocation per store path:
 //!
 //! ```text
-//! magic "NCGCLOS\x02"
+//! magic "NCGCLOS\x03"
 //! u64 device, u64 inode of db.sqlite   (ids mean nothing in another file)
+//! i64 the largest rowid of Refs when the graph was read (see below)
 //! u32 length, bytes: the store directory
 //! u32 n: the number of store paths, then the tables, each of n entries
 //! i64 × n   ValidPaths.id
@@ -37,17 +39,32 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 use camino::Utf8Path;
 
-const MAGIC: &[u8; 8] = b"NCGCLOS\x02";
+const MAGIC: &[u8; 8] = b"NCGCLOS\x03";
 /// A cache larger than this is not read (a damaged length field, or a file
 /// that is not ours).
 const MAX_SIZE: u64 = 512 << 20;
+
+/// Which database, and how far into it, a cache was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseMark {
+    /// `st_dev` and `st_ino` of `db.sqlite`.
+    pub device: u64,
+    pub inode: u64,
+    /// `max(rowid)` of `Refs` before the graph was read. References are
+    /// rows of `Refs` and a new row gets a rowid past the largest: rows past
+    /// this one that name a cached path as referrer were added to a path
+    /// that stayed valid (`nix-store --load-db` or `--register-validity
+    /// --reregister` of a valid path does that, keeping its id and
+    /// registration time), and the cache is not used.
+    pub refs_rowid: i64,
+}
 
 /// The cached part of the reference graph: store path `i` is entry `i` of
 /// each table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosureCache {
-    /// `(st_dev, st_ino)` of the database file the ids belong to.
-    pub database: (u64, u64),
+    /// The database the graph was read from.
+    pub database: DatabaseMark,
     pub store_dir: Box<str>,
     pub db_ids: Vec<i64>,
     pub registration_times: Vec<i64>,
@@ -59,7 +76,7 @@ pub struct ClosureCache {
 }
 
 impl ClosureCache {
-    pub fn new(database: (u64, u64), store_dir: &str) -> ClosureCache {
+    pub fn new(database: DatabaseMark, store_dir: &str) -> ClosureCache {
         ClosureCache {
             database,
             store_dir: store_dir.into(),
@@ -161,15 +178,16 @@ impl Tables for ClosureCache {
 /// copy of the whole file in memory).
 pub fn encode_to(
     out: &mut impl Write,
-    database: (u64, u64),
+    database: DatabaseMark,
     store_dir: &str,
     tables: &impl Tables,
 ) -> std::io::Result<()> {
     let n = tables.len();
     let too_big = || std::io::Error::other("more than 4 GiB of paths or references");
     out.write_all(MAGIC)?;
-    out.write_all(&database.0.to_le_bytes())?;
-    out.write_all(&database.1.to_le_bytes())?;
+    out.write_all(&database.device.to_le_bytes())?;
+    out.write_all(&database.inode.to_le_bytes())?;
+    out.write_all(&database.refs_rowid.to_le_bytes())?;
     out.write_all(&(store_dir.len() as u32).to_le_bytes())?;
     out.write_all(store_dir.as_bytes())?;
     out.write_all(&u32::try_from(n).map_err(|_| too_big())?.to_le_bytes())?;
@@ -226,7 +244,11 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
     if input.bytes(8)? != MAGIC {
         return Err("not a closure cache of this version".into());
     }
-    let database = (input.u64()?, input.u64()?);
+    let database = DatabaseMark {
+        device: input.u64()?,
+        inode: input.u64()?,
+        refs_rowid: input.u64()? as i64,
+    };
     let store_dir = input.text()?.into();
     let n = input.u32()? as usize;
     // Each path takes at least 25 bytes: a larger count is damage, not a
@@ -407,7 +429,7 @@ pub fn write(real: &Utf8Path, cache: &ClosureCache) -> Result<(), String> {
 /// [`write`] from any [`Tables`].
 pub fn write_tables(
     real: &Utf8Path,
-    database: (u64, u64),
+    database: DatabaseMark,
     store_dir: &str,
     tables: &impl Tables,
 ) -> Result<(), String> {
@@ -452,7 +474,14 @@ mod tests {
     use super::*;
 
     fn sample() -> ClosureCache {
-        let mut cache = ClosureCache::new((2049, 123456), "/nix/store");
+        let mut cache = ClosureCache::new(
+            DatabaseMark {
+                device: 2049,
+                inode: 123456,
+                refs_rowid: 77,
+            },
+            "/nix/store",
+        );
         cache.push(
             7,
             1_700_000_000,
@@ -501,7 +530,14 @@ mod tests {
         extra.push(0);
         assert!(ClosureCache::decode(&extra).is_err());
         // A reference outside the table.
-        let mut cache = ClosureCache::new((1, 2), "/nix/store");
+        let mut cache = ClosureCache::new(
+            DatabaseMark {
+                device: 1,
+                inode: 2,
+                refs_rowid: 0,
+            },
+            "/nix/store",
+        );
         cache.push(1, 0, false, "/nix/store/a", [1]);
         let error = ClosureCache::decode(&cache.encode()).unwrap_err();
         assert!(error.contains("reference 1 is not in the table"), "{error}");

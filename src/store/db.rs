@@ -4,7 +4,7 @@
 //! `-wal`/`-shm` files behind in a store it does not own).
 
 use crate::rootfs::Root;
-use crate::store::cache::{ClosureCache, Tables};
+use crate::store::cache::{ClosureCache, DatabaseMark, Tables};
 use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::Value;
 use rusqlite::vtab::array::Array;
@@ -109,6 +109,8 @@ pub struct NixDb {
     epoch: u32,
     /// `(st_dev, st_ino)` of the database file.
     file: (u64, u64),
+    /// `max(rowid)` of `Refs` when opened, before anything was read.
+    refs_rowid: i64,
     /// The symlink flags of the closure cache of an earlier run, whose store
     /// paths are the first nodes (the rest of it is in those nodes).
     cached_symlinks: Option<Vec<bool>>,
@@ -179,6 +181,12 @@ impl NixDb {
         };
         check_tables(&conn).map_err(error)?;
         rusqlite::vtab::array::load_module(&conn).map_err(|e| error(e.to_string()))?;
+        let refs_rowid = retry_once(|| {
+            conn.query_row("SELECT coalesce(max(rowid), 0) FROM Refs", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .map_err(|e| error(format!("reading Refs: {e}")))?;
 
         Ok(NixDb {
             conn,
@@ -189,6 +197,7 @@ impl NixDb {
             mark: Vec::new(),
             epoch: 0,
             file,
+            refs_rowid,
             cached_symlinks: None,
             adjacency: None,
             looked_up: HashMap::new(),
@@ -205,10 +214,11 @@ impl NixDb {
     /// the cache's data if the database is not the one it was made from.
     /// Refused when it was made for another database file, or damaged.
     pub fn use_cache(&mut self, cache: ClosureCache) -> Result<(), String> {
-        if cache.database != self.file {
+        let made_for = cache.database;
+        if (made_for.device, made_for.inode) != self.file {
             return Err(format!(
                 "it was made for another database file (device {}, inode {}; this one is {}, {})",
-                cache.database.0, cache.database.1, self.file.0, self.file.1
+                made_for.device, made_for.inode, self.file.0, self.file.1
             ));
         }
         if !self.nodes.is_empty() {
@@ -221,6 +231,10 @@ impl NixDb {
                 self.by_db_id.clear();
                 return Err(format!("path id {db_id} appears twice"));
             }
+        }
+        if let Err(problem) = self.check_no_references_added(&cache, made_for.refs_rowid) {
+            self.by_db_id.clear();
+            return Err(problem);
         }
         self.nodes.reserve(n);
         for index in 0..n {
@@ -247,6 +261,26 @@ impl NixDb {
         // the graph is read, if it must be).
         let _ = self.conn.execute_batch(SMALL_PAGE_CACHE);
         Ok(())
+    }
+
+    /// Refuses the cache when a reference was added, since it was made, to
+    /// a store path in it (see [`DatabaseMark::refs_rowid`]).
+    fn check_no_references_added(&self, cache: &ClosureCache, rowid: i64) -> Result<(), String> {
+        let referrers: Vec<i64> = retry_once(|| {
+            let mut statement = self
+                .conn
+                .prepare_cached("SELECT DISTINCT referrer FROM Refs WHERE rowid > ?1")?;
+            let rows = statement.query_map([rowid], |row| row.get::<_, i64>(0))?;
+            rows.collect()
+        })
+        .map_err(|e| format!("reading the references added since: {e}"))?;
+        match referrers.iter().find_map(|id| self.by_db_id.get(id)) {
+            Some(&index) => Err(format!(
+                "references were added to {} since it was made",
+                cache.path(index as usize)
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Forgets everything taken from the cache: those nodes keep their ids
@@ -357,9 +391,13 @@ impl NixDb {
         let _ = self.conn.execute_batch("PRAGMA shrink_memory");
     }
 
-    /// `(st_dev, st_ino)` of the database file.
-    pub fn file(&self) -> (u64, u64) {
-        self.file
+    /// This database, and how far into `Refs` it was when opened.
+    pub fn mark(&self) -> DatabaseMark {
+        DatabaseMark {
+            device: self.file.0,
+            inode: self.file.1,
+            refs_rowid: self.refs_rowid,
+        }
     }
 
     fn intern(&mut self, db_id: i64) -> NodeId {
