@@ -38,6 +38,16 @@ fn system(name: &str, seed: u64) -> System {
     }
 }
 
+/// The run logged `text` (the debug log says what happened to the cache).
+fn assert_logged(run: &support::Run, text: impl AsRef<str>) {
+    let text = text.as_ref();
+    assert!(
+        run.stderr.contains(text),
+        "{text:?} not in:\n{}",
+        run.stderr
+    );
+}
+
 fn assert_exact_closure(root: &TestRoot, unit: &str, roots: &[&str]) {
     assert_eq!(binds(&root.dropin(unit)), root.requisites(roots), "{unit}");
 }
@@ -141,12 +151,7 @@ fn what_changed_in_the_database_since_is_read_from_the_database() {
     );
     let run = s.root.generate_debug();
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("the references of 2 read from the database"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "the references of 2 read from the database");
     assert_exact_closure(&s.root, "app.service", &[&app2]);
     assert_eq!(
         read_cache(&s.root).len(),
@@ -215,11 +220,7 @@ fn a_cache_is_trusted_only_for_the_database_it_was_made_from() {
     write_cache(&s.root, &forged);
     let run = s.root.generate_debug();
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert!(
-        run.stderr.contains("does not match the database"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "does not match the database");
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
     assert_eq!(
         read_cache(&s.root)
@@ -235,21 +236,13 @@ fn a_cache_is_trusted_only_for_the_database_it_was_made_from() {
     std::fs::copy(&db, &copy).unwrap();
     std::fs::rename(&copy, &db).unwrap();
     let run = s.root.generate_debug();
-    assert!(
-        run.stderr.contains("made for another database file"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "made for another database file");
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
 
     // Damaged.
     std::fs::write(s.root.path(CACHE), b"NCGCLOS\x02 and then nothing sensible").unwrap();
     let run = s.root.generate_debug();
-    assert!(
-        run.stderr.contains("closure cache not used"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "closure cache not used");
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
     assert_eq!(read_cache(&s.root).len(), 3, "written again");
 }
@@ -264,12 +257,7 @@ fn the_cache_can_be_turned_off() {
     for _ in 0..2 {
         let run = s.root.generate_debug();
         assert_eq!(run.status, 0, "{}", run.stderr);
-        assert!(
-            run.stderr
-                .contains("the references of 3 read from the database"),
-            "{}",
-            run.stderr
-        );
+        assert_logged(&run, "the references of 3 read from the database");
         assert!(!run.stderr.contains("closure cache"), "{}", run.stderr);
     }
     assert!(!s.root.path("/run/nix-confinement-generator").exists());
@@ -287,24 +275,18 @@ fn references_added_to_a_cached_path_are_seen() {
         .register(&[(&extra, &[]), (&s.app, &[&s.lib, &extra])]);
     let run = s.root.generate_debug();
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(&format!(
+    assert_logged(
+        &run,
+        format!(
             "closure cache not used: {CACHE}: references were added to {} since it was made",
             s.app
-        )),
-        "{}",
-        run.stderr
+        ),
     );
     assert!(s.root.dropin("app.service").contains(&extra));
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
     // The cache written then is used by the next run.
     let run = s.root.generate_debug();
-    assert!(
-        run.stderr
-            .contains(&format!("closure cache {CACHE}: read 4 store paths")),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, format!("closure cache {CACHE}: read 4 store paths"));
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
 }
 
@@ -316,17 +298,7 @@ fn paths_registered_since_do_not_stop_the_cache() {
     let other = store_path(9610, "other");
     s.root.register(&[(&other, &[&s.libc])]);
     let run = s.root.generate_debug();
-    assert!(
-        run.stderr
-            .contains(&format!("closure cache {CACHE}: read 3 store paths")),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        run.stderr
-            .contains("the references of 0 read from the database"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, format!("closure cache {CACHE}: read 3 store paths"));
+    assert_logged(&run, "the references of 0 read from the database");
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
 }
