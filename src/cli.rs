@@ -177,8 +177,9 @@ pub fn run_generator(
         let output = &output;
         let writer = scope.spawn(move || {
             let mut errors = Vec::new();
+            let mut dirs = std::collections::HashMap::new();
             for (unit, file_name, text) in pending.into_iter().chain(receiver) {
-                if let Err(error) = output.write_dropin(&unit, &file_name, &text) {
+                if let Err(error) = output.write_dropin_with(&mut dirs, &unit, &file_name, &text) {
                     errors.push(format!("{unit}: {error}"));
                 }
             }

@@ -8,6 +8,7 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -61,6 +62,19 @@ impl OutputDir {
         file_name: &str,
         content: &str,
     ) -> Result<(), OutputError> {
+        self.write_dropin_with(&mut HashMap::new(), unit, file_name, content)
+    }
+
+    /// [`OutputDir::write_dropin`], keeping each `<unit>.d` directory open
+    /// in `dirs` for the next drop-in of the unit (every annotated unit gets
+    /// two: blocking, then final).
+    pub fn write_dropin_with(
+        &self,
+        dirs: &mut HashMap<String, OwnedFd>,
+        unit: &str,
+        file_name: &str,
+        content: &str,
+    ) -> Result<(), OutputError> {
         let dir_name = format!("{unit}.d");
         let target = self.path.join(&dir_name).join(file_name);
         let error = |message: String| OutputError {
@@ -72,23 +86,26 @@ impl OutputDir {
                 "refusing a name that is not a single path component".into(),
             ));
         }
-        match mkdirat(
-            &self.dir,
-            dir_name.as_str(),
-            Mode::from_bits_truncate(0o755),
-        ) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(error(format!("creating {dir_name}: {}", e.desc()))),
+        if !dirs.contains_key(unit) {
+            match mkdirat(
+                &self.dir,
+                dir_name.as_str(),
+                Mode::from_bits_truncate(0o755),
+            ) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(error(format!("creating {dir_name}: {}", e.desc()))),
+            }
+            // O_NOFOLLOW: a symlink planted at NORMAL/<unit>.d is never followed.
+            let unit_dir = openat(
+                &self.dir,
+                dir_name.as_str(),
+                OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| error(format!("opening {dir_name}: {}", e.desc())))?;
+            dirs.insert(unit.to_owned(), unit_dir);
         }
-        // O_NOFOLLOW: a symlink planted at NORMAL/<unit>.d is never followed.
-        let unit_dir = openat(
-            &self.dir,
-            dir_name.as_str(),
-            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| error(format!("opening {dir_name}: {}", e.desc())))?;
-        write_atomically(&unit_dir, file_name, content).map_err(error)
+        write_atomically(&dirs[unit], file_name, content).map_err(error)
     }
 
     /// Atomically writes a unit file `NORMAL/<name>`.

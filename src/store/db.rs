@@ -47,6 +47,12 @@ pub enum OpenMode {
     ImmutableIgnoringWal,
 }
 
+/// The referrers of the rows of `Refs` added after a rowid: the table's
+/// tail only. Not `DISTINCT`: SQLite would then scan a whole index of `Refs`
+/// instead of the rowid range (measured: 683 -> 4,166 page reads on the
+/// benchmark system).
+pub const ADDED_REFERENCES: &str = "SELECT referrer FROM Refs WHERE rowid > ?1";
+
 /// SQLite's page cache sizes (`PRAGMA cache_size`, negative: KiB).
 const SMALL_PAGE_CACHE: &str = "PRAGMA cache_size = -256";
 const DEFAULT_PAGE_CACHE: &str = "PRAGMA cache_size = -2000";
@@ -267,9 +273,7 @@ impl NixDb {
     /// a store path in it (see [`DatabaseMark::refs_rowid`]).
     fn check_no_references_added(&self, cache: &ClosureCache, rowid: i64) -> Result<(), String> {
         let referrers: Vec<i64> = retry_once(|| {
-            let mut statement = self
-                .conn
-                .prepare_cached("SELECT DISTINCT referrer FROM Refs WHERE rowid > ?1")?;
+            let mut statement = self.conn.prepare_cached(ADDED_REFERENCES)?;
             let rows = statement.query_map([rowid], |row| row.get::<_, i64>(0))?;
             rows.collect()
         })
