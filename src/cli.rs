@@ -117,11 +117,11 @@ pub fn main() -> i32 {
     }
 }
 
-/// Generator mode: blocking drop-ins first, then each replaced by the real
-/// one. Returns 0 when every annotated unit was confined.
 /// A drop-in to write: unit, file name, text.
 type Job = (String, String, String);
 
+/// Generator mode: blocking drop-ins first, then each replaced by the real
+/// one. Returns 0 when every annotated unit was confined.
 pub fn run_generator(
     root: &Root,
     normal: &camino::Utf8Path,

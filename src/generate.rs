@@ -785,7 +785,12 @@ pub fn compute(
         }
     };
     let Some(Ok(nix_db)) = db.opened.as_ref() else {
-        unreachable!("a closure was computed, so the database is open");
+        // Cannot happen (a closure was computed from it); fail closed anyway.
+        let error = Diagnostic::error(Some(&unit.name), None, "the Nix database is not open");
+        unit.errors.push(error);
+        return Outcome::Blocked {
+            text: blocked_text(unit, &unit.errors),
+        };
     };
     // Borrowed, not cloned: a hundred units bind tens of thousands of paths.
     let closure: Vec<ClosurePath<'_>> = nodes

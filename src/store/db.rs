@@ -218,7 +218,9 @@ impl NixDb {
     /// database (which they may be taken for: see [`crate::store::cache`]).
     /// [`NixDb::node_of`] checks every root against the database and drops
     /// the cache's data if the database is not the one it was made from.
-    /// Refused when it was made for another database file, or damaged.
+    /// Refused when it was made for another database file, when it is
+    /// damaged (an id twice), or when references were added to one of its
+    /// store paths since it was made.
     pub fn use_cache(&mut self, cache: ClosureCache) -> Result<(), String> {
         let made_for = cache.database;
         if (made_for.device, made_for.inode) != self.file {
