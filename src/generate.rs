@@ -585,6 +585,9 @@ pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: 
     }
     if let Some(Ok(nix_db)) = &db.opened {
         db.ranks = nix_db.path_ranks();
+        // The graph is in memory: SQLite's pages are not needed any more,
+        // and their memory serves the drop-ins being rendered.
+        nix_db.release_memory();
     }
 }
 

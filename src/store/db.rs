@@ -57,8 +57,12 @@ pub const ADDED_REFERENCES: &str = "SELECT referrer FROM Refs WHERE rowid > ?1";
 const SMALL_PAGE_CACHE: &str = "PRAGMA cache_size = -256";
 const DEFAULT_PAGE_CACHE: &str = "PRAGMA cache_size = -2000";
 
-/// Store paths per batched query.
-const BATCH: usize = 4096;
+/// A row of `ValidPaths` as read: id, path, registration time.
+type PathRow = (i64, Arc<str>, Option<i64>);
+
+/// Store paths per batched query (the rows of a batch of references are
+/// held at once: 1,024 keeps that under 200 KiB).
+const BATCH: usize = 1024;
 
 /// A store path known to this run, by its index in [`NixDb`]'s node table.
 pub type NodeId = u32;
@@ -113,6 +117,8 @@ pub struct NixDb {
     /// Traversal marks: `mark[n] == epoch` means visited in this traversal.
     mark: Vec<u32>,
     epoch: u32,
+    /// The database file on this machine, to open a second connection.
+    real: Utf8PathBuf,
     /// `(st_dev, st_ino)` of the database file.
     file: (u64, u64),
     /// `max(rowid)` of `Refs` when opened, before anything was read.
@@ -202,6 +208,7 @@ impl NixDb {
             by_db_id: IdMap::default(),
             mark: Vec::new(),
             epoch: 0,
+            real,
             file,
             refs_rowid,
             cached_symlinks: None,
@@ -604,7 +611,7 @@ impl NixDb {
                         row.get::<_, Option<i64>>(2)?,
                     ))
                 })?;
-                rows.collect::<Result<Vec<(i64, Arc<str>, Option<i64>)>, _>>()
+                rows.collect::<Result<Vec<PathRow>, _>>()
             })
             .map_err(|e| self.error(format!("reading paths: {e}")))?;
             for (db_id, path, registration_time) in rows {
@@ -659,6 +666,71 @@ impl NixDb {
     /// so that the database's pages are read about once rather than once per
     /// unit that needs them. [`NixDb::closure`] then needs no more reading.
     pub fn load_graph(&mut self, roots: &[NodeId]) -> Result<(), DbError> {
+        // Reading the paths of what each level reached is a third of a walk
+        // that reads thousands of references: without a closure cache, on
+        // the first walk, a second connection does it on a thread
+        // meanwhile (when it cannot be opened, they are read at the end).
+        let second = (!self.in_graph.contains(&true) && self.cached_symlinks.is_none())
+            .then(|| self.second_connection())
+            .flatten();
+        let Some(second) = second else {
+            return self.walk(roots, None);
+        };
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<i64>>();
+        let (walked, read) = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || read_paths(&second, receiver));
+            let walked = self.walk(roots, Some(sender));
+            (walked, reader.join())
+        });
+        if let Ok(Ok(rows)) = read {
+            self.take_paths(rows);
+        }
+        walked?;
+        // Whatever the second connection did not read (it failed) is read
+        // here, and its failure reported.
+        let all: Vec<NodeId> = (0..self.nodes.len() as NodeId)
+            .filter(|&n| self.in_graph.get(n as usize).copied().unwrap_or(false))
+            .collect();
+        self.load_paths(&all)
+    }
+
+    /// A second read-only connection to the database, opened as the first.
+    fn second_connection(&self) -> Option<Connection> {
+        let conn = match self.mode {
+            OpenMode::ReadOnlyWal => open_read_only(&self.real).ok()?,
+            OpenMode::Immutable | OpenMode::ImmutableIgnoringWal => {
+                open_immutable(&self.real).ok()?
+            }
+        };
+        rusqlite::vtab::array::load_module(&conn).ok()?;
+        // It reads a table in id order a batch at a time: a small page
+        // cache does, and keeps the peak memory down.
+        conn.execute_batch(SMALL_PAGE_CACHE).ok()?;
+        Some(conn)
+    }
+
+    /// Stores the paths [`read_paths`] read.
+    fn take_paths(&mut self, rows: Vec<PathRow>) {
+        for (db_id, path, registration_time) in rows {
+            if let Some(&node) = self.by_db_id.get(&db_id) {
+                let entry = &mut self.nodes[node as usize];
+                if !entry.loaded {
+                    entry.path = Some(path);
+                    entry.loaded = true;
+                    entry.registration_time = registration_time;
+                }
+            }
+        }
+    }
+
+    /// The breadth-first walk of [`NixDb::load_graph`]. With `paths`, each
+    /// level's nodes whose paths are not known are sent there to be read;
+    /// without, all paths are read at the end.
+    fn walk(
+        &mut self,
+        roots: &[NodeId],
+        paths: Option<std::sync::mpsc::Sender<Vec<i64>>>,
+    ) -> Result<(), DbError> {
         let epoch = self.next_epoch();
         let mut all: Vec<NodeId> = Vec::new();
         self.in_graph.resize(self.nodes.len(), false);
@@ -670,6 +742,16 @@ impl NixDb {
             .filter(|&n| !self.in_graph[n as usize] && self.visit(n, epoch))
             .collect();
         while !frontier.is_empty() {
+            if let Some(paths) = &paths {
+                let unread = self.missing(&frontier, |node| !node.loaded);
+                for batch in unread.chunks(BATCH) {
+                    let ids = batch
+                        .iter()
+                        .map(|&n| self.nodes[n as usize].db_id)
+                        .collect();
+                    let _ = paths.send(ids);
+                }
+            }
             self.load_references(&frontier)?;
             self.mark.resize(self.mark.len().max(self.nodes.len()), 0);
             self.in_graph.resize(self.nodes.len(), false);
@@ -690,7 +772,9 @@ impl NixDb {
             all.append(&mut frontier);
             frontier = next;
         }
-        self.load_paths(&all)?;
+        if paths.is_none() {
+            self.load_paths(&all)?;
+        }
         self.in_graph.resize(self.nodes.len(), false);
         for &node in &all {
             self.in_graph[node as usize] = true;
@@ -1015,4 +1099,29 @@ impl Adjacency {
         let node = node as usize;
         &self.references[self.starts[node] as usize..self.starts[node + 1] as usize]
     }
+}
+
+/// Reads the path and registration time of each batch of ids received, on
+/// its own connection, until the sender is gone.
+fn read_paths(
+    conn: &Connection,
+    batches: std::sync::mpsc::Receiver<Vec<i64>>,
+) -> rusqlite::Result<Vec<PathRow>> {
+    let mut rows = Vec::new();
+    for ids in batches {
+        let ids: Array = Rc::new(ids.into_iter().map(Value::Integer).collect());
+        let mut statement = conn.prepare_cached(
+            "SELECT v.id, v.path, v.registrationTime FROM rarray(?1) AS a \
+             CROSS JOIN ValidPaths AS v ON v.id = a.value",
+        )?;
+        let mut query = statement.query([&ids])?;
+        while let Some(row) = query.next()? {
+            rows.push((
+                row.get::<_, i64>(0)?,
+                Arc::<str>::from(row.get_ref(1)?.as_str()?),
+                row.get::<_, Option<i64>>(2)?,
+            ));
+        }
+    }
+    Ok(rows)
 }
