@@ -179,37 +179,34 @@ fn apply(config: &mut Config, ini: &ini::Ini, file: &Utf8Path, errors: &mut Vec<
                         format!("{value:?} is not one of full-apivfs, chroot-only"),
                     ),
                 },
-                ("Defaults", "BinSh") => {
-                    if value.is_empty() {
-                        config.default_bin_sh = None;
-                    } else {
-                        match absolute(value) {
-                            Some(path) => config.default_bin_sh = Some(path),
-                            None => error(
-                                "[Defaults] BinSh",
-                                format!("{value:?} is not an absolute path"),
-                            ),
-                        }
-                    }
-                }
-                ("Generator", "ClosureCache") => {
-                    if value.is_empty() {
-                        config.closure_cache = None;
-                    } else {
-                        match absolute(value) {
-                            Some(path) => config.closure_cache = Some(path),
-                            None => error(
-                                "[Generator] ClosureCache",
-                                format!("{value:?} is not an absolute path"),
-                            ),
-                        }
-                    }
-                }
+                ("Defaults", "BinSh") => match optional_absolute(value) {
+                    Some(path) => config.default_bin_sh = path,
+                    None => error(
+                        "[Defaults] BinSh",
+                        format!("{value:?} is not an absolute path"),
+                    ),
+                },
+                ("Generator", "ClosureCache") => match optional_absolute(value) {
+                    Some(path) => config.closure_cache = path,
+                    None => error(
+                        "[Generator] ClosureCache",
+                        format!("{value:?} is not an absolute path"),
+                    ),
+                },
                 (section, key) => {
                     error(&format!("[{section}] {key}"), "unknown setting".to_owned())
                 }
             }
         }
+    }
+}
+
+/// An empty value (none) or an absolute path; `None` when it is neither.
+fn optional_absolute(value: &str) -> Option<Option<Utf8PathBuf>> {
+    if value.is_empty() {
+        Some(None)
+    } else {
+        absolute(value).map(Some)
     }
 }
 
