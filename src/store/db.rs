@@ -599,29 +599,13 @@ impl NixDb {
         let missing = self.missing(nodes, |node| !node.loaded);
         for batch in missing.chunks(BATCH) {
             let ids = self.id_array(batch);
-            let rows = retry_once(|| {
-                let mut statement = self.conn.prepare_cached(
-                    "SELECT v.id, v.path, v.registrationTime FROM rarray(?1) AS a \
-                         CROSS JOIN ValidPaths AS v ON v.id = a.value",
-                )?;
-                let rows = statement.query_map([&ids], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        Arc::<str>::from(row.get_ref(1)?.as_str()?),
-                        row.get::<_, Option<i64>>(2)?,
-                    ))
-                })?;
-                rows.collect::<Result<Vec<PathRow>, _>>()
+            let mut rows = Vec::with_capacity(batch.len());
+            retry_once(|| {
+                rows.clear();
+                query_paths(&self.conn, &ids, &mut rows)
             })
             .map_err(|e| self.error(format!("reading paths: {e}")))?;
-            for (db_id, path, registration_time) in rows {
-                if let Some(&node) = self.by_db_id.get(&db_id) {
-                    let entry = &mut self.nodes[node as usize];
-                    entry.path = Some(path);
-                    entry.loaded = true;
-                    entry.registration_time = registration_time;
-                }
-            }
+            self.take_paths(rows);
         }
         Ok(())
     }
@@ -794,49 +778,10 @@ impl NixDb {
     /// The closure of `roots` (roots included), each node with the node it
     /// was first reached from; roots map to themselves.
     pub fn closure(&mut self, roots: &[NodeId]) -> Result<Vec<(NodeId, NodeId)>, DbError> {
-        if roots
-            .iter()
-            .all(|&root| self.in_graph.get(root as usize).copied().unwrap_or(false))
-        {
-            return Ok(self.closure_in_memory(roots));
-        }
-        let epoch = self.next_epoch();
-        let mut reached: Vec<(NodeId, NodeId)> = Vec::with_capacity(1024);
-        for &root in roots {
-            if self.visit(root, epoch) {
-                reached.push((root, root));
-            }
-        }
-        // Breadth first, a level at a time, so that the references of a whole
-        // level are read in one batch.
-        let mut level_start = 0;
-        while level_start < reached.len() {
-            let level_end = reached.len();
-            let level: Vec<NodeId> = reached[level_start..level_end]
-                .iter()
-                .map(|&(n, _)| n)
-                .collect();
-            self.load_references(&level)?;
-            for node in level {
-                let count = self.nodes[node as usize]
-                    .references
-                    .as_ref()
-                    .map_or(0, |r| r.len());
-                for i in 0..count {
-                    let reference = self.nodes[node as usize]
-                        .references
-                        .as_ref()
-                        .map_or(0, |r| r[i]);
-                    if self.visit(reference, epoch) {
-                        reached.push((reference, node));
-                    }
-                }
-            }
-            level_start = level_end;
-        }
-        let nodes: Vec<NodeId> = reached.iter().map(|&(n, _)| n).collect();
-        self.load_paths(&nodes)?;
-        Ok(reached)
+        // Reads what no walk read yet (nothing, when resolve_closures read
+        // the graph below every unit's roots).
+        self.load_graph(roots)?;
+        Ok(self.closure_in_memory(roots))
     }
 
     /// [`NixDb::closure`] of roots whose graph [`NixDb::load_graph`] read:
@@ -1110,18 +1055,24 @@ fn read_paths(
     let mut rows = Vec::new();
     for ids in batches {
         let ids: Array = Rc::new(ids.into_iter().map(Value::Integer).collect());
-        let mut statement = conn.prepare_cached(
-            "SELECT v.id, v.path, v.registrationTime FROM rarray(?1) AS a \
-             CROSS JOIN ValidPaths AS v ON v.id = a.value",
-        )?;
-        let mut query = statement.query([&ids])?;
-        while let Some(row) = query.next()? {
-            rows.push((
-                row.get::<_, i64>(0)?,
-                Arc::<str>::from(row.get_ref(1)?.as_str()?),
-                row.get::<_, Option<i64>>(2)?,
-            ));
-        }
+        query_paths(conn, &ids, &mut rows)?;
     }
     Ok(rows)
+}
+
+/// Appends the id, path and registration time of each of `ids` to `rows`.
+fn query_paths(conn: &Connection, ids: &Array, rows: &mut Vec<PathRow>) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare_cached(
+        "SELECT v.id, v.path, v.registrationTime FROM rarray(?1) AS a \
+         CROSS JOIN ValidPaths AS v ON v.id = a.value",
+    )?;
+    let mut query = statement.query([ids])?;
+    while let Some(row) = query.next()? {
+        rows.push((
+            row.get::<_, i64>(0)?,
+            Arc::<str>::from(row.get_ref(1)?.as_str()?),
+            row.get::<_, Option<i64>>(2)?,
+        ));
+    }
+    Ok(())
 }
