@@ -220,9 +220,6 @@ pub fn run_generator(
         logger.log(logging::LOG_ERR, error);
     }
     write_failed |= !write_errors.is_empty();
-    // The units' memory is reused for the cache rather than added to it.
-    units.clear();
-    units.shrink_to_fit();
     db.save_cache(root, config);
     if let Some(Ok(nix_db)) = db.opened() {
         let (paths, references) = nix_db.statistics();

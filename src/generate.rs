@@ -502,7 +502,6 @@ impl Database {
                 .get(node as usize)
                 .and_then(|known| known.as_ref().map(Option::is_some))
         };
-        nix_db.release_memory();
         let Some(tables) = nix_db.cache_to_save(symlink_of) else {
             self.cache_notes.push(format!("{file}: unchanged"));
             return;
