@@ -3,6 +3,7 @@
 //! under `etc/` and `usr/lib/`, and the real generator binary run on them.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -103,11 +104,12 @@ impl TestRoot {
         );
     }
 
-    /// Adds a file (or directory or symlink) to the store with real Nix.
-    pub fn add(&self, source: &Path) -> String {
+    /// `nix-store --store <this root> ARGS…`, which must succeed; its
+    /// standard output.
+    fn nix_store(&self, args: &[&OsStr]) -> String {
         let output = Command::new("nix-store")
-            .args(["--store", &self.store_uri(), "--add"])
-            .arg(source)
+            .args(["--store", &self.store_uri()])
+            .args(args)
             .output()
             .expect("nix-store must be installed");
         assert!(
@@ -115,26 +117,28 @@ impl TestRoot {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Adds a file (or directory or symlink) to the store with real Nix.
+    pub fn add(&self, source: &Path) -> String {
+        self.nix_store(&["--add".as_ref(), source.as_ref()])
+            .trim()
+            .to_owned()
+    }
+
+    /// `nix-store --delete` of store paths (they must be unreferenced).
+    pub fn delete(&self, paths: &[&str]) {
+        let mut args: Vec<&OsStr> = vec!["--delete".as_ref()];
+        args.extend(paths.iter().map(OsStr::new));
+        self.nix_store(&args);
     }
 
     /// `nix-store --query --requisites` of `paths`, sorted.
     pub fn requisites(&self, paths: &[&str]) -> Vec<String> {
-        let output = Command::new("nix-store")
-            .args(["--store", &self.store_uri(), "--query", "--requisites"])
-            .args(paths)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let mut list: Vec<String> = String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let mut args: Vec<&OsStr> = vec!["--query".as_ref(), "--requisites".as_ref()];
+        args.extend(paths.iter().map(OsStr::new));
+        let mut list: Vec<String> = self.nix_store(&args).lines().map(str::to_owned).collect();
         list.sort();
         list
     }
@@ -168,65 +172,48 @@ impl TestRoot {
         self.write(&format!("/etc/systemd/system/{name}"), text);
     }
 
-    pub fn run(&self, args: &[&str]) -> Run {
-        let output = Command::new(GENERATOR)
+    /// The generator under this root, logging to standard error.
+    fn generator(&self) -> Command {
+        let mut command = Command::new(GENERATOR);
+        command
             .arg("--root")
             .arg(&self.dir)
-            .args(args)
             .env_remove("SYSTEMD_UNIT_PATH")
             .env_remove("SYSTEMD_IN_INITRD")
-            .env("SYSTEMD_LOG_TARGET", "console")
-            .output()
-            .unwrap();
-        Run::from(output)
+            .env("SYSTEMD_LOG_TARGET", "console");
+        command
     }
 
-    /// Runs the generator into a fresh output directory, logging at debug
-    /// level.
-    pub fn generate_debug(&self) -> Run {
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.generator().args(args).output().unwrap())
+    }
+
+    /// An emptied output directory.
+    fn fresh_out(&self) -> &Path {
         let _ = std::fs::remove_dir_all(&self.out);
         std::fs::create_dir_all(&self.out).unwrap();
-        let output = Command::new(GENERATOR)
-            .arg("--root")
-            .arg(&self.dir)
-            .arg(&self.out)
-            .env_remove("SYSTEMD_UNIT_PATH")
-            .env_remove("SYSTEMD_IN_INITRD")
-            .env("SYSTEMD_LOG_TARGET", "console")
-            .env("SYSTEMD_LOG_LEVEL", "debug")
-            .output()
-            .unwrap();
-        Run::from(output)
-    }
-
-    /// `nix-store --delete` of store paths (they must be unreferenced).
-    pub fn delete(&self, paths: &[&str]) {
-        let output = Command::new("nix-store")
-            .args(["--store", &self.store_uri(), "--delete"])
-            .args(paths)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        &self.out
     }
 
     /// Runs the generator into a fresh output directory.
     pub fn generate(&self) -> Run {
-        let _ = std::fs::remove_dir_all(&self.out);
-        std::fs::create_dir_all(&self.out).unwrap();
-        let out = self.out.to_str().unwrap().to_owned();
-        self.run(&[&out])
+        let out = self.fresh_out();
+        Run::from(self.generator().arg(out).output().unwrap())
+    }
+
+    /// [`TestRoot::generate`], logging at debug level.
+    pub fn generate_debug(&self) -> Run {
+        let out = self.fresh_out();
+        let mut generator = self.generator();
+        generator.arg(out).env("SYSTEMD_LOG_LEVEL", "debug");
+        Run::from(generator.output().unwrap())
     }
 
     /// Runs the generator into a fresh output directory inside a mount
     /// namespace, after the shell commands `setup` ran there (to mount
     /// something read-only, say).
     pub fn generate_in_namespace(&self, setup: &str) -> Run {
-        let _ = std::fs::remove_dir_all(&self.out);
-        std::fs::create_dir_all(&self.out).unwrap();
+        self.fresh_out();
         let script = format!(
             "{setup} && exec '{GENERATOR}' --root '{}' '{}'",
             self.dir.display(),
