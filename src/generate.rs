@@ -887,8 +887,9 @@ fn closure_nodes(
         if symlinks[index].is_some() {
             continue;
         }
-        let path = db.path(node).map_err(db_error)?;
-        if config.store_dir.store_path_of(&path) != Some(&*path) {
+        db.path(node).map_err(db_error)?;
+        let path = db.known_path(node).unwrap_or_default();
+        if config.store_dir.store_path_of(path) != Some(path) {
             return Err(vec![Diagnostic::error(
                 Some(name),
                 None,
@@ -901,12 +902,12 @@ fn closure_nodes(
         }
         let target = match db.cached_symlink(node) {
             Some(false) => None,
-            Some(true) => Some(resolve_symlink(root, config, &path, name).map_err(|e| vec![e])?),
+            Some(true) => Some(resolve_symlink(root, config, path, name).map_err(|e| vec![e])?),
             None => {
                 let probe = probe.get_or_insert_with(|| {
                     StoreProbe::new(root, config.store_dir.as_str(), db.statistics().0)
                 });
-                symlink_target(root, config, probe, &path, name).map_err(|e| vec![e])?
+                symlink_target(root, config, probe, path, name).map_err(|e| vec![e])?
             }
         };
         symlinks[index] = Some(target.map(Arc::from));

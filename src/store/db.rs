@@ -70,16 +70,16 @@ pub type NodeId = u32;
 struct Node {
     /// `ValidPaths.id`.
     db_id: i64,
+    /// Read from the database; a node taken from the closure cache has its
+    /// path in the cache (see [`NixDb::node_path`]).
     path: Option<Arc<str>>,
     /// Whether the path was read by [`NixDb::load_paths`].
     loaded: bool,
-    /// Referenced nodes (self references removed), once read.
+    /// Referenced nodes (self references removed), once read from the
+    /// database; a cached node's are in the cache.
     references: Option<Box<[NodeId]>>,
     /// `ValidPaths.registrationTime`, once read.
     registration_time: Option<i64>,
-    /// Its entry in the closure cache, when the cache may be trusted for it
-    /// (see [`crate::store::cache`]).
-    cached: Option<u32>,
 }
 
 /// A hasher for database ids: they are distinct integers, so a multiply is
@@ -123,9 +123,13 @@ pub struct NixDb {
     file: (u64, u64),
     /// `max(rowid)` of `Refs` when opened, before anything was read.
     refs_rowid: i64,
-    /// The symlink flags of the closure cache of an earlier run, whose store
-    /// paths are the first nodes (the rest of it is in those nodes).
-    cached_symlinks: Option<Vec<bool>>,
+    /// The closure cache of an earlier run, while it is trusted: its store
+    /// paths are the first nodes, node `i` its entry `i`, whose path and
+    /// references stay in its flat tables (copying them into a node each
+    /// was a fifth of a run's time with the cache). While it is `Some`,
+    /// node `i` is cached exactly when `i < cache.len()`: looking that up
+    /// needs no access to the node.
+    cache: Option<ClosureCache>,
     /// Whether the cache turned out not to match the database.
     pub cache_dropped: bool,
     /// Every node's references in one array, for walking the graph a
@@ -211,7 +215,7 @@ impl NixDb {
             real,
             file,
             refs_rowid,
-            cached_symlinks: None,
+            cache: None,
             adjacency: None,
             looked_up: HashMap::new(),
             cache_dropped: false,
@@ -255,21 +259,13 @@ impl NixDb {
         for index in 0..n {
             self.nodes.push(Node {
                 db_id: cache.db_ids[index],
-                path: Some(Arc::from(cache.path(index))),
+                path: None,
                 loaded: true,
-                references: Some(
-                    cache
-                        .references(index)
-                        .iter()
-                        .copied()
-                        .filter(|&r| r as usize != index)
-                        .collect(),
-                ),
+                references: None,
                 registration_time: Some(cache.registration_times[index]),
-                cached: Some(index as u32),
             });
         }
-        self.cached_symlinks = Some(cache.symlinks);
+        self.cache = Some(cache);
         // With the closures cached, only the roots are looked up: one or
         // two pages each, never read twice. SQLite's default 2 MiB page
         // cache would only add to the peak memory (it is restored before
@@ -300,16 +296,12 @@ impl NixDb {
     /// (a node stands for a database id) but are read from the database
     /// again when needed.
     fn drop_cache(&mut self) {
-        self.cached_symlinks = None;
+        let cached = self.cache.take().map_or(0, |cache| cache.len());
         self.adjacency = None;
         self.in_graph.clear();
-        for node in &mut self.nodes {
-            if node.cached.take().is_some() {
-                node.path = None;
-                node.loaded = false;
-                node.references = None;
-                node.registration_time = None;
-            }
+        for node in &mut self.nodes[..cached] {
+            node.loaded = false;
+            node.registration_time = None;
         }
         // References read from the database may lead to dropped nodes: they
         // are still right (a node is an id), and the dropped nodes' own
@@ -318,13 +310,30 @@ impl NixDb {
 
     /// Whether a closure cache is in use.
     pub fn uses_cache(&self) -> bool {
-        self.cached_symlinks.is_some()
+        self.cache.is_some()
     }
 
     /// Whether the cache says the store path of `node` is a symlink.
     pub fn cached_symlink(&self, node: NodeId) -> Option<bool> {
-        let index = self.nodes[node as usize].cached?;
-        Some(self.cached_symlinks.as_ref()?[index as usize])
+        let cache = self.cache.as_ref().filter(|_| self.is_cached(node))?;
+        Some(cache.symlinks[node as usize])
+    }
+
+    /// Whether `node` was taken from the closure cache (and is still trusted).
+    fn is_cached(&self, node: NodeId) -> bool {
+        self.cache
+            .as_ref()
+            .is_some_and(|cache| (node as usize) < cache.len())
+    }
+
+    /// The store path of `node`, when known.
+    fn node_path(&self, node: NodeId) -> Option<&str> {
+        path_of(&self.nodes, self.cache.as_ref(), node)
+    }
+
+    /// The references of `node`, when known.
+    fn node_references(&self, node: NodeId) -> Option<&[NodeId]> {
+        references_of(&self.nodes, self.cache.as_ref(), node)
     }
 
     /// What the next run's cache should hold: the store paths
@@ -338,11 +347,10 @@ impl NixDb {
     ) -> Option<CacheTables<'_>> {
         let symlink = |n: NodeId| symlink_of(n).or_else(|| self.cached_symlink(n));
         let complete = |n: NodeId| {
-            let node = &self.nodes[n as usize];
             self.in_graph.get(n as usize).copied().unwrap_or(false)
-                && node.references.is_some()
-                && node.path.is_some()
-                && node.registration_time.is_some()
+                && self.node_references(n).is_some()
+                && self.node_path(n).is_some()
+                && self.nodes[n as usize].registration_time.is_some()
                 && symlink(n).is_some()
         };
         let mut kept: Vec<bool> = (0..self.nodes.len() as NodeId).map(complete).collect();
@@ -350,11 +358,10 @@ impl NixDb {
         // cached path's closure must be whole.
         loop {
             let mut changed = false;
-            for (n, node) in self.nodes.iter().enumerate() {
+            for n in 0..self.nodes.len() {
                 if kept[n]
-                    && node
-                        .references
-                        .as_deref()
+                    && self
+                        .node_references(n as NodeId)
                         .is_some_and(|r| r.iter().any(|&m| !kept[m as usize]))
                 {
                     kept[n] = false;
@@ -369,16 +376,9 @@ impl NixDb {
             .filter(|&n| kept[n as usize])
             .collect();
         // In path order: the next run then needs no sort (see `path_ranks`).
-        nodes.sort_unstable_by(|&a, &b| {
-            self.nodes[a as usize]
-                .path
-                .cmp(&self.nodes[b as usize].path)
-        });
+        nodes.sort_unstable_by(|&a, &b| self.node_path(a).cmp(&self.node_path(b)));
         if self.read_from_database == 0
-            && self
-                .cached_symlinks
-                .as_ref()
-                .is_some_and(|c| c.len() == nodes.len())
+            && self.cache.as_ref().is_some_and(|c| c.len() == nodes.len())
         {
             return None;
         }
@@ -424,7 +424,6 @@ impl NixDb {
             loaded: false,
             references: None,
             registration_time: None,
-            cached: None,
         });
         self.by_db_id.insert(db_id, node);
         node
@@ -442,18 +441,19 @@ impl NixDb {
             return Ok(None);
         };
         let node = self.intern(db_id);
-        let slot = &self.nodes[node as usize];
-        if slot.cached.is_some()
-            && (slot.registration_time != registration_time || slot.path.as_deref() != Some(path))
+        if self.is_cached(node)
+            && (self.nodes[node as usize].registration_time != registration_time
+                || self.node_path(node) != Some(path))
         {
             // Ids are never reused: this is not the database the cache was
             // made from. Trust none of it.
             self.drop_cache();
             self.cache_dropped = true;
         }
-        let slot = &mut self.nodes[node as usize];
-        slot.path.get_or_insert_with(|| path.into());
-        slot.registration_time = registration_time;
+        if self.node_path(node).is_none() {
+            self.nodes[node as usize].path = Some(path.into());
+        }
+        self.nodes[node as usize].registration_time = registration_time;
         Ok(Some(node))
     }
 
@@ -517,12 +517,12 @@ impl NixDb {
     /// store path, which is what costs (SQLite's per-statement overhead, not
     /// the index lookups, dominated a query per path).
     fn load_references(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
-        let missing = self.missing(nodes, |node| node.references.is_none());
+        let missing = self.missing(nodes, |db, node| db.node_references(node).is_none());
         if !missing.is_empty() {
             // References are about to change.
             self.adjacency = None;
         }
-        if !missing.is_empty() && self.read_from_database == 0 && self.cached_symlinks.is_some() {
+        if !missing.is_empty() && self.read_from_database == 0 && self.cache.is_some() {
             let _ = self.conn.execute_batch(DEFAULT_PAGE_CACHE);
         }
         self.read_from_database += missing.len();
@@ -573,12 +573,8 @@ impl NixDb {
     /// The nodes of `nodes` that `needs` reading, once each, in database id
     /// order: the index and the table are then walked forwards, a page at a
     /// time.
-    fn missing(&self, nodes: &[NodeId], needs: impl Fn(&Node) -> bool) -> Vec<NodeId> {
-        let mut missing: Vec<NodeId> = nodes
-            .iter()
-            .copied()
-            .filter(|&n| needs(&self.nodes[n as usize]))
-            .collect();
+    fn missing(&self, nodes: &[NodeId], needs: impl Fn(&NixDb, NodeId) -> bool) -> Vec<NodeId> {
+        let mut missing: Vec<NodeId> = nodes.iter().copied().filter(|&n| needs(self, n)).collect();
         missing.sort_unstable_by_key(|&n| self.nodes[n as usize].db_id);
         missing.dedup();
         missing
@@ -596,7 +592,7 @@ impl NixDb {
 
     /// Reads the paths of every node in `nodes` not known yet, in batches.
     pub fn load_paths(&mut self, nodes: &[NodeId]) -> Result<(), DbError> {
-        let missing = self.missing(nodes, |node| !node.loaded);
+        let missing = self.missing(nodes, |db, node| !db.nodes[node as usize].loaded);
         for batch in missing.chunks(BATCH) {
             let ids = self.id_array(batch);
             let mut rows = Vec::with_capacity(batch.len());
@@ -612,24 +608,26 @@ impl NixDb {
 
     /// How many store paths and references were read.
     pub fn statistics(&self) -> (usize, usize) {
-        let references = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.references.as_ref().map(|r| r.len()))
+        let references = (0..self.nodes.len() as NodeId)
+            .filter_map(|n| self.node_references(n).map(<[NodeId]>::len))
             .sum();
         (self.nodes.len(), references)
     }
 
     /// The store path of a node, when it was read.
     pub fn known_path(&self, node: NodeId) -> Option<&str> {
-        self.nodes[node as usize].path.as_deref()
+        self.node_path(node)
     }
 
-    /// The store path of a node.
-    pub fn path(&mut self, node: NodeId) -> Result<Arc<str>, DbError> {
-        if let Some(path) = &self.nodes[node as usize].path {
-            return Ok(path.clone());
+    /// The store path of a node, read from the database if not known.
+    pub fn path(&mut self, node: NodeId) -> Result<&str, DbError> {
+        if self.node_path(node).is_none() {
+            self.read_path(node)?;
         }
+        Ok(self.node_path(node).unwrap_or_default())
+    }
+
+    fn read_path(&mut self, node: NodeId) -> Result<(), DbError> {
         let db_id = self.nodes[node as usize].db_id;
         let path: Arc<str> = retry_once(|| {
             self.conn
@@ -640,8 +638,8 @@ impl NixDb {
         })
         .map_err(|e| self.error(format!("reading path id {db_id}: {e}")))?
         .map_err(|e| self.error(format!("path id {db_id} is not text: {e}")))?;
-        self.nodes[node as usize].path = Some(path.clone());
-        Ok(path)
+        self.nodes[node as usize].path = Some(path);
+        Ok(())
     }
 
     /// Reads the references and paths of everything reachable from `roots`
@@ -654,7 +652,7 @@ impl NixDb {
         // that reads thousands of references: without a closure cache, on
         // the first walk, a second connection does it on a thread
         // meanwhile (when it cannot be opened, they are read at the end).
-        let second = (!self.in_graph.contains(&true) && self.cached_symlinks.is_none())
+        let second = (!self.in_graph.contains(&true) && self.cache.is_none())
             .then(|| self.second_connection())
             .flatten();
         let Some(second) = second else {
@@ -727,7 +725,7 @@ impl NixDb {
             .collect();
         while !frontier.is_empty() {
             if let Some(paths) = &paths {
-                let unread = self.missing(&frontier, |node| !node.loaded);
+                let unread = self.missing(&frontier, |db, node| !db.nodes[node as usize].loaded);
                 for batch in unread.chunks(BATCH) {
                     let ids = batch
                         .iter()
@@ -739,14 +737,11 @@ impl NixDb {
             self.load_references(&frontier)?;
             self.mark.resize(self.mark.len().max(self.nodes.len()), 0);
             self.in_graph.resize(self.nodes.len(), false);
-            let (nodes, mark, in_graph) = (&self.nodes, &mut self.mark, &self.in_graph);
+            let (nodes, cache) = (&self.nodes, self.cache.as_ref());
+            let (mark, in_graph) = (&mut self.mark, &self.in_graph);
             let mut next = Vec::new();
             for &node in &frontier {
-                for &reference in nodes[node as usize]
-                    .references
-                    .as_deref()
-                    .unwrap_or_default()
-                {
+                for &reference in references_of(nodes, cache, node).unwrap_or_default() {
                     if mark[reference as usize] != epoch && !in_graph[reference as usize] {
                         mark[reference as usize] = epoch;
                         next.push(reference);
@@ -795,7 +790,7 @@ impl NixDb {
             .as_ref()
             .is_none_or(|a| a.starts.len() != self.nodes.len() + 1)
         {
-            self.adjacency = Some(Adjacency::of(&self.nodes));
+            self.adjacency = Some(Adjacency::of(self));
         }
         let (Some(adjacency), mark) = (&self.adjacency, &mut self.mark) else {
             unreachable!("built above");
@@ -852,11 +847,9 @@ impl NixDb {
     pub fn path_ranks(&self) -> Vec<u32> {
         // Nodes taken from the closure cache come in path order (it is
         // written sorted); when nothing else was read, that is the order.
-        if self.nodes.iter().all(|n| n.path.is_some())
-            && self
-                .nodes
-                .windows(2)
-                .all(|w| w[0].path.as_deref() < w[1].path.as_deref())
+        let count = self.nodes.len() as NodeId;
+        if (0..count).all(|n| self.node_path(n).is_some())
+            && (1..count).all(|n| self.node_path(n - 1) < self.node_path(n))
         {
             return (0..self.nodes.len() as u32).collect();
         }
@@ -864,18 +857,12 @@ impl NixDb {
         // the longest common prefix of two paths decide almost every
         // comparison: sort by them as an integer, and by the whole path only
         // on a tie.
-        let prefix = self
-            .nodes
-            .iter()
-            .find_map(|n| n.path.as_deref())
+        let prefix = (0..count)
+            .find_map(|n| self.node_path(n))
             .and_then(|p| p.rfind('/').map(|i| i + 1))
             .unwrap_or(0);
         let key = |node: NodeId| -> u64 {
-            let bytes = self.nodes[node as usize]
-                .path
-                .as_deref()
-                .unwrap_or("")
-                .as_bytes();
+            let bytes = self.node_path(node).unwrap_or("").as_bytes();
             let mut word = [0u8; 8];
             for (slot, &b) in word.iter_mut().zip(bytes.iter().skip(prefix)) {
                 *slot = b;
@@ -886,12 +873,8 @@ impl NixDb {
             .map(|n| (key(n), n))
             .collect();
         order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0).then_with(|| {
-                self.nodes[a.1 as usize]
-                    .path
-                    .as_deref()
-                    .cmp(&self.nodes[b.1 as usize].path.as_deref())
-            })
+            a.0.cmp(&b.0)
+                .then_with(|| self.node_path(a.1).cmp(&self.node_path(b.1)))
         });
         let mut rank = vec![0u32; self.nodes.len()];
         for (position, (_, node)) in order.into_iter().enumerate() {
@@ -999,6 +982,30 @@ impl CacheTables<'_> {
     }
 }
 
+/// The store path of `node`: in the cache, or read from the database.
+fn path_of<'a>(
+    nodes: &'a [Node],
+    cache: Option<&'a ClosureCache>,
+    node: NodeId,
+) -> Option<&'a str> {
+    match cache {
+        Some(cache) if (node as usize) < cache.len() => Some(cache.path(node as usize)),
+        _ => nodes[node as usize].path.as_deref(),
+    }
+}
+
+/// The references of `node`: read from the database, or in the cache.
+fn references_of<'a>(
+    nodes: &'a [Node],
+    cache: Option<&'a ClosureCache>,
+    node: NodeId,
+) -> Option<&'a [NodeId]> {
+    match cache {
+        Some(cache) if (node as usize) < cache.len() => Some(cache.references(node as usize)),
+        _ => nodes[node as usize].references.as_deref(),
+    }
+}
+
 impl Tables for CacheTables<'_> {
     fn len(&self) -> usize {
         self.nodes.len()
@@ -1013,10 +1020,10 @@ impl Tables for CacheTables<'_> {
         self.symlinks[i]
     }
     fn path(&self, i: usize) -> &str {
-        self.node(i).path.as_deref().unwrap_or_default()
+        self.db.node_path(self.nodes[i]).unwrap_or_default()
     }
     fn references(&self, i: usize, out: &mut Vec<u32>) {
-        let references = self.node(i).references.as_deref().unwrap_or_default();
+        let references = self.db.node_references(self.nodes[i]).unwrap_or_default();
         out.extend(references.iter().map(|&m| self.position[m as usize]));
     }
 }
@@ -1029,12 +1036,13 @@ struct Adjacency {
 }
 
 impl Adjacency {
-    fn of(nodes: &[Node]) -> Adjacency {
-        let mut starts = Vec::with_capacity(nodes.len() + 1);
+    fn of(db: &NixDb) -> Adjacency {
+        let count = db.nodes.len();
+        let mut starts = Vec::with_capacity(count + 1);
         let mut references = Vec::new();
         starts.push(0);
-        for node in nodes {
-            references.extend_from_slice(node.references.as_deref().unwrap_or_default());
+        for node in 0..count as NodeId {
+            references.extend_from_slice(db.node_references(node).unwrap_or_default());
             starts.push(references.len() as u32);
         }
         Adjacency { starts, references }
