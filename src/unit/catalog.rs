@@ -119,17 +119,22 @@ impl Listing {
             }
         }
         let root_dir = root.dir();
-        // One half of the jobs: the `.d` directories listed, their plain
-        // `.conf` files and the unit files read.
-        let work = |half: usize| {
+        // Each thread takes the next job until none is left (fixed halves
+        // finished far apart: this thread listed the search directories
+        // first, and the other threads of the run take turns on the cores).
+        let next_job = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
             let mut buffer = Vec::new();
-            let dirs: Vec<ListedDropinDir> = dir_jobs
-                .iter()
-                .skip(half)
-                .step_by(2)
-                .filter_map(|(index, name, real_dir)| {
-                    let entries = list_dir(&crate::diag::under_root(root_dir, real_dir))?;
-                    let files = entries
+            let mut dirs: Vec<ListedDropinDir> = Vec::new();
+            let mut files: Vec<(Utf8PathBuf, FileRead)> = Vec::new();
+            loop {
+                let job = next_job.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some((index, name, real_dir)) = dir_jobs.get(job) {
+                    let Some(entries) = list_dir(&crate::diag::under_root(root_dir, real_dir))
+                    else {
+                        continue;
+                    };
+                    let dropin_files = entries
                         .iter()
                         .filter(|(file, t)| {
                             t.is_some_and(|t| t.is_file())
@@ -147,20 +152,18 @@ impl Listing {
                         entries,
                         dropin_dirs: HashMap::new(),
                     };
-                    Some((*index, name.clone(), listing, files))
-                })
-                .collect();
-            let files: Vec<(Utf8PathBuf, FileRead)> = file_jobs
-                .iter()
-                .skip(half)
-                .step_by(2)
-                .map(|real| (real.clone(), read_under(root_dir, real, &mut buffer)))
-                .collect();
+                    dirs.push((*index, name.clone(), listing, dropin_files));
+                } else if let Some(real) = file_jobs.get(job - dir_jobs.len()) {
+                    files.push((real.clone(), read_under(root_dir, real, &mut buffer)));
+                } else {
+                    break;
+                }
+            }
             (dirs, files)
         };
         let (first, second) = std::thread::scope(|scope| {
-            let helper = scope.spawn(|| work(1));
-            (work(0), helper.join())
+            let helper = scope.spawn(work);
+            (work(), helper.join())
         });
         // The helper cannot fail short of a panic, which aborts the run.
         let second = second.unwrap_or_else(|_| (Vec::new(), Vec::new()));
@@ -216,14 +219,17 @@ pub struct Catalog {
     /// Final unit name → every name that loads it (systemd's
     /// `unit_name_map`), built once after the scan.
     names_map: BTreeMap<String, BTreeSet<String>>,
-    /// `(search dir index, unit or type name)` → the `.conf` files in
-    /// `NAME.d/` of that search directory, by file name.
-    dropin_dirs: HashMap<(usize, String), Vec<DropinFile>>,
+    /// Unit or type name → for each search directory with a `NAME.d/` (by
+    /// index, ascending), the `.conf` files in it, by file name.
+    dropin_dirs: HashMap<String, Vec<DropinDir>>,
     /// Every name that has a `NAME.d/` somewhere, to find instances that
     /// exist only through their drop-ins.
     dropin_dir_units: BTreeSet<String>,
     pub warnings: Vec<Diagnostic>,
 }
+
+/// A `NAME.d/` directory: its search directory's index, its `.conf` files.
+type DropinDir = (usize, Vec<DropinFile>);
 
 /// A unit's files, in the order systemd applies them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,7 +404,11 @@ impl Catalog {
                     let files = self.scan_dropin_dir(root, &path, dropins);
                     if !files.is_empty() {
                         self.dropin_dir_units.insert(unit.to_owned());
-                        self.dropin_dirs.insert((index, unit.to_owned()), files);
+                        // Search directories are scanned in order.
+                        self.dropin_dirs
+                            .entry(unit.to_owned())
+                            .or_default()
+                            .push((index, files));
                     }
                 }
                 continue;
@@ -622,6 +632,19 @@ impl Catalog {
     /// `unit_file_find_fragment()` names): aliases, aliases of its
     /// template put to its instance, and links of other instances to it.
     pub fn aliases_of(&self, name: &str) -> Vec<String> {
+        // Most units have no other name: loaded from a file of their own
+        // name, which no other name loads.
+        let only_itself = self
+            .names_map
+            .get(name)
+            .is_none_or(|names| names.len() == 1 && names.contains(name));
+        if only_itself
+            && self
+                .follow(name)
+                .is_some_and(|(fragment, _)| fragment == name)
+        {
+            return Vec::new();
+        }
         let mut names: BTreeSet<String> = BTreeSet::new();
         let parsed = UnitName::parse(name);
         let mut add_names_of = |unit: &str| {
@@ -672,6 +695,11 @@ impl Catalog {
     /// `unit_ids_map_get()`): its name and the entry, or `None` when `name`
     /// has no entry, or a chain ends at a name without one.
     fn follow<'a>(&'a self, name: &str) -> Option<(&'a str, &'a Entry)> {
+        // Most names are unit files of their own: no hop, nothing to copy.
+        match self.entries.get_key_value(name)? {
+            (_, Entry::Alias { .. } | Entry::InstanceLink { .. }) => {}
+            (key, entry) => return Some((key.as_str(), entry)),
+        }
         let mut current = name.to_owned();
         for hop in 0..FOLLOW_MAX {
             let (key, entry) = match self.entries.get_key_value(&current) {
@@ -707,32 +735,32 @@ impl Catalog {
         // the unit's own name in every search directory, then each alias in
         // every search directory, then the top-level type directory in every
         // search directory. The first file of a given name wins.
-        // Only names that have a `.d/` somewhere are looked up, once per
-        // search directory (most units have none: this runs for every unit).
-        let existing = |dir_name: &String| self.dropin_dir_units.contains(dir_name);
-        let mut dirs: Vec<(usize, String)> = Vec::new();
-        for unit_name in &names {
-            let dir_names: Vec<String> = dropin_dir_names(unit_name)
-                .into_iter()
-                .filter(existing)
-                .collect();
-            for index in 0..self.search_path.len() {
-                for dir_name in &dir_names {
-                    dirs.push((index, dir_name.clone()));
-                }
-            }
-        }
+        // Only names that have a `.d/` somewhere are looked up, once each
+        // (most units have none: this runs for every unit).
+        let mut groups: Vec<Vec<&[DropinDir]>> = names
+            .iter()
+            .map(|unit_name| {
+                dropin_dir_names(unit_name)
+                    .iter()
+                    .filter_map(|dir_name| self.dropin_dirs.get(dir_name).map(Vec::as_slice))
+                    .collect()
+            })
+            .collect();
         if let Some(parsed) = UnitName::parse(name)
-            && self.dropin_dir_units.contains(parsed.unit_type)
+            && let Some(dirs) = self.dropin_dirs.get(parsed.unit_type)
         {
-            for index in 0..self.search_path.len() {
-                dirs.push((index, parsed.unit_type.to_owned()));
-            }
+            groups.push(vec![dirs.as_slice()]);
         }
         let mut chosen: BTreeMap<&str, &DropinFile> = BTreeMap::new();
-        for dir in dirs {
-            for file in self.dropin_dirs.get(&dir).into_iter().flatten() {
-                chosen.entry(file.file_name.as_str()).or_insert(file);
+        for group in &groups {
+            for index in 0..self.search_path.len() {
+                for dirs in group {
+                    for (_, files) in dirs.iter().filter(|(i, _)| *i == index) {
+                        for file in files {
+                            chosen.entry(file.file_name.as_str()).or_insert(file);
+                        }
+                    }
+                }
             }
         }
         Some(UnitFiles {

@@ -39,7 +39,11 @@ pub type FileContents = Result<Arc<[u8]>, String>;
 /// before parsing to see whether it mentions annotations at all.
 pub struct FileReader<'r> {
     root: &'r Root,
-    cache: HashMap<Utf8PathBuf, FileContents>,
+    /// By path as text: hashing and comparing a `Path` goes component by
+    /// component, which made each lookup cost more than reading the bytes
+    /// (the paths are all made the same way: a resolved directory joined
+    /// with a name; a path spelt otherwise is only read again).
+    cache: HashMap<String, FileContents>,
 }
 
 impl<'r> FileReader<'r> {
@@ -57,21 +61,25 @@ impl<'r> FileReader<'r> {
     /// What [`FileReader::read`] or [`FileReader::read_all`] found for a
     /// file, without reading it.
     pub fn read_before(&self, real: &Utf8Path) -> Option<&Result<Arc<[u8]>, String>> {
-        self.cache.get(real)
+        self.cache.get(real.as_str())
     }
 
     /// Takes files read elsewhere (`real` → bytes, or why not).
     pub fn insert_all(&mut self, files: Vec<(Utf8PathBuf, FileContents)>) {
-        self.cache.extend(files);
+        self.cache.extend(
+            files
+                .into_iter()
+                .map(|(path, read)| (path.into_string(), read)),
+        );
     }
 
     /// The bytes of a (resolved, logical) file, or why it cannot be read.
     pub fn read(&mut self, real: &Utf8Path) -> Result<Arc<[u8]>, String> {
-        if let Some(cached) = self.cache.get(real) {
+        if let Some(cached) = self.cache.get(real.as_str()) {
             return cached.clone();
         }
         let read = read_file(&self.root.join(real), &mut Vec::new()).map_err(|e| e.to_string());
-        self.cache.insert(real.to_owned(), read.clone());
+        self.cache.insert(real.as_str().to_owned(), read.clone());
         read
     }
 }
