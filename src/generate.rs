@@ -434,6 +434,10 @@ pub struct Database {
     closures: HashMap<String, Result<Resolved, Vec<Diagnostic>>>,
     /// Node → its position among all known store paths sorted by path.
     ranks: Vec<u32>,
+    /// The nodes by rank: `by_rank[ranks[node]] == node`.
+    by_rank: Vec<NodeId>,
+    /// A bitmap of ranks, reused from unit to unit.
+    rank_bits: Vec<u64>,
     /// Node → its symlink target, once looked at.
     symlinks: Vec<Option<Option<Arc<str>>>>,
     /// Looks at store paths on disk, made on first use.
@@ -459,6 +463,8 @@ impl Database {
             opened: None,
             closures: HashMap::new(),
             ranks: Vec::new(),
+            by_rank: Vec::new(),
+            rank_bits: Vec::new(),
             symlinks: Vec::new(),
             probe: None,
             cache_file: None,
@@ -584,6 +590,10 @@ pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: 
     }
     if let Some(Ok(nix_db)) = &db.opened {
         db.ranks = nix_db.path_ranks();
+        db.by_rank = vec![0; db.ranks.len()];
+        for (node, &rank) in db.ranks.iter().enumerate() {
+            db.by_rank[rank as usize] = node as NodeId;
+        }
         // The graph is in memory: SQLite's pages are not needed any more,
         // and their memory serves the drop-ins being rendered.
         nix_db.release_memory();
@@ -863,22 +873,34 @@ fn closure_nodes(
             "the Nix database is not open",
         )]);
     };
-    let ranks = &database.ranks;
-    // (rank, node) pairs sort as plain integers.
-    let mut order: Vec<u64> = resolved
-        .reached
-        .iter()
-        .map(|&(node, _)| {
-            let rank = ranks.get(node as usize).copied().unwrap_or(u32::MAX);
-            (u64::from(rank) << 32) | u64::from(node)
-        })
-        .collect();
-    order.sort_unstable();
+    // In path order: each node's rank marked in a bitmap, read back in
+    // order (sorting each unit's closure cost as much as the rest of this).
+    let (ranks, by_rank, bits) = (&database.ranks, &database.by_rank, &mut database.rank_bits);
+    bits.clear();
+    bits.resize(ranks.len().div_ceil(64), 0);
+    // Nodes no rank was given to cannot occur (ranks are made after every
+    // closure is resolved); they would come last, by node.
+    let mut unranked = Vec::new();
+    for &(node, _) in &resolved.reached {
+        match ranks.get(node as usize) {
+            Some(&rank) => bits[rank as usize / 64] |= 1 << (rank % 64),
+            None => unranked.push(node),
+        }
+    }
+    let mut order = Vec::with_capacity(resolved.reached.len());
+    for (index, &word) in bits.iter().enumerate() {
+        let mut word = word;
+        while word != 0 {
+            order.push(by_rank[index * 64 + word.trailing_zeros() as usize]);
+            word &= word - 1;
+        }
+    }
+    unranked.sort_unstable();
+    order.extend(unranked);
     let symlinks = &mut database.symlinks;
     let probe = &mut database.probe;
     let mut nodes = Vec::with_capacity(order.len());
-    for key in order {
-        let node = key as NodeId;
+    for node in order {
         nodes.push(node);
         let index = node as usize;
         if symlinks.len() <= index {
