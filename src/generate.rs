@@ -682,6 +682,17 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
             config.store_dir.as_str()
         )),
         Some(cache) => {
+            // Every path is checked here, on the worker, once: the units'
+            // closures then bind cached paths without checking each again.
+            if let Some(bad) = (0..cache.len())
+                .map(|i| cache.path(i))
+                .find(|&path| config.store_dir.store_path_of(path) != Some(path))
+            {
+                return Err(format!(
+                    "{file}: holds {bad:?}, which is not a store path in {}",
+                    config.store_dir.as_str()
+                ));
+            }
             let paths = cache.len();
             nix_db
                 .use_cache(cache)

@@ -239,6 +239,32 @@ fn a_cache_is_trusted_only_for_the_database_it_was_made_from() {
     assert_logged(&run, "made for another database file");
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
 
+    // A path that is not a store path (a cache is written unescaped into
+    // drop-ins): none of it is used, and the closure comes from the
+    // database.
+    let lib = index_of(&good, &s.lib);
+    let mut outside = ClosureCache::new(good.database, &good.store_dir);
+    for i in 0..good.len() {
+        let path = if i == lib {
+            "/etc/shadow"
+        } else {
+            good.path(i)
+        };
+        outside.push(
+            good.db_ids[i],
+            good.registration_times[i],
+            good.symlinks[i],
+            path,
+            good.references(i).to_vec(),
+        );
+    }
+    write_cache(&s.root, &outside);
+    let run = s.root.generate_debug();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_logged(&run, "holds \"/etc/shadow\", which is not a store path");
+    assert!(!s.root.dropin("app.service").contains("/etc/shadow"));
+    assert_exact_closure(&s.root, "app.service", &[&s.app]);
+
     // Damaged.
     std::fs::write(s.root.path(CACHE), b"NCGCLOS\x02 and then nothing sensible").unwrap();
     let run = s.root.generate_debug();

@@ -320,7 +320,7 @@ impl NixDb {
     }
 
     /// Whether `node` was taken from the closure cache (and is still trusted).
-    fn is_cached(&self, node: NodeId) -> bool {
+    pub fn is_cached(&self, node: NodeId) -> bool {
         self.cache
             .as_ref()
             .is_some_and(|cache| (node as usize) < cache.len())
