@@ -922,7 +922,8 @@ fn closure_nodes(
         }
         db.path(node).map_err(db_error)?;
         let path = db.known_path(node).unwrap_or_default();
-        if config.store_dir.store_path_of(path) != Some(path) {
+        // A path from the closure cache was checked when it was read.
+        if !db.is_cached(node) && config.store_dir.store_path_of(path) != Some(path) {
             return Err(vec![Diagnostic::error(
                 Some(name),
                 None,
