@@ -125,7 +125,9 @@ impl OutputDir {
 
 /// Writes `content` to a temporary file in `dir` and renames it to `name`.
 fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Result<(), String> {
-    let temp_name = format!(".{name}.{}.tmp", std::process::id());
+    // The pid is asked for once: a system call per drop-in otherwise.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let temp_name = format!(".{name}.{}.tmp", PID.get_or_init(std::process::id));
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mode = Mode::from_bits_truncate(0o644);

@@ -130,6 +130,9 @@ pub struct NixDb {
     /// node `i` is cached exactly when `i < cache.len()`: looking that up
     /// needs no access to the node.
     cache: Option<ClosureCache>,
+    /// Whether the cache's paths are in order (checked when it was taken,
+    /// on the database worker, so that ranking the paths needs no sort).
+    cache_sorted: bool,
     /// Whether the cache turned out not to match the database.
     pub cache_dropped: bool,
     /// Every node's references in one array, for walking the graph a
@@ -216,6 +219,7 @@ impl NixDb {
             file,
             refs_rowid,
             cache: None,
+            cache_sorted: false,
             adjacency: None,
             looked_up: HashMap::new(),
             cache_dropped: false,
@@ -265,6 +269,7 @@ impl NixDb {
                 registration_time: Some(cache.registration_times[index]),
             });
         }
+        self.cache_sorted = (1..n).all(|i| cache.path(i - 1) < cache.path(i));
         self.cache = Some(cache);
         // With the closures cached, only the roots are looked up: one or
         // two pages each, never read twice. SQLite's default 2 MiB page
@@ -846,12 +851,11 @@ impl NixDb {
     /// integers: `rank[node]`; nodes without a path rank last.
     pub fn path_ranks(&self) -> Vec<u32> {
         // Nodes taken from the closure cache come in path order (it is
-        // written sorted); when nothing else was read, that is the order.
+        // written sorted, and that was checked when it was read); when
+        // nothing else was read, that is the order.
         let count = self.nodes.len() as NodeId;
-        if (0..count).all(|n| self.node_path(n).is_some())
-            && (1..count).all(|n| self.node_path(n - 1) < self.node_path(n))
-        {
-            return (0..self.nodes.len() as u32).collect();
+        if self.cache_sorted && self.cache.as_ref().is_some_and(|c| c.len() == self.nodes.len()) {
+            return (0..count).collect();
         }
         // All paths share the store directory, so the first eight bytes after
         // the longest common prefix of two paths decide almost every
