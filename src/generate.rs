@@ -137,21 +137,22 @@ pub fn plan_with_config(
     let mut template_requested: HashMap<String, bool> = HashMap::new();
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for (candidate, _) in &candidates {
-        let Some(files) = catalog.unit_files(candidate) else {
+        let Some(refs) = catalog.unit_file_refs(candidate) else {
             continue;
         };
         // An alias loads its target's unit, under the target's name.
-        if !seen.insert(files.name.clone()) {
+        if !seen.insert(refs.name.clone()) {
             continue;
         }
-        let name = &files.name;
-        let kind = &kind_of(name);
-        if !files_mention_annotations(&mut reader, &files) {
-            if *kind == Kind::Template {
-                template_requested.insert(name.clone(), false);
+        if !files_mention_annotations(&mut reader, refs.readable()) {
+            if kind_of(&refs.name) == Kind::Template {
+                template_requested.insert(refs.name.clone(), false);
             }
             continue;
         }
+        let files = refs.to_owned();
+        let name = &files.name;
+        let kind = &kind_of(name);
         let is_service = name.ends_with(".service");
         let merged = match MergedUnit::load(&mut reader, &files) {
             Ok(merged) => merged,
@@ -265,21 +266,18 @@ fn kind_of(name: &str) -> Kind {
 
 /// A cheap test before parsing: units whose files never mention
 /// "confin" (any case) carry no annotations and no misspelt ones.
-fn files_mention_annotations(reader: &mut FileReader<'_>, files: &crate::unit::UnitFiles) -> bool {
-    let mut mentions = |real: &camino::Utf8Path| match reader.read(real) {
+fn files_mention_annotations<'a>(
+    reader: &mut FileReader<'_>,
+    mut files: impl Iterator<Item = &'a camino::Utf8Path>,
+) -> bool {
+    files.any(|real| match reader.read(real) {
         // Most bytes are not a `c`: only those start a comparison.
         Ok(bytes) => bytes
             .windows(6)
             .any(|w| w[0] | 0x20 == b'c' && w.eq_ignore_ascii_case(b"confin")),
         // A file we cannot read is handed to the parser, which reports it.
         Err(_) => true,
-    };
-    mentions(&files.fragment_real)
-        || files
-            .dropins
-            .iter()
-            .filter_map(|d| d.real.as_deref())
-            .any(mentions)
+    })
 }
 
 fn unreadable_unit(

@@ -854,7 +854,12 @@ impl NixDb {
         // written sorted, and that was checked when it was read); when
         // nothing else was read, that is the order.
         let count = self.nodes.len() as NodeId;
-        if self.cache_sorted && self.cache.as_ref().is_some_and(|c| c.len() == self.nodes.len()) {
+        if self.cache_sorted
+            && self
+                .cache
+                .as_ref()
+                .is_some_and(|c| c.len() == self.nodes.len())
+        {
             return (0..count).collect();
         }
         // All paths share the store directory, so the first eight bytes after

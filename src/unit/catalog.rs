@@ -245,6 +245,38 @@ pub struct UnitFiles {
     pub dropin_names: BTreeSet<String>,
 }
 
+/// [`UnitFiles`] as found in the [`Catalog`], borrowed.
+pub struct UnitFileRefs<'c> {
+    pub name: String,
+    pub fragment_path: &'c Utf8Path,
+    pub fragment_real: &'c Utf8Path,
+    /// Every drop-in that applies or hides, by file name.
+    chosen: BTreeMap<&'c str, &'c DropinFile>,
+}
+
+impl UnitFileRefs<'_> {
+    /// The files to read: the fragment, then each applied drop-in.
+    pub fn readable(&self) -> impl Iterator<Item = &Utf8Path> {
+        std::iter::once(self.fragment_real)
+            .chain(self.chosen.values().filter_map(|file| file.real.as_deref()))
+    }
+
+    pub fn to_owned(&self) -> UnitFiles {
+        UnitFiles {
+            name: self.name.clone(),
+            fragment_path: self.fragment_path.to_owned(),
+            fragment_real: self.fragment_real.to_owned(),
+            dropin_names: self.chosen.keys().map(|n| (*n).to_owned()).collect(),
+            dropins: self
+                .chosen
+                .values()
+                .filter(|file| file.real.is_some())
+                .map(|file| (*file).clone())
+                .collect(),
+        }
+    }
+}
+
 /// The kernel's limit on links followed while resolving one path.
 const MAX_LINKS: usize = 40;
 
@@ -724,6 +756,13 @@ impl Catalog {
     /// The files of unit `name`, or `None` when it has no unit file or is
     /// masked. An instance without a file of its own loads from its template.
     pub fn unit_files(&self, name: &str) -> Option<UnitFiles> {
+        self.unit_file_refs(name).map(|refs| refs.to_owned())
+    }
+
+    /// [`Catalog::unit_files`] borrowed from the catalog: what to read,
+    /// with nothing copied yet (most units are only looked at once, to see
+    /// that they carry no annotation).
+    pub fn unit_file_refs(&self, name: &str) -> Option<UnitFileRefs<'_>> {
         let (fragment_path, fragment_real) = self.fragment(name)?;
         // An alias loads the unit of its target, under the target's name.
         let name = self.unit_id(name);
@@ -763,16 +802,11 @@ impl Catalog {
                 }
             }
         }
-        Some(UnitFiles {
+        Some(UnitFileRefs {
             name: name.to_owned(),
             fragment_path,
             fragment_real,
-            dropin_names: chosen.keys().map(|n| (*n).to_owned()).collect(),
-            dropins: chosen
-                .into_values()
-                .filter(|file| file.real.is_some())
-                .cloned()
-                .collect(),
+            chosen,
         })
     }
 
@@ -802,13 +836,13 @@ impl Catalog {
 
     /// The file `name` loads from: its own entry followed through aliases,
     /// else (an instance without one) its template's.
-    fn fragment(&self, name: &str) -> Option<(Utf8PathBuf, Utf8PathBuf)> {
+    fn fragment(&self, name: &str) -> Option<(&Utf8Path, &Utf8Path)> {
         let found = self.follow(name).or_else(|| {
             let template = UnitName::parse(name)?.template()?;
             self.follow(&template)
         });
         match found? {
-            (_, Entry::File { path, real }) => Some((path.clone(), real.clone())),
+            (_, Entry::File { path, real }) => Some((path, real)),
             _ => None,
         }
     }

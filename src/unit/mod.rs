@@ -8,6 +8,6 @@ pub mod name;
 pub mod search_path;
 pub mod syntax;
 
-pub use catalog::{Catalog, Entry, UnitFiles};
+pub use catalog::{Catalog, Entry, UnitFileRefs, UnitFiles};
 pub use merged::{MergedUnit, Setting};
 pub use name::UnitName;
