@@ -121,8 +121,9 @@ pub fn main() -> i32 {
 type Job = (String, String, String);
 
 /// Generator mode: blocking drop-ins first, then each replaced by the real
-/// one. Returns 0 when every annotated unit was confined.
-pub fn run_generator(
+/// one. Returns 0 when every annotated unit was confined. The process is
+/// to exit right after: what the run read is left for the kernel to free.
+fn run_generator(
     root: &Root,
     normal: &camino::Utf8Path,
     env_unit_path: Option<&str>,
@@ -264,6 +265,11 @@ pub fn run_generator(
         },
         &summary,
     );
+    // The process exits now: its memory (every unit file read, the units,
+    // the reference graph) goes back to the kernel at once, not a piece at
+    // a time through free() (measured: about 1 ms of a 30 ms run).
+    std::mem::forget(plan);
+    std::mem::forget(db);
     i32::from(blocked > 0 || write_failed)
 }
 
