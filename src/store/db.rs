@@ -722,11 +722,13 @@ impl NixDb {
         let mut all: Vec<NodeId> = Vec::new();
         self.in_graph.resize(self.nodes.len(), false);
         // What an earlier walk read needs no reading, nor does anything
-        // below it.
+        // below it; nor does a store path of the closure cache, whose
+        // closure is all in it (a cache holds whole closures). Closures mark
+        // what they reach (see `closure_in_memory`).
         let mut frontier: Vec<NodeId> = roots
             .iter()
             .copied()
-            .filter(|&n| !self.in_graph[n as usize] && self.visit(n, epoch))
+            .filter(|&n| !self.in_graph[n as usize] && !self.is_cached(n) && self.visit(n, epoch))
             .collect();
         while !frontier.is_empty() {
             if let Some(paths) = &paths {
@@ -817,6 +819,12 @@ impl NixDb {
                     reached.push((reference, node));
                 }
             }
+        }
+        // Part of this run's graph, for the cache it leaves (a cached path
+        // is not walked: see `walk`).
+        self.in_graph.resize(self.nodes.len(), false);
+        for &(node, _) in &reached {
+            self.in_graph[node as usize] = true;
         }
         reached
     }
