@@ -3,7 +3,8 @@
 
 use crate::annotation::KNOWN_KEYS;
 use crate::diag::Diagnostic;
-use crate::generate::{self, Database, Outcome, Plan};
+use crate::dropin::PENDING_DROPIN;
+use crate::generate::{self, Database, Outcome, Plan, pending_text};
 use crate::logging::{self, LOG_NOTICE, Logger};
 use crate::output::OutputDir;
 use crate::rootfs::Root;
@@ -158,17 +159,25 @@ fn run_generator(
         write_failed = true;
     }
     // Every annotated unit is blocked until its drop-in is ready: a second
-    // thread writes the blocking drop-ins of all of them first, then each
-    // drop-in as it is computed here (the closures are resolved meanwhile;
-    // half of the writing is the kernel copying to tmpfs).
-    let pending: Vec<Job> = plan
+    // thread links the blocking drop-in into the directories of all of them
+    // first, then writes each drop-in as it is computed here (the closures
+    // are resolved meanwhile; half of the writing is the kernel copying to
+    // tmpfs).
+    let pending_units: Vec<(String, String)> = plan
         .units
         .iter()
-        .map(|unit| {
-            let text = generate::pending_text(unit);
-            (unit.name.clone(), unit.dropin_name.clone(), text)
-        })
+        .map(|unit| (unit.name.clone(), unit.dropin_name.clone()))
         .collect();
+    // When it cannot be written, each unit gets a copy (or the error).
+    let pending_written = pending_units.is_empty()
+        || match output.write_unit(PENDING_DROPIN, &pending_text()) {
+            Ok(()) => true,
+            Err(error) => {
+                logger.log(logging::LOG_ERR, &error.to_string());
+                write_failed = true;
+                false
+            }
+        };
     let Plan { config, units, .. } = &mut plan;
     let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
     let (mut confined, mut blocked) = (0, 0);
@@ -179,7 +188,17 @@ fn run_generator(
         let writer = scope.spawn(move || {
             let mut errors = Vec::new();
             let mut dirs = std::collections::HashMap::new();
-            for (unit, file_name, text) in pending.into_iter().chain(receiver) {
+            for (unit, file_name) in pending_units {
+                let written = if pending_written {
+                    output.link_dropin_with(&mut dirs, &unit, &file_name, PENDING_DROPIN)
+                } else {
+                    output.write_dropin_with(&mut dirs, &unit, &file_name, &pending_text())
+                };
+                if let Err(error) = written {
+                    errors.push(format!("{unit}: {error}"));
+                }
+            }
+            for (unit, file_name, text) in receiver {
                 if let Err(error) = output.write_dropin_with(&mut dirs, &unit, &file_name, &text) {
                     errors.push(format!("{unit}: {error}"));
                 }
@@ -217,6 +236,11 @@ fn run_generator(
             .join()
             .unwrap_or_else(|_| vec!["the thread writing drop-ins failed".to_owned()])
     });
+    // Each unit's directory keeps its own link to the blocking drop-in
+    // until its final one replaced it; the name at the top is not needed.
+    if pending_written {
+        output.remove(PENDING_DROPIN);
+    }
     for error in &write_errors {
         logger.log(logging::LOG_ERR, error);
     }

@@ -98,6 +98,10 @@ pub fn effective_private_tmp(unit: &MergedUnit, mode: Mode) -> bool {
 pub const STORE_VIEW: &str = "/run/nix-confinement-store";
 /// `systemd-escape --path --suffix=mount /run/nix-confinement-store`.
 pub const STORE_VIEW_UNIT: &str = "run-nix\\x2dconfinement\\x2dstore.mount";
+/// The blocking drop-in every annotated unit gets first, written once at
+/// the top of the output directory (not a unit name: systemd does not load
+/// it there) and linked into each unit's drop-in directory.
+pub const PENDING_DROPIN: &str = ".nix-confinement-pending.conf";
 
 /// The mount unit for [`STORE_VIEW`]. `private`: a read-only source with
 /// shared propagation was seen to turn writable when the host later bound

@@ -405,16 +405,13 @@ fn family_of(name: &str) -> String {
         .unwrap_or_else(|| name.to_owned())
 }
 
-/// The text every annotated unit gets before its closure is computed.
-pub fn pending_text(unit: &UnitPlan) -> String {
-    let sources: Vec<&camino::Utf8Path> = unit.merged.sources.iter().map(|s| s.as_path()).collect();
+/// The drop-in every annotated unit gets before its closure is computed:
+/// the same for all (it is one file, linked into each unit's directory).
+pub fn pending_text() -> String {
     dropin::render_blocked(
-        &unit.name,
-        &sources,
-        &[format!(
-            "{}: the generator did not finish computing the confinement",
-            unit.name
-        )],
+        "this unit",
+        &[],
+        &["the generator did not finish computing the confinement".to_owned()],
     )
 }
 

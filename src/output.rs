@@ -7,7 +7,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
-use nix::unistd::{UnlinkatFlags, unlinkat};
+use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
@@ -75,9 +75,68 @@ impl OutputDir {
         file_name: &str,
         content: &str,
     ) -> Result<(), OutputError> {
+        let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
+        write_atomically(unit_dir, file_name, content).map_err(error)
+    }
+
+    /// Puts `NORMAL/<shared>`, a file written with [`OutputDir::write_unit`],
+    /// at `NORMAL/<unit>.d/<file_name>` as a hard link: a link appears whole
+    /// or not at all, like a renamed file, and costs one system call where
+    /// writing a copy costs four (every annotated unit gets the same
+    /// blocking drop-in first).
+    pub fn link_dropin_with(
+        &self,
+        dirs: &mut HashMap<String, OwnedFd>,
+        unit: &str,
+        file_name: &str,
+        shared: &str,
+    ) -> Result<(), OutputError> {
+        let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
+        if !is_plain_name(shared) {
+            return Err(error(
+                "refusing a name that is not a single path component".into(),
+            ));
+        }
+        let link = |name: &str| {
+            linkat(
+                &self.dir,
+                shared,
+                unit_dir,
+                name,
+                nix::fcntl::AtFlags::empty(),
+            )
+        };
+        match link(file_name) {
+            Ok(()) => Ok(()),
+            // Something is there already (the output directory was not made
+            // fresh): replaced the way a written file is, through a
+            // temporary name.
+            Err(Errno::EEXIST) => {
+                let temp_name = temporary_name(file_name);
+                let _ = unlinkat(unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
+                link(&temp_name)
+                    .and_then(|()| renameat(unit_dir, temp_name.as_str(), unit_dir, file_name))
+                    .map_err(|e| {
+                        let _ = unlinkat(unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
+                        error(format!("linking {shared}: {}", e.desc()))
+                    })
+            }
+            Err(e) => Err(error(format!("linking {shared}: {}", e.desc()))),
+        }
+    }
+
+    /// `NORMAL/<unit>.d`, made and opened on first use and kept in `dirs`
+    /// for the next drop-in of the unit (every annotated unit gets two:
+    /// blocking, then final), with the error maker for `<file_name>` in it.
+    fn unit_dir<'d>(
+        &self,
+        dirs: &'d mut HashMap<String, OwnedFd>,
+        unit: &str,
+        file_name: &str,
+    ) -> Result<(&'d OwnedFd, impl Fn(String) -> OutputError + use<'d>), OutputError> {
         let dir_name = format!("{unit}.d");
         let target = self.path.join(&dir_name).join(file_name);
-        let error = |message: String| OutputError {
+        let error = move |message: String| OutputError {
             path: target.clone(),
             message,
         };
@@ -105,7 +164,14 @@ impl OutputDir {
             .map_err(|e| error(format!("opening {dir_name}: {}", e.desc())))?;
             dirs.insert(unit.to_owned(), unit_dir);
         }
-        write_atomically(&dirs[unit], file_name, content).map_err(error)
+        Ok((&dirs[unit], error))
+    }
+
+    /// Removes `NORMAL/<name>` if it is there (a link to it elsewhere stays).
+    pub fn remove(&self, name: &str) {
+        if is_plain_name(name) {
+            let _ = unlinkat(&self.dir, name, UnlinkatFlags::NoRemoveDir);
+        }
     }
 
     /// Atomically writes a unit file `NORMAL/<name>`.
@@ -125,9 +191,7 @@ impl OutputDir {
 
 /// Writes `content` to a temporary file in `dir` and renames it to `name`.
 fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Result<(), String> {
-    // The pid is asked for once: a system call per drop-in otherwise.
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let temp_name = format!(".{name}.{}.tmp", PID.get_or_init(std::process::id));
+    let temp_name = temporary_name(name);
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mode = Mode::from_bits_truncate(0o644);
@@ -154,6 +218,14 @@ fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Result<(), Stri
         let _ = unlinkat(dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
         e.desc().to_owned()
     })
+}
+
+/// Where `name` is written before it is renamed into place: hidden, and
+/// named after this process so that runs never share one.
+fn temporary_name(name: &str) -> String {
+    // The pid is asked for once: a system call per drop-in otherwise.
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    format!(".{name}.{}.tmp", PID.get_or_init(std::process::id))
 }
 
 fn is_plain_name(name: &str) -> bool {
@@ -215,6 +287,48 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("b.service.d"), "{err}");
         assert!(!dir.join("zz-confinement.conf").exists());
+    }
+
+    #[test]
+    fn links_a_shared_dropin_whole_and_replaces_what_is_there() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("link");
+        let out = OutputDir::open(&dir).unwrap();
+        out.write_unit(".shared.conf", "blocked").unwrap();
+        let mut dirs = HashMap::new();
+        out.link_dropin_with(&mut dirs, "a.service", "zz.conf", ".shared.conf")
+            .unwrap();
+        // A file left by an earlier run, and a planted symlink: replaced,
+        // never written through.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::fs::create_dir_all(dir.join("b.service.d")).unwrap();
+        std::fs::write(dir.join("b.service.d/zz.conf"), "stale").unwrap();
+        std::fs::create_dir_all(dir.join("c.service.d")).unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("c.service.d/zz.conf")).unwrap();
+        for unit in ["b.service", "c.service"] {
+            out.link_dropin_with(&mut dirs, unit, "zz.conf", ".shared.conf")
+                .unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        for unit in ["a", "b", "c"] {
+            let path = dir.join(format!("{unit}.service.d/zz.conf"));
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "blocked");
+            let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+            assert_eq!(names.len(), 1, "{unit}: no temporary file is left behind");
+        }
+        // One file: the final drop-in of a unit replaces its link only.
+        out.write_dropin_with(&mut dirs, "a.service", "zz.conf", "final")
+            .unwrap();
+        out.remove(".shared.conf");
+        let b = std::fs::metadata(dir.join("b.service.d/zz.conf")).unwrap();
+        assert_eq!((b.nlink(), b.len()), (2, 7));
+        let a = dir.join("a.service.d/zz.conf");
+        assert_eq!(std::fs::read_to_string(a).unwrap(), "final");
+        assert!(
+            out.link_dropin_with(&mut dirs, "d.service", "zz.conf", "../x")
+                .is_err()
+        );
     }
 
     #[test]
