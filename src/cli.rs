@@ -168,9 +168,11 @@ fn run_generator(
         .iter()
         .map(|unit| (unit.name.clone(), unit.dropin_name.clone()))
         .collect();
-    // When it cannot be written, each unit gets a copy (or the error).
+    // When it cannot be written or linked, each unit gets a copy (or the
+    // error).
+    let pending = pending_text();
     let pending_written = pending_units.is_empty()
-        || match output.write_unit(PENDING_DROPIN, &pending_text()) {
+        || match output.write_unit(PENDING_DROPIN, &pending) {
             Ok(()) => true,
             Err(error) => {
                 logger.log(logging::LOG_ERR, &error.to_string());
@@ -190,9 +192,13 @@ fn run_generator(
             let mut dirs = std::collections::HashMap::new();
             for (unit, file_name) in pending_units {
                 let written = if pending_written {
-                    output.link_dropin_with(&mut dirs, &unit, &file_name, PENDING_DROPIN)
+                    output
+                        .link_dropin_with(&mut dirs, &unit, &file_name, PENDING_DROPIN)
+                        .or_else(|_| {
+                            output.write_dropin_with(&mut dirs, &unit, &file_name, &pending)
+                        })
                 } else {
-                    output.write_dropin_with(&mut dirs, &unit, &file_name, &pending_text())
+                    output.write_dropin_with(&mut dirs, &unit, &file_name, &pending)
                 };
                 if let Err(error) = written {
                     errors.push(format!("{unit}: {error}"));
