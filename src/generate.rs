@@ -905,9 +905,7 @@ fn closure_nodes(
     order.extend(unranked);
     let symlinks = &mut database.symlinks;
     let probe = &mut database.probe;
-    let mut nodes = Vec::with_capacity(order.len());
-    for node in order {
-        nodes.push(node);
+    for &node in &order {
         let index = node as usize;
         if symlinks.len() <= index {
             symlinks.resize(index + 1, None);
@@ -915,7 +913,7 @@ fn closure_nodes(
         if symlinks[index].is_some() {
             continue;
         }
-        db.path(node).map_err(db_error)?;
+        db.load_path(node).map_err(db_error)?;
         let path = db.known_path(node).unwrap_or_default();
         // A path from the closure cache was checked when it was read.
         if !db.is_cached(node) && config.store_dir.store_path_of(path) != Some(path) {
@@ -941,7 +939,7 @@ fn closure_nodes(
         };
         symlinks[index] = Some(target.map(Arc::from));
     }
-    Ok(nodes)
+    Ok(order)
 }
 
 /// For `explain`: each path of the closure with the chain of references

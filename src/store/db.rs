@@ -8,7 +8,7 @@ use crate::store::cache::{ClosureCache, DatabaseMark, Tables};
 use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::Value;
 use rusqlite::vtab::array::Array;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -71,7 +71,7 @@ struct Node {
     /// `ValidPaths.id`.
     db_id: i64,
     /// Read from the database; a node taken from the closure cache has its
-    /// path in the cache (see [`NixDb::node_path`]).
+    /// path in the cache (see [`NixDb::known_path`]).
     path: Option<Arc<str>>,
     /// Whether the path was read by [`NixDb::load_paths`].
     loaded: bool,
@@ -80,6 +80,37 @@ struct Node {
     references: Option<Box<[NodeId]>>,
     /// `ValidPaths.registrationTime`, once read.
     registration_time: Option<i64>,
+}
+
+/// The cache, when `node` is one of its entries: while a cache is trusted,
+/// its store paths are the first nodes, node `i` its entry `i` (see
+/// [`NixDb::use_cache`]).
+fn cache_holding(cache: Option<&ClosureCache>, node: NodeId) -> Option<&ClosureCache> {
+    cache.filter(|cache| (node as usize) < cache.len())
+}
+
+/// The store path of `node`: in the cache, or read from the database.
+fn path_of<'a>(
+    nodes: &'a [Node],
+    cache: Option<&'a ClosureCache>,
+    node: NodeId,
+) -> Option<&'a str> {
+    match cache_holding(cache, node) {
+        Some(cache) => Some(cache.path(node as usize)),
+        None => nodes[node as usize].path.as_deref(),
+    }
+}
+
+/// The references of `node`: in the cache, or read from the database.
+fn references_of<'a>(
+    nodes: &'a [Node],
+    cache: Option<&'a ClosureCache>,
+    node: NodeId,
+) -> Option<&'a [NodeId]> {
+    match cache_holding(cache, node) {
+        Some(cache) => Some(cache.references(node as usize)),
+        None => nodes[node as usize].references.as_deref(),
+    }
 }
 
 /// A hasher for database ids: they are distinct integers, so a multiply is
@@ -320,20 +351,12 @@ impl NixDb {
 
     /// Whether the cache says the store path of `node` is a symlink.
     pub fn cached_symlink(&self, node: NodeId) -> Option<bool> {
-        let cache = self.cache.as_ref().filter(|_| self.is_cached(node))?;
-        Some(cache.symlinks[node as usize])
+        cache_holding(self.cache.as_ref(), node).map(|cache| cache.symlinks[node as usize])
     }
 
     /// Whether `node` was taken from the closure cache (and is still trusted).
     pub fn is_cached(&self, node: NodeId) -> bool {
-        self.cache
-            .as_ref()
-            .is_some_and(|cache| (node as usize) < cache.len())
-    }
-
-    /// The store path of `node`, when known.
-    fn node_path(&self, node: NodeId) -> Option<&str> {
-        path_of(&self.nodes, self.cache.as_ref(), node)
+        cache_holding(self.cache.as_ref(), node).is_some()
     }
 
     /// The references of `node`, when known.
@@ -354,7 +377,7 @@ impl NixDb {
         let complete = |n: NodeId| {
             self.in_graph.get(n as usize).copied().unwrap_or(false)
                 && self.node_references(n).is_some()
-                && self.node_path(n).is_some()
+                && self.known_path(n).is_some()
                 && self.nodes[n as usize].registration_time.is_some()
                 && symlink(n).is_some()
         };
@@ -381,7 +404,7 @@ impl NixDb {
             .filter(|&n| kept[n as usize])
             .collect();
         // In path order: the next run then needs no sort (see `path_ranks`).
-        nodes.sort_unstable_by(|&a, &b| self.node_path(a).cmp(&self.node_path(b)));
+        nodes.sort_unstable_by(|&a, &b| self.known_path(a).cmp(&self.known_path(b)));
         if self.read_from_database == 0
             && self.cache.as_ref().is_some_and(|c| c.len() == nodes.len())
         {
@@ -438,24 +461,22 @@ impl NixDb {
     /// where a cached closure is checked against the database: the path
     /// must still have the id and registration time it had when cached.
     pub fn node_of(&mut self, path: &str) -> Result<Option<NodeId>, DbError> {
-        let row = match self.looked_up.get(path) {
-            Some(&row) => row,
-            None => self.look_up(path)?,
-        };
-        let Some((db_id, registration_time)) = row else {
+        // Nothing to read when `look_up_all` read it already.
+        self.look_up_all([path])?;
+        let Some(&Some((db_id, registration_time))) = self.looked_up.get(path) else {
             return Ok(None);
         };
         let node = self.intern(db_id);
         if self.is_cached(node)
             && (self.nodes[node as usize].registration_time != registration_time
-                || self.node_path(node) != Some(path))
+                || self.known_path(node) != Some(path))
         {
             // Ids are never reused: this is not the database the cache was
             // made from. Trust none of it.
             self.drop_cache();
             self.cache_dropped = true;
         }
-        if self.node_path(node).is_none() {
+        if self.known_path(node).is_none() {
             self.nodes[node as usize].path = Some(path.into());
         }
         self.nodes[node as usize].registration_time = registration_time;
@@ -493,7 +514,13 @@ impl NixDb {
                 })?;
                 rows.collect::<Result<Vec<_>, _>>()
             })
-            .map_err(|e| self.error(format!("looking up store paths: {e}")))?;
+            .map_err(|e| {
+                let more = match batch.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                };
+                self.error(format!("looking up {}{more}: {e}", batch[0]))
+            })?;
             for &path in batch {
                 self.looked_up.insert(path.to_owned(), None);
             }
@@ -503,18 +530,6 @@ impl NixDb {
             }
         }
         Ok(())
-    }
-
-    fn look_up(&mut self, path: &str) -> Result<Option<(i64, Option<i64>)>, DbError> {
-        retry_once(|| {
-            self.conn
-                .prepare_cached("SELECT id, registrationTime FROM ValidPaths WHERE path = ?1")?
-                .query_row([path], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
-                })
-                .optional()
-        })
-        .map_err(|e| self.error(format!("looking up {path}: {e}")))
     }
 
     /// Reads the references of every node in `nodes` that are not known
@@ -619,20 +634,18 @@ impl NixDb {
         (self.nodes.len(), references)
     }
 
-    /// The store path of a node, when it was read.
+    /// The store path of a node, when known (read from the database, or
+    /// in the cache).
     pub fn known_path(&self, node: NodeId) -> Option<&str> {
-        self.node_path(node)
+        path_of(&self.nodes, self.cache.as_ref(), node)
     }
 
-    /// The store path of a node, read from the database if not known.
-    pub fn path(&mut self, node: NodeId) -> Result<&str, DbError> {
-        if self.node_path(node).is_none() {
-            self.read_path(node)?;
+    /// Reads the store path of a node from the database, unless it is
+    /// known ([`NixDb::known_path`] then has it).
+    pub fn load_path(&mut self, node: NodeId) -> Result<(), DbError> {
+        if self.known_path(node).is_some() {
+            return Ok(());
         }
-        Ok(self.node_path(node).unwrap_or_default())
-    }
-
-    fn read_path(&mut self, node: NodeId) -> Result<(), DbError> {
         let db_id = self.nodes[node as usize].db_id;
         let path: Arc<str> = retry_once(|| {
             self.conn
@@ -875,11 +888,11 @@ impl NixDb {
         // comparison: sort by them as an integer, and by the whole path only
         // on a tie.
         let prefix = (0..count)
-            .find_map(|n| self.node_path(n))
+            .find_map(|n| self.known_path(n))
             .and_then(|p| p.rfind('/').map(|i| i + 1))
             .unwrap_or(0);
         let key = |node: NodeId| -> u64 {
-            let bytes = self.node_path(node).unwrap_or("").as_bytes();
+            let bytes = self.known_path(node).unwrap_or("").as_bytes();
             let mut word = [0u8; 8];
             for (slot, &b) in word.iter_mut().zip(bytes.iter().skip(prefix)) {
                 *slot = b;
@@ -891,7 +904,7 @@ impl NixDb {
             .collect();
         order.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
-                .then_with(|| self.node_path(a.1).cmp(&self.node_path(b.1)))
+                .then_with(|| self.known_path(a.1).cmp(&self.known_path(b.1)))
         });
         let mut rank = vec![0u32; self.nodes.len()];
         for (position, (_, node)) in order.into_iter().enumerate() {
@@ -999,30 +1012,6 @@ impl CacheTables<'_> {
     }
 }
 
-/// The store path of `node`: in the cache, or read from the database.
-fn path_of<'a>(
-    nodes: &'a [Node],
-    cache: Option<&'a ClosureCache>,
-    node: NodeId,
-) -> Option<&'a str> {
-    match cache {
-        Some(cache) if (node as usize) < cache.len() => Some(cache.path(node as usize)),
-        _ => nodes[node as usize].path.as_deref(),
-    }
-}
-
-/// The references of `node`: read from the database, or in the cache.
-fn references_of<'a>(
-    nodes: &'a [Node],
-    cache: Option<&'a ClosureCache>,
-    node: NodeId,
-) -> Option<&'a [NodeId]> {
-    match cache {
-        Some(cache) if (node as usize) < cache.len() => Some(cache.references(node as usize)),
-        _ => nodes[node as usize].references.as_deref(),
-    }
-}
-
 impl Tables for CacheTables<'_> {
     fn len(&self) -> usize {
         self.nodes.len()
@@ -1037,7 +1026,7 @@ impl Tables for CacheTables<'_> {
         self.symlinks[i]
     }
     fn path(&self, i: usize) -> &str {
-        self.db.node_path(self.nodes[i]).unwrap_or_default()
+        self.db.known_path(self.nodes[i]).unwrap_or_default()
     }
     fn references(&self, i: usize, out: &mut Vec<u32>) {
         let references = self.db.node_references(self.nodes[i]).unwrap_or_default();
