@@ -219,12 +219,10 @@ pub struct Catalog {
     /// Final unit name → every name that loads it (systemd's
     /// `unit_name_map`), built once after the scan.
     names_map: BTreeMap<String, BTreeSet<String>>,
-    /// Unit or type name → for each search directory with a `NAME.d/` (by
-    /// index, ascending), the `.conf` files in it, by file name.
+    /// Unit or type name → for each search directory with a `NAME.d/`
+    /// holding `.conf` files (by index, ascending), those files, by file
+    /// name.
     dropin_dirs: HashMap<String, Vec<DropinDir>>,
-    /// Every name that has a `NAME.d/` somewhere, to find instances that
-    /// exist only through their drop-ins.
-    dropin_dir_units: BTreeSet<String>,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -435,7 +433,6 @@ impl Catalog {
                 if let Some(dropins) = listing.dropin_dirs.get(name) {
                     let files = self.scan_dropin_dir(root, &path, dropins);
                     if !files.is_empty() {
-                        self.dropin_dir_units.insert(unit.to_owned());
                         // Search directories are scanned in order.
                         self.dropin_dirs
                             .entry(unit.to_owned())
@@ -655,9 +652,11 @@ impl Catalog {
         self.entries.iter().map(|(n, e)| (n.as_str(), e))
     }
 
-    /// Names that have drop-in directories (whether or not a file exists).
+    /// Names that have a drop-in directory with `.conf` files somewhere, to
+    /// find instances that exist only through their drop-ins (in no
+    /// particular order).
     pub fn dropin_dir_units(&self) -> impl Iterator<Item = &str> {
-        self.dropin_dir_units.iter().map(String::as_str)
+        self.dropin_dirs.keys().map(String::as_str)
     }
 
     /// Every other name that loads the unit `name` (systemd's

@@ -58,9 +58,9 @@ impl<'r> FileReader<'r> {
         self.root
     }
 
-    /// What [`FileReader::read`] or [`FileReader::read_all`] found for a
+    /// What [`FileReader::read`] or [`FileReader::insert_all`] found for a
     /// file, without reading it.
-    pub fn read_before(&self, real: &Utf8Path) -> Option<&Result<Arc<[u8]>, String>> {
+    pub fn read_before(&self, real: &Utf8Path) -> Option<&FileContents> {
         self.cache.get(real.as_str())
     }
 
@@ -74,7 +74,7 @@ impl<'r> FileReader<'r> {
     }
 
     /// The bytes of a (resolved, logical) file, or why it cannot be read.
-    pub fn read(&mut self, real: &Utf8Path) -> Result<Arc<[u8]>, String> {
+    pub fn read(&mut self, real: &Utf8Path) -> FileContents {
         if let Some(cached) = self.cache.get(real.as_str()) {
             return cached.clone();
         }
