@@ -91,12 +91,14 @@ impl OutputDir {
         file_name: &str,
         shared: &str,
     ) -> Result<(), OutputError> {
-        let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
+        // Refused before the unit's directory is made for it.
         if !is_plain_name(shared) {
-            return Err(error(
-                "refusing a name that is not a single path component".into(),
-            ));
+            return Err(OutputError {
+                path: self.path.join(shared),
+                message: "refusing a name that is not a single path component".into(),
+            });
         }
+        let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
         let link = |name: &str| {
             linkat(
                 &self.dir,
@@ -329,6 +331,7 @@ mod tests {
             out.link_dropin_with(&mut dirs, "d.service", "zz.conf", "../x")
                 .is_err()
         );
+        assert!(!dir.join("d.service.d").exists());
     }
 
     #[test]
