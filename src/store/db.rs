@@ -403,13 +403,15 @@ impl NixDb {
         let mut nodes: Vec<NodeId> = (0..self.nodes.len() as NodeId)
             .filter(|&n| kept[n as usize])
             .collect();
-        // In path order: the next run then needs no sort (see `path_ranks`).
-        nodes.sort_unstable_by(|&a, &b| self.known_path(a).cmp(&self.known_path(b)));
+        // Checked before sorting: a daemon-reload that read nothing new
+        // (the usual case) sorts nothing.
         if self.read_from_database == 0
             && self.cache.as_ref().is_some_and(|c| c.len() == nodes.len())
         {
             return None;
         }
+        // In path order: the next run then needs no sort (see `path_ranks`).
+        nodes.sort_unstable_by(|&a, &b| self.known_path(a).cmp(&self.known_path(b)));
         let mut position = vec![u32::MAX; self.nodes.len()];
         for (i, &n) in nodes.iter().enumerate() {
             position[n as usize] = i as u32;

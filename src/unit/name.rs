@@ -19,8 +19,8 @@ pub const UNIT_TYPES: &[&str] = &[
     "scope",
 ];
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '_' | '.' | '\\')
+fn is_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b':' | b'-' | b'_' | b'.' | b'\\')
 }
 
 /// The parts of a valid unit name.
@@ -46,8 +46,8 @@ impl<'a> UnitName<'a> {
             None => (stem, None),
         };
         let valid = !prefix.is_empty()
-            && prefix.chars().all(is_name_char)
-            && instance.is_none_or(|i| i.chars().all(|c| is_name_char(c) || c == '@'));
+            && prefix.bytes().all(is_name_char)
+            && instance.is_none_or(|i| i.bytes().all(|b| is_name_char(b) || b == b'@'));
         valid.then_some(UnitName {
             prefix,
             instance,
