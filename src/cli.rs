@@ -4,11 +4,13 @@
 use crate::annotation::KNOWN_KEYS;
 use crate::diag::Diagnostic;
 use crate::dropin::PENDING_DROPIN;
-use crate::generate::{self, Database, Outcome, Plan, pending_text};
+use crate::dropin_store::DropinStore;
+use crate::generate::{self, Computed, Database, Outcome, Plan, pending_text};
 use crate::logging::{self, LOG_NOTICE, Logger};
 use crate::output::OutputDir;
 use crate::rootfs::Root;
 use camino::Utf8PathBuf;
+use std::collections::HashSet;
 use std::io::Write;
 
 const USAGE: &str = "\
@@ -118,8 +120,29 @@ pub fn main() -> i32 {
     }
 }
 
-/// A drop-in to write: unit, file name, text.
-type Job = (String, String, String);
+/// What the writer thread does for a unit.
+enum Job {
+    /// Writes `text`; first keeps it in the drop-in store as `keep_as`, and
+    /// links it from there, when that is given.
+    Write {
+        unit: String,
+        file_name: String,
+        text: String,
+        keep_as: Option<String>,
+    },
+    /// Links the drop-in the store keeps as `kept`; when that fails, the
+    /// unit (`index` in the plan) is rendered after all.
+    Link {
+        unit: String,
+        file_name: String,
+        kept: String,
+        index: usize,
+    },
+}
+
+/// What the writer thread did: errors, the store's files it used, and the
+/// units whose kept drop-in it could not link.
+type Written = (Vec<String>, HashSet<String>, Vec<usize>);
 
 /// Generator mode: blocking drop-ins first, then each replaced by the real
 /// one. Returns 0 when every annotated unit was confined. The process is
@@ -182,13 +205,33 @@ fn run_generator(
         };
     let Plan { config, units, .. } = &mut plan;
     let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
+    // The drop-ins of the last run, to link again (only with the closure
+    // cache: a kept drop-in's closure is named by it).
+    let store = match (&config.dropin_store, &config.closure_cache) {
+        (Some(path), Some(_)) if !pending_units.is_empty() => {
+            match DropinStore::open(&root.join(path), &output) {
+                Ok(store) => Some(store),
+                Err(error) => {
+                    logger.log(
+                        logging::LOG_DEBUG,
+                        &format!("drop-in store not used: {error}"),
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let (mut confined, mut blocked) = (0, 0);
     let mut resolved = planned;
-    let write_errors = std::thread::scope(|scope| {
+    let (write_errors, used, not_linked): Written = std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(2);
         let output = &output;
+        let store = store.as_ref();
         let writer = scope.spawn(move || {
             let mut errors = Vec::new();
+            let mut used = HashSet::new();
+            let mut not_linked = Vec::new();
             let mut dirs = std::collections::HashMap::new();
             for (unit, file_name) in pending_units {
                 let written = if pending_written {
@@ -204,44 +247,114 @@ fn run_generator(
                     errors.push(format!("{unit}: {error}"));
                 }
             }
-            for (unit, file_name, text) in receiver {
-                if let Err(error) = output.write_dropin_with(&mut dirs, &unit, &file_name, &text) {
-                    errors.push(format!("{unit}: {error}"));
+            for job in receiver {
+                match job {
+                    Job::Write {
+                        unit,
+                        file_name,
+                        text,
+                        keep_as,
+                    } => {
+                        // Kept first, then linked: the unit's drop-in and
+                        // the store's are one file. Failing that, a copy.
+                        let linked = store.zip(keep_as).is_some_and(|(store, name)| {
+                            let kept = store.keep(&name, &text).is_ok();
+                            if kept {
+                                used.insert(name.clone());
+                            }
+                            kept && output
+                                .link_dropin_from(&mut dirs, &unit, &file_name, store.dir(), &name)
+                                .is_ok()
+                        });
+                        if !linked
+                            && let Err(error) =
+                                output.write_dropin_with(&mut dirs, &unit, &file_name, &text)
+                        {
+                            errors.push(format!("{unit}: {error}"));
+                        }
+                    }
+                    Job::Link {
+                        unit,
+                        file_name,
+                        kept,
+                        index,
+                    } => {
+                        let linked = store.is_some_and(|store| {
+                            output
+                                .link_dropin_from(&mut dirs, &unit, &file_name, store.dir(), &kept)
+                                .is_ok()
+                        });
+                        if linked {
+                            used.insert(kept);
+                        } else {
+                            not_linked.push(index);
+                        }
+                    }
                 }
             }
-            errors
+            (errors, used, not_linked)
         });
         generate::resolve_closures(root, config, &mut db, units);
         resolved = started.elapsed();
-        for unit in units.iter_mut() {
-            let outcome = generate::compute(root, config, &mut db, unit, false);
+        for (index, unit) in units.iter_mut().enumerate() {
+            let computed = generate::compute_with_store(root, config, &mut db, unit, false, store);
             for warning in &unit.warnings {
                 logger.diagnostic(warning);
             }
-            match &outcome {
-                Outcome::Blocked { .. } => {
-                    blocked += 1;
-                    for error in &unit.errors {
-                        logger.diagnostic(error);
+            let (unit_name, file_name) = (unit.name.clone(), unit.dropin_name.clone());
+            let job = match computed {
+                Computed::Kept { file, .. } => {
+                    confined += 1;
+                    Job::Link {
+                        unit: unit_name,
+                        file_name,
+                        kept: file,
+                        index,
                     }
                 }
-                Outcome::Confined { .. } => confined += 1,
-                Outcome::Empty => {}
-            }
-            let job = (
-                unit.name.clone(),
-                unit.dropin_name.clone(),
-                outcome.into_text(),
-            );
+                Computed::Rendered { outcome, keep_as } => {
+                    count_outcome(&outcome, unit, logger, &mut confined, &mut blocked);
+                    Job::Write {
+                        unit: unit_name,
+                        file_name,
+                        text: outcome.into_text(),
+                        keep_as,
+                    }
+                }
+            };
             if sender.send(job).is_err() {
                 break; // the writer is gone: its panic is reported below
             }
         }
         drop(sender);
-        writer
-            .join()
-            .unwrap_or_else(|_| vec!["the thread writing drop-ins failed".to_owned()])
+        writer.join().unwrap_or_else(|_| {
+            let failed = vec!["the thread writing drop-ins failed".to_owned()];
+            (failed, HashSet::new(), Vec::new())
+        })
     });
+    let mut write_errors = write_errors;
+    // A kept drop-in that could not be linked (the store changed under
+    // this run): rendered and written as without a store.
+    for index in not_linked {
+        let unit = &mut units[index];
+        confined -= 1;
+        let outcome = generate::compute(root, config, &mut db, unit, false);
+        count_outcome(&outcome, unit, logger, &mut confined, &mut blocked);
+        if let Err(error) = output.write_dropin(&unit.name, &unit.dropin_name, outcome.text()) {
+            write_errors.push(format!("{}: {error}", unit.name));
+        }
+    }
+    if let Some(store) = &store {
+        let removed = store.remove_unused(&used);
+        logger.log(
+            logging::LOG_DEBUG,
+            &format!(
+                "drop-in store {}: {} drop-in(s) in use, {removed} removed",
+                store.path(),
+                used.len()
+            ),
+        );
+    }
     // Each unit's directory keeps its own link to the blocking drop-in
     // until its final one replaced it; the name at the top is not needed.
     if pending_written {
@@ -301,6 +414,26 @@ fn run_generator(
     std::mem::forget(plan);
     std::mem::forget(db);
     i32::from(blocked > 0 || write_failed)
+}
+
+/// Counts a unit as confined or blocked, and logs why it is blocked.
+fn count_outcome(
+    outcome: &Outcome,
+    unit: &generate::UnitPlan,
+    logger: &Logger,
+    confined: &mut usize,
+    blocked: &mut usize,
+) {
+    match outcome {
+        Outcome::Blocked { .. } => {
+            *blocked += 1;
+            for error in &unit.errors {
+                logger.diagnostic(error);
+            }
+        }
+        Outcome::Confined { .. } => *confined += 1,
+        Outcome::Empty => {}
+    }
 }
 
 fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &Logger) -> i32 {

@@ -24,6 +24,7 @@ pub const CONFIG_DIRS: &[&str] = &[
 /// Where the closure cache is kept unless configured: `/run` lasts until the
 /// next boot, which is what a cache checked against the database needs.
 pub const DEFAULT_CLOSURE_CACHE: &str = "/run/nix-confinement-generator/closures";
+pub const DEFAULT_DROPIN_STORE: &str = "/run/nix-confinement-generator/dropins";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -40,6 +41,10 @@ pub struct Config {
     /// The closure cache kept between runs (see [`crate::store::cache`]);
     /// `None` turns it off.
     pub closure_cache: Option<Utf8PathBuf>,
+    /// Where the drop-ins of the last run are kept to be linked again (see
+    /// [`crate::dropin_store`]); `None` turns it off. Used only with the
+    /// closure cache.
+    pub dropin_store: Option<Utf8PathBuf>,
     /// Files read, in order.
     pub sources: Vec<Utf8PathBuf>,
 }
@@ -53,6 +58,7 @@ impl Default for Config {
             default_mode: Mode::FullApivfs,
             default_bin_sh: Some(Utf8PathBuf::from("/bin/sh")),
             closure_cache: Some(Utf8PathBuf::from(DEFAULT_CLOSURE_CACHE)),
+            dropin_store: Some(Utf8PathBuf::from(DEFAULT_DROPIN_STORE)),
             sources: Vec::new(),
         }
     }
@@ -190,6 +196,13 @@ fn apply(config: &mut Config, ini: &ini::Ini, file: &Utf8Path, errors: &mut Vec<
                     Some(path) => config.closure_cache = path,
                     None => error(
                         "[Generator] ClosureCache",
+                        format!("{value:?} is not an absolute path"),
+                    ),
+                },
+                ("Generator", "DropinStore") => match optional_absolute(value) {
+                    Some(path) => config.dropin_store = path,
+                    None => error(
+                        "[Generator] DropinStore",
                         format!("{value:?} is not an absolute path"),
                     ),
                 },
@@ -331,6 +344,16 @@ mod tests {
         )]));
         assert!(errors.is_empty());
         assert_eq!(config.closure_cache, None);
+        assert_eq!(
+            config.dropin_store.as_deref(),
+            Some(Utf8Path::new(DEFAULT_DROPIN_STORE))
+        );
+        let (config, errors) = load(&root_with(&[(
+            "/etc/systemd/nix-confinement-generator.conf",
+            "[Generator]\nDropinStore=\n",
+        )]));
+        assert!(errors.is_empty());
+        assert_eq!(config.dropin_store, None);
         let (_, errors) = load(&root_with(&[(
             "/etc/systemd/nix-confinement-generator.conf",
             "[Generator]\nClosureCache=closures\n",

@@ -204,6 +204,42 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
     out
 }
 
+/// Feeds everything [`render_confinement`] reads, except the closure, to
+/// `hasher`: with the closure's own identity it is the key a rendered
+/// drop-in is kept under (see [`crate::dropin_store`]). Both structs are
+/// taken apart field by field, so that a field added to either does not
+/// compile until it is decided here whether it changes the drop-in.
+pub fn hash_inputs(c: &Confinement<'_>, hasher: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    let Confinement {
+        unit,
+        store_dir,
+        mode,
+        bin_sh,
+        closure: _,
+        extra_binds,
+    } = c;
+    let MergedUnit {
+        name,
+        sources,
+        settings,
+        // Which drop-in names exist matters to planning, not to the text.
+        dropin_names: _,
+        warnings: _,
+    } = unit;
+    (name, sources, store_dir, mode.as_str(), bin_sh, extra_binds).hash(hasher);
+    settings.len().hash(hasher);
+    for setting in settings {
+        let crate::unit::Setting {
+            section,
+            key,
+            value,
+            location,
+        } = setting;
+        (section, key, value, location).hash(hasher);
+    }
+}
+
 /// Binds `source` at `target`, read-only. A source in the store is taken from
 /// the read-only store view; anything else (a symlink store path pointing out
 /// of the store) gets an explicit read-only bind, as the module does.

@@ -12,6 +12,7 @@ use crate::annotation::{self, Mode, Request};
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Location};
 use crate::dropin::{self, ClosurePath, Confinement};
+use crate::dropin_store::{DropinStore, Key, KeyHasher};
 use crate::rootfs::Root;
 use crate::store::db::NodeId;
 use crate::store::disk::StoreProbe;
@@ -21,6 +22,7 @@ use crate::unit::merged::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::Hash;
 use std::sync::Arc;
 
 /// Our drop-in's file name when no other drop-in of the unit sorts after it.
@@ -83,6 +85,19 @@ pub enum Outcome {
     },
     /// An instance that opts out: an empty file hides the template's.
     Empty,
+}
+
+/// What [`compute_with_store`] found for a unit with the drop-in store.
+#[derive(Debug)]
+pub enum Computed {
+    /// Not in the store: `keep_as` names the file to keep it as, when it
+    /// may be kept.
+    Rendered {
+        outcome: Outcome,
+        keep_as: Option<String>,
+    },
+    /// The store holds the unit's drop-in as `file`: link it.
+    Kept { file: String, paths: usize },
 }
 
 impl Outcome {
@@ -670,13 +685,13 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
     let (Ok(nix_db), Some(file)) = (&mut opened, cache_file) else {
         return (opened, Vec::new());
     };
-    let used = crate::store::cache::read(&root.join(file)).and_then(|cache| match cache {
-        Some(cache) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
+    let used = crate::store::cache::read_stamped(&root.join(file)).and_then(|cache| match cache {
+        Some((cache, _)) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
             "{file}: made for the store {}, not {}",
             cache.store_dir,
             config.store_dir.as_str()
         )),
-        Some(cache) => {
+        Some((cache, stamp)) => {
             // Every path is checked here, on the worker, once: the units'
             // closures then bind cached paths without checking each again.
             if let Some(bad) = (0..cache.len())
@@ -690,7 +705,7 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
             }
             let paths = cache.len();
             nix_db
-                .use_cache(cache)
+                .use_cache(cache, Some(stamp))
                 .map(|()| format!("{file}: read {paths} store paths"))
                 .map_err(|e| format!("{file}: {e}"))
         }
@@ -782,33 +797,84 @@ pub fn compute(
     unit: &mut UnitPlan,
     explain: bool,
 ) -> Outcome {
+    match compute_with_store(root, config, db, unit, explain, None) {
+        Computed::Rendered { outcome, .. } => outcome,
+        // Only a store finds a kept drop-in.
+        Computed::Kept { .. } => unreachable!("no drop-in store was given"),
+    }
+}
+
+/// [`compute`], finding the drop-in in `store` when it was kept there.
+pub fn compute_with_store(
+    root: &Root,
+    config: &Config,
+    db: &mut Database,
+    unit: &mut UnitPlan,
+    explain: bool,
+    store: Option<&DropinStore>,
+) -> Computed {
+    let rendered = |outcome| Computed::Rendered {
+        outcome,
+        keep_as: None,
+    };
     if unit.request.is_none() {
-        return Outcome::Empty;
+        return rendered(Outcome::Empty);
     }
     if !unit.is_blocked() && !db.closures.contains_key(&unit.name) {
         resolve_closures(root, config, db, std::slice::from_ref(unit));
     }
     if unit.is_blocked() {
-        return Outcome::Blocked {
+        return rendered(Outcome::Blocked {
             text: blocked_text(unit, &unit.errors),
+        });
+    }
+    let extra_binds: Vec<(String, String)> = unit
+        .roots
+        .extra_binds
+        .iter()
+        .map(|b| (b.source.to_string(), b.target.to_string()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let inputs = Confinement {
+        unit: &unit.merged,
+        store_dir: config.store_dir.as_str(),
+        mode: unit.mode,
+        bin_sh: unit.roots.bin_sh.as_deref(),
+        closure: &[],
+        extra_binds: &extra_binds,
+    };
+    let keep_as =
+        store.and_then(|store| Some((store, kept_key(root, config, db, unit, store, &inputs)?)));
+    if let Some((store, key)) = &keep_as
+        && store.holds(&key.file_name())
+    {
+        let paths = match db.closures.get(&unit.name) {
+            Some(Ok(resolved)) => resolved.reached.len(),
+            _ => 0,
+        };
+        return Computed::Kept {
+            file: key.file_name(),
+            paths,
         };
     }
+    let keep_as = keep_as.map(|(_, key)| key.file_name());
     let nodes = match closure_nodes(root, config, db, unit) {
         Ok(nodes) => nodes,
         Err(errors) => {
             unit.errors.extend(errors);
-            return Outcome::Blocked {
+            return rendered(Outcome::Blocked {
                 text: blocked_text(unit, &unit.errors),
-            };
+            });
         }
     };
     let Some(Ok(nix_db)) = db.opened.as_ref() else {
         // Cannot happen (a closure was computed from it); fail closed anyway.
         let error = Diagnostic::error(Some(&unit.name), None, "the Nix database is not open");
         unit.errors.push(error);
-        return Outcome::Blocked {
+        return rendered(Outcome::Blocked {
             text: blocked_text(unit, &unit.errors),
-        };
+        });
     };
     // Borrowed, not cloned: a hundred units bind tens of thousands of paths.
     let closure: Vec<ClosurePath<'_>> = nodes
@@ -822,32 +888,72 @@ pub fn compute(
                 .and_then(|target| target.as_deref()),
         })
         .collect();
-    let extra_binds: Vec<(String, String)> = unit
-        .roots
-        .extra_binds
-        .iter()
-        .map(|b| (b.source.to_string(), b.target.to_string()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     let text = dropin::render_confinement(&Confinement {
-        unit: &unit.merged,
-        store_dir: config.store_dir.as_str(),
-        mode: unit.mode,
-        bin_sh: unit.roots.bin_sh.as_deref(),
         closure: &closure,
-        extra_binds: &extra_binds,
+        ..inputs
     });
     let reached = if explain {
         explain_closure(db, unit, &closure, &nodes)
     } else {
         Vec::new()
     };
-    Outcome::Confined {
-        text,
-        paths: nodes.len(),
-        closure: reached,
+    Computed::Rendered {
+        outcome: Outcome::Confined {
+            text,
+            paths: nodes.len(),
+            closure: reached,
+        },
+        keep_as,
     }
+}
+
+/// The key the unit's drop-in is kept under in the drop-in store, when it
+/// may be kept: every path of its closure comes from the closure cache
+/// (which then fixes the closure by the unit's roots) and none is a symlink
+/// (its target is resolved through the host's files on every run).
+/// `inputs` is what the drop-in is rendered from, but the closure.
+fn kept_key(
+    root: &Root,
+    config: &Config,
+    db: &mut Database,
+    unit: &UnitPlan,
+    store: &DropinStore,
+    inputs: &Confinement<'_>,
+) -> Option<Key> {
+    let (Some(Ok(resolved)), Some(Ok(nix_db))) = (db.closures.get(&unit.name), &db.opened) else {
+        return None;
+    };
+    let cache = nix_db.cache_stamp()?;
+    let mut hasher = KeyHasher::new();
+    let mut roots: Vec<NodeId> = resolved.origins.keys().copied().collect();
+    roots.sort_unstable();
+    (store.binary(), cache, roots).hash(&mut hasher);
+    dropin::hash_inputs(inputs, &mut hasher);
+    for &(node, _) in &resolved.reached {
+        match nix_db.cached_symlink(node)? {
+            false => {}
+            // Its target is resolved through the host's files, which can
+            // change: it is part of the key.
+            true => {
+                let index = node as usize;
+                if db.symlinks.len() <= index {
+                    db.symlinks.resize(index + 1, None);
+                }
+                let target = match &db.symlinks[index] {
+                    Some(target) => target.clone(),
+                    None => {
+                        let path = nix_db.known_path(node)?;
+                        let target = resolve_symlink(root, config, path, &unit.name).ok()?;
+                        let target = Some(Arc::from(target));
+                        db.symlinks[index] = Some(target.clone());
+                        target
+                    }
+                };
+                (node, target).hash(&mut hasher);
+            }
+        }
+    }
+    Some(hasher.key())
 }
 
 /// The unit's closure sorted by path. Each store path is checked once per

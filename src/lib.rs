@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod dropin;
+pub mod dropin_store;
 pub mod generate;
 pub mod logging;
 pub mod output;

@@ -55,6 +55,10 @@ impl OutputDir {
         &self.path
     }
 
+    pub fn dir(&self) -> &OwnedFd {
+        &self.dir
+    }
+
     /// Atomically writes `NORMAL/<unit>.d/<file_name>`.
     pub fn write_dropin(
         &self,
@@ -92,6 +96,19 @@ impl OutputDir {
         shared: &str,
     ) -> Result<(), OutputError> {
         // Refused before the unit's directory is made for it.
+        self.link_dropin_from(dirs, unit, file_name, &self.dir, shared)
+    }
+
+    /// [`OutputDir::link_dropin_with`] from a file `shared` in another
+    /// directory `source` (on the same file system).
+    pub fn link_dropin_from(
+        &self,
+        dirs: &mut HashMap<String, OwnedFd>,
+        unit: &str,
+        file_name: &str,
+        source: &OwnedFd,
+        shared: &str,
+    ) -> Result<(), OutputError> {
         if !is_plain_name(shared) {
             return Err(OutputError {
                 path: self.path.join(shared),
@@ -99,15 +116,8 @@ impl OutputDir {
             });
         }
         let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
-        let link = |name: &str| {
-            linkat(
-                &self.dir,
-                shared,
-                unit_dir,
-                name,
-                nix::fcntl::AtFlags::empty(),
-            )
-        };
+        let link =
+            |name: &str| linkat(source, shared, unit_dir, name, nix::fcntl::AtFlags::empty());
         match link(file_name) {
             Ok(()) => Ok(()),
             // Something is there already (the output directory was not made
@@ -192,7 +202,7 @@ impl OutputDir {
 }
 
 /// Writes `content` to a temporary file in `dir` and renames it to `name`.
-fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Result<(), String> {
+pub(crate) fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Result<(), String> {
     let temp_name = temporary_name(name);
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;

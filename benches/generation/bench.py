@@ -44,6 +44,7 @@ TARGET_RSS_MIB = 16.0
 TARGET_RATIO = 50.0
 STORE = "/nix/store"
 CLOSURE_CACHE = "/run/nix-confinement-generator/closures"
+DROPIN_STORE = "/run/nix-confinement-generator/dropins"
 
 
 def log(msg: str) -> None:
@@ -460,13 +461,37 @@ def measure(args, system: str, generator: str, passes: int) -> dict:
     units = manifest["units"]
     db = os.path.join(root, "nix/var/nix/db/db.sqlite")
     res = {"manifest": manifest, "system": system}
+    # As on a real system, ROOT/run is a tmpfs and the output directories
+    # are on it (/run/systemd/generator): the generator hard-links kept
+    # drop-ins from ROOT/run/nix-confinement-generator/dropins, which works
+    # only within one file system. Mounting needs root; without it the
+    # output goes to --out-base and the drop-in store is not used.
+    run_dir = os.path.join(root, "run")
+    os.makedirs(run_dir, exist_ok=True)
+    run_mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "mode=755", "ncg-bench-run", run_dir]).returncode == 0
+    res["run_tmpfs"] = run_mounted
+    out_parent = os.path.join(run_dir, "systemd") if run_mounted else args.out_base
+    os.makedirs(out_parent, exist_ok=True)
+    try:
+        return measure_in(args, res, root, units, db, out_parent, passes, generator)
+    finally:
+        if run_mounted:
+            subprocess.run(["umount", run_dir])
+
+
+def measure_in(args, res: dict, root: str, units: list, db: str, out_parent: str, passes: int,
+               generator: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="ncg-bench-") as work, \
-            tempfile.TemporaryDirectory(prefix="ncg-bench-out-", dir=args.out_base) as out_base:
+            tempfile.TemporaryDirectory(prefix="ncg-bench-out-", dir=out_parent) as out_base:
         cache_file = os.path.join(root, CLOSURE_CACHE.lstrip("/"))
+        store_dir = os.path.join(root, DROPIN_STORE.lstrip("/"))
 
         def drop_cache() -> None:
+            # A boot: nothing in /run.
             if os.path.exists(cache_file):
                 os.remove(cache_file)
+            shutil.rmtree(store_dir, ignore_errors=True)
 
         # No cache first (removed before each run), then with the cache the
         # previous run left (the warm-up runs make it).
@@ -622,13 +647,18 @@ def main() -> int:
                if r["prepare_seconds"] < b["total"] else f"built in {r['prepare_seconds']:.1f} s")
         print(f"  {r['count']:>5} annotated ({n_full} FullUnit): {mm['unit_files']:,} unit files, "
               f"{mm['dropins']} drop-ins; closures {lo}/{med:.0f}/{hi} paths (min/median/max); {how}")
-    print(f"Load average before/after: {load_before} / {os.getloadavg()[0]:.2f} (1 min); "
-          f"output directories on {args.out_base} ({fs_type(args.out_base)})")
+    where = ("ROOT/run mounted as a tmpfs, output directories in ROOT/run/systemd (as /run on a "
+             "real system; the drop-in store is on the same file system)"
+             if all(r.get("run_tmpfs") for r in results) else
+             f"output directories on {args.out_base} ({fs_type(args.out_base)}); ROOT/run could "
+             f"not be mounted as a tmpfs (not root?), so the drop-in store cannot link")
+    print(f"Load average before/after: {load_before} / {os.getloadavg()[0]:.2f} (1 min); {where}")
     print(f"Method: {args.warmup} warm-up + {args.runs} counted runs, fresh output directory each, "
           f"posix_spawn→wait4 wall time (CPU ms = median user+sys of the same runs); peak RSS = max of {args.rss_runs} runs under "
           f"/usr/bin/time -f %M; baseline = one nix-store --query --requisites per annotated unit "
-          f"(median of passes). \"cache warm\": the closure cache of the previous run is there "
-          f"(daemon-reload); \"no cache\": it is removed before each run (first run after boot).")
+          f"(median of passes). \"cache warm\": the closure cache and the drop-in store of the "
+          f"previous run are there (daemon-reload, nothing changed); \"no cache\": both are removed "
+          f"before each run (first run after boot: /run is empty).")
     print()
     head = (f"{'annotated':>9} | {'closure cache':>13} | {'generator median/min/max ms':>28} | {'CPU ms':>7} | "
             f"{'peak RSS MiB':>12} | {'baseline ms':>11} | {'ratio':>7} | correctness")

@@ -390,6 +390,36 @@ impl<R: Read> Reader<'_, R> {
 /// none. The file must be a regular file owned by us and writable by no one
 /// else: it decides what confined services see.
 pub fn read(real: &Utf8Path) -> Result<Option<ClosureCache>, String> {
+    read_stamped(real).map(|read| read.map(|(cache, _)| cache))
+}
+
+/// Which file something was read from, as closely as `fstat` tells. A cache
+/// is rewritten as a new file renamed into place: a rewritten cache has
+/// another inode and modification time, so what was derived from one cache
+/// (the drop-in store's keys) names it by this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FileStamp {
+    pub device: u64,
+    pub inode: u64,
+    pub size: u64,
+    pub modified: (i64, i64),
+    pub changed: (i64, i64),
+}
+
+impl FileStamp {
+    pub fn of(metadata: &std::fs::Metadata) -> FileStamp {
+        FileStamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            size: metadata.size(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+}
+
+/// [`read`], with the stamp of the file read.
+pub fn read_stamped(real: &Utf8Path) -> Result<Option<(ClosureCache, FileStamp)>, String> {
     let file = match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -415,7 +445,7 @@ pub fn read(real: &Utf8Path) -> Result<Option<ClosureCache>, String> {
     }
     let mut input = std::io::BufReader::with_capacity(1 << 16, file);
     decode_from(&mut input, metadata.len())
-        .map(Some)
+        .map(|cache| Some((cache, FileStamp::of(&metadata))))
         .map_err(|e| format!("{real}: {e}"))
 }
 

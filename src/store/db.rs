@@ -4,7 +4,7 @@
 //! `-wal`/`-shm` files behind in a store it does not own).
 
 use crate::rootfs::Root;
-use crate::store::cache::{ClosureCache, DatabaseMark, Tables};
+use crate::store::cache::{ClosureCache, DatabaseMark, FileStamp, Tables};
 use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::Value;
 use rusqlite::vtab::array::Array;
@@ -161,6 +161,8 @@ pub struct NixDb {
     /// node `i` is cached exactly when `i < cache.len()`: looking that up
     /// needs no access to the node.
     cache: Option<ClosureCache>,
+    /// The file the cache was read from.
+    cache_stamp: Option<FileStamp>,
     /// Whether the cache's paths are in order (checked when it was taken,
     /// on the database worker, so that ranking the paths needs no sort).
     cache_sorted: bool,
@@ -250,6 +252,7 @@ impl NixDb {
             file,
             refs_rowid,
             cache: None,
+            cache_stamp: None,
             cache_sorted: false,
             adjacency: None,
             looked_up: HashMap::new(),
@@ -267,7 +270,11 @@ impl NixDb {
     /// Refused when it was made for another database file, when it is
     /// damaged (an id twice), or when references were added to one of its
     /// store paths since it was made.
-    pub fn use_cache(&mut self, cache: ClosureCache) -> Result<(), String> {
+    pub fn use_cache(
+        &mut self,
+        cache: ClosureCache,
+        stamp: Option<FileStamp>,
+    ) -> Result<(), String> {
         let made_for = cache.database;
         if (made_for.device, made_for.inode) != self.file {
             return Err(format!(
@@ -302,6 +309,7 @@ impl NixDb {
         }
         self.cache_sorted = (1..n).all(|i| cache.path(i - 1) < cache.path(i));
         self.cache = Some(cache);
+        self.cache_stamp = stamp;
         // With the closures cached, only the roots are looked up: one or
         // two pages each, never read twice. SQLite's default 2 MiB page
         // cache would only add to the peak memory (it is restored before
@@ -347,6 +355,12 @@ impl NixDb {
     /// Whether a closure cache is in use.
     pub fn uses_cache(&self) -> bool {
         self.cache.is_some()
+    }
+
+    /// The file the closure cache in use was read from; `None` without a
+    /// cache (or once it was dropped).
+    pub fn cache_stamp(&self) -> Option<FileStamp> {
+        self.cache.as_ref().and(self.cache_stamp)
     }
 
     /// Whether the cache says the store path of `node` is a symlink.

@@ -1,0 +1,202 @@
+//! The drop-in store (`[Generator] DropinStore=`, `src/dropin_store.rs`):
+//! a run links the drop-in of a unit whose inputs did not change from the
+//! store, renders again every unit whose inputs changed (its files, a
+//! symlink's target in its closure), keeps only what it used, and does
+//! without a store it cannot trust or a file it cannot link.
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use support::{TestRoot, binds, store_path};
+
+const STORE: &str = "/run/nix-confinement-generator/dropins";
+
+/// An app with a library; the unit runs the app.
+fn system(name: &str, seed: u64) -> (TestRoot, String, String) {
+    let root = TestRoot::new(name);
+    let lib = store_path(seed, "libfoo");
+    let app = store_path(seed + 1, "app");
+    root.register(&[(&lib, &[]), (&app, &[&lib])]);
+    root.write_executable(&format!("{app}/bin/app"), "#!/bin/sh\n");
+    root.unit(
+        "app.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    (root, lib, app)
+}
+
+/// The files in the store, sorted.
+fn kept(root: &TestRoot) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.path(STORE))
+        .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn dropin_path(root: &TestRoot, unit: &str) -> PathBuf {
+    root.out.join(format!("{unit}.d/zz-confinement.conf"))
+}
+
+fn inode(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .ino()
+}
+
+fn sorted(mut paths: Vec<String>) -> Vec<String> {
+    paths.sort();
+    paths
+}
+
+fn generate_ok(root: &TestRoot) -> support::Run {
+    let run = root.generate_debug();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    run
+}
+
+#[test]
+fn a_run_links_the_kept_dropin_with_the_same_bytes() {
+    let (root, lib, app) = system("store-reuse", 12000);
+    // Nothing is kept without a closure cache: the first run leaves one.
+    let first_run = generate_ok(&root);
+    let first = root.dropin("app.service");
+    assert_eq!(sorted(binds(&first)), sorted(vec![app, lib]));
+    assert!(kept(&root).is_empty(), "{}", first_run.stderr);
+    // The second run keeps what it writes, the third links it.
+    let second = generate_ok(&root);
+    let files = kept(&root);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let kept_inode = inode(&files[0]);
+    let third = generate_ok(&root);
+    assert_eq!(root.dropin("app.service"), first);
+    assert_eq!(kept(&root), files);
+    assert_eq!(inode(&files[0]), kept_inode, "not written again");
+    assert_eq!(
+        inode(&dropin_path(&root, "app.service")),
+        kept_inode,
+        "the output is a link to the kept file"
+    );
+    for run in [&second, &third] {
+        assert!(
+            run.stderr.contains("1 drop-in(s) in use, 0 removed"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn a_changed_unit_is_rendered_again_and_its_old_dropin_removed() {
+    let (root, lib, app) = system("store-change", 12100);
+    generate_ok(&root);
+    generate_ok(&root);
+    let before = kept(&root);
+    assert_eq!(before.len(), 1);
+    assert!(root.dropin("app.service").contains("PrivateTmp=yes\n"));
+    // A drop-in of the administrator's changes a setting ours depends on.
+    root.write(
+        "/etc/systemd/system/app.service.d/tmp.conf",
+        "[Service]\nPrivateTmp=no\n",
+    );
+    let run = generate_ok(&root);
+    let text = root.dropin("app.service");
+    assert!(!text.contains("PrivateTmp=yes\n"), "{text}");
+    assert!(text.contains("InaccessiblePaths=-+/tmp\n"), "{text}");
+    assert!(
+        text.contains("/etc/systemd/system/app.service.d/tmp.conf"),
+        "{text}"
+    );
+    assert_eq!(sorted(binds(&text)), sorted(vec![app, lib]));
+    let after = kept(&root);
+    assert_eq!(after.len(), 1, "the old drop-in is removed: {after:?}");
+    assert_ne!(after, before);
+    assert!(
+        run.stderr.contains("1 drop-in(s) in use, 1 removed"),
+        "{}",
+        run.stderr
+    );
+    // And the same text as a run without any store writes.
+    root.write(
+        "/etc/systemd/nix-confinement-generator.conf",
+        "[Generator]\nDropinStore=\n",
+    );
+    generate_ok(&root);
+    assert_eq!(root.dropin("app.service"), text);
+}
+
+#[test]
+fn a_changed_symlink_target_in_the_closure_is_rendered_again() {
+    // A store path that is a symlink is bound from its target, resolved
+    // through the host's files, which can change between runs.
+    let root = TestRoot::new("store-symlink");
+    let one = store_path(12200, "one");
+    let two = store_path(12201, "two");
+    let link = store_path(12202, "link");
+    let app = store_path(12203, "app");
+    root.register(&[(&one, &[]), (&two, &[])]);
+    root.symlink(&one, "/etc/current");
+    root.symlink("/etc/current", &link);
+    root.register(&[(&link, &[]), (&app, &[&link])]);
+    root.write_executable(&format!("{app}/bin/app"), "#!/bin/sh\n");
+    root.unit(
+        "app.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+    );
+    generate_ok(&root);
+    generate_ok(&root);
+    assert!(
+        binds(&root.dropin("app.service")).contains(&format!("{one}:{link}")),
+        "{}",
+        root.dropin("app.service")
+    );
+    root.symlink(&two, "/etc/current");
+    generate_ok(&root);
+    let bound = binds(&root.dropin("app.service"));
+    assert!(bound.contains(&format!("{two}:{link}")), "{bound:?}");
+    assert!(!bound.contains(&format!("{one}:{link}")), "{bound:?}");
+}
+
+#[test]
+fn a_store_others_can_write_is_not_used() {
+    let (root, _, _) = system("store-mode", 12300);
+    generate_ok(&root);
+    let expected = root.dropin("app.service");
+    std::fs::set_permissions(root.path(STORE), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = generate_ok(&root);
+    assert!(
+        run.stderr.contains("drop-in store not used") && run.stderr.contains("mode 777"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(root.dropin("app.service"), expected);
+    assert_eq!(
+        std::fs::metadata(dropin_path(&root, "app.service"))
+            .unwrap()
+            .nlink(),
+        1,
+        "written, not linked"
+    );
+}
+
+#[test]
+fn a_kept_dropin_that_cannot_be_linked_is_rendered_and_written() {
+    let (root, lib, app) = system("store-unlinkable", 12400);
+    generate_ok(&root);
+    generate_ok(&root);
+    let expected = root.dropin("app.service");
+    let files = kept(&root);
+    assert_eq!(files.len(), 1);
+    // The name is there, but it cannot be linked (a directory).
+    std::fs::remove_file(&files[0]).unwrap();
+    std::fs::create_dir(&files[0]).unwrap();
+    let run = generate_ok(&root);
+    assert_eq!(root.dropin("app.service"), expected);
+    assert_eq!(sorted(binds(&expected)), sorted(vec![app, lib]));
+    assert!(
+        run.stderr.contains("1 unit(s) confined, 0 blocked"),
+        "{}",
+        run.stderr
+    );
+}
