@@ -5,7 +5,7 @@
 //! writing them again on every `daemon-reload` was a fifth of a run. A
 //! drop-in is a function of what it is made from: the generator's binary,
 //! what [`crate::dropin::render_confinement`] reads of the unit (see
-//! [`crate::dropin::hash_inputs`]), and the unit's closure — which, when
+//! [`crate::dropin::encode_inputs`]), and the unit's closure — which, when
 //! every path of it comes from the closure cache, is fixed by the cache file
 //! and the unit's roots in it (a cache is closed under references and
 //! checked against the database on every run, see [`crate::store::cache`]).

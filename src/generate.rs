@@ -22,7 +22,7 @@ use crate::unit::merged::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// Our drop-in's file name when no other drop-in of the unit sorts after it.
@@ -928,7 +928,9 @@ fn kept_key(
     let mut roots: Vec<NodeId> = resolved.origins.keys().copied().collect();
     roots.sort_unstable();
     (store.binary(), cache, roots).hash(&mut hasher);
-    dropin::hash_inputs(inputs, &mut hasher);
+    let mut encoded = Vec::with_capacity(8192);
+    dropin::encode_inputs(inputs, &mut encoded);
+    hasher.write(&encoded);
     for &(node, _) in &resolved.reached {
         match nix_db.cached_symlink(node)? {
             false => {}
