@@ -294,7 +294,7 @@ fn run_generator(
             }
             (errors, used, not_linked)
         });
-        generate::resolve_closures(root, config, &mut db, units);
+        generate::resolve_closures_with_store(root, config, &mut db, units, store);
         resolved = started.elapsed();
         for (index, unit) in units.iter_mut().enumerate() {
             let computed = generate::compute_with_store(root, config, &mut db, unit, false, store);

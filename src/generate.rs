@@ -97,7 +97,7 @@ pub enum Computed {
         keep_as: Option<String>,
     },
     /// The store holds the unit's drop-in as `file`: link it.
-    Kept { file: String, paths: usize },
+    Kept { file: String },
 }
 
 impl Outcome {
@@ -458,6 +458,12 @@ pub struct Database {
     pub cache_notes: Vec<String>,
     /// The database being opened in the background, if it was started.
     opening: Option<Opening>,
+    /// Units whose drop-in the drop-in store holds: the file, and the roots
+    /// (their closure is not walked unless the cache is written again).
+    kept: HashMap<String, (String, Vec<NodeId>)>,
+    /// Units whose drop-in may be kept in the store once rendered: the file
+    /// name to keep it as.
+    keep_as: HashMap<String, String>,
 }
 
 /// A unit's closure: each node with the node it was first reached from,
@@ -480,6 +486,8 @@ impl Database {
             cache_file: None,
             cache_notes: Vec::new(),
             opening: None,
+            kept: HashMap::new(),
+            keep_as: HashMap::new(),
         }
     }
 
@@ -497,6 +505,8 @@ impl Database {
     pub fn with_opening(file: Option<&camino::Utf8Path>, opening: Opening) -> Database {
         Database {
             opening: Some(opening),
+            kept: HashMap::new(),
+            keep_as: HashMap::new(),
             ..Database::with_cache(file)
         }
     }
@@ -504,13 +514,25 @@ impl Database {
     /// Writes the closure cache for the next run, when this run read
     /// something the cache did not have.
     pub fn save_cache(&mut self, root: &Root, config: &Config) {
-        let (Some(file), Some(Ok(nix_db))) = (&self.cache_file, &self.opened) else {
+        let (Some(file), Some(Ok(nix_db))) = (&self.cache_file, &mut self.opened) else {
             return;
         };
         if nix_db.cache_dropped {
             self.cache_notes.push(format!(
                 "{file}: dropped: a root's id and registration time in it does not match the database"
             ));
+        }
+        if !self.kept.is_empty() {
+            // The closures of units whose drop-in was linked were not
+            // walked. Nothing new read: the file holds them as it is. Else
+            // the file is written again, with them.
+            if nix_db.read_from_database == 0 {
+                self.cache_notes.push(format!("{file}: unchanged"));
+                return;
+            }
+            for (_, roots) in self.kept.values() {
+                let _ = nix_db.closure(roots);
+            }
         }
         let symlinks = &self.symlinks;
         let symlink_of = |node: NodeId| {
@@ -551,9 +573,26 @@ impl Default for Database {
 /// unit over a graph read once for all units; then all store paths are
 /// sorted once, so that each unit's closure sorts as integers.
 pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: &[UnitPlan]) {
+    resolve_closures_with_store(root, config, db, units, None);
+}
+
+/// [`resolve_closures`], except for the units whose drop-in `store` holds:
+/// their closures are not walked (see [`Database::save_cache`]).
+pub fn resolve_closures_with_store(
+    root: &Root,
+    config: &Config,
+    db: &mut Database,
+    units: &[UnitPlan],
+    store: Option<&DropinStore>,
+) {
     let pending: Vec<&UnitPlan> = units
         .iter()
-        .filter(|u| u.request.is_some() && !u.is_blocked() && !db.closures.contains_key(&u.name))
+        .filter(|u| {
+            u.request.is_some()
+                && !u.is_blocked()
+                && !db.closures.contains_key(&u.name)
+                && !db.kept.contains_key(&u.name)
+        })
         .collect();
     if pending.is_empty() {
         return;
@@ -571,6 +610,34 @@ pub fn resolve_closures(root: &Root, config: &Config, db: &mut Database, units: 
     let mut roots = Vec::with_capacity(pending.len());
     for unit in &pending {
         roots.push(root_nodes(root, config, db, unit));
+    }
+    // After every root was looked up: a mismatch drops the cache, and no
+    // drop-in is then kept or linked.
+    if let Some(store) = store {
+        let symlinks = cached_symlink_targets(root, config, db);
+        for (unit, unit_roots) in pending.iter().zip(&roots) {
+            let (Ok((root_nodes, _)), Some(symlinks)) = (unit_roots, &symlinks) else {
+                continue;
+            };
+            let Some(key) = store_key(config, db, unit, store, root_nodes, symlinks) else {
+                continue;
+            };
+            let file = key.file_name();
+            if store.holds(&file) {
+                db.kept
+                    .insert(unit.name.clone(), (file, root_nodes.clone()));
+            } else {
+                db.keep_as.insert(unit.name.clone(), file);
+            }
+        }
+    }
+    let (pending, roots): (Vec<&UnitPlan>, Vec<_>) = pending
+        .into_iter()
+        .zip(roots)
+        .filter(|(unit, _)| !db.kept.contains_key(&unit.name))
+        .unzip();
+    if pending.is_empty() {
+        return;
     }
     let all_roots: Vec<NodeId> = roots
         .iter()
@@ -820,45 +887,26 @@ pub fn compute_with_store(
     if unit.request.is_none() {
         return rendered(Outcome::Empty);
     }
+    if store.is_none() {
+        // Rendered after all (its kept drop-in could not be linked).
+        db.kept.remove(&unit.name);
+    }
     if !unit.is_blocked() && !db.closures.contains_key(&unit.name) {
-        resolve_closures(root, config, db, std::slice::from_ref(unit));
+        resolve_closures_with_store(root, config, db, std::slice::from_ref(unit), store);
+    }
+    if store.is_some()
+        && let Some((file, _)) = db.kept.get(&unit.name)
+    {
+        return Computed::Kept { file: file.clone() };
     }
     if unit.is_blocked() {
         return rendered(Outcome::Blocked {
             text: blocked_text(unit, &unit.errors),
         });
     }
-    let extra_binds: Vec<(String, String)> = unit
-        .roots
-        .extra_binds
-        .iter()
-        .map(|b| (b.source.to_string(), b.target.to_string()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let inputs = Confinement {
-        unit: &unit.merged,
-        store_dir: config.store_dir.as_str(),
-        mode: unit.mode,
-        bin_sh: unit.roots.bin_sh.as_deref(),
-        closure: &[],
-        extra_binds: &extra_binds,
-    };
-    let keep_as =
-        store.and_then(|store| Some((store, kept_key(root, config, db, unit, store, &inputs)?)));
-    if let Some((store, key)) = &keep_as
-        && store.holds(&key.file_name())
-    {
-        let paths = match db.closures.get(&unit.name) {
-            Some(Ok(resolved)) => resolved.reached.len(),
-            _ => 0,
-        };
-        return Computed::Kept {
-            file: key.file_name(),
-            paths,
-        };
-    }
-    let keep_as = keep_as.map(|(_, key)| key.file_name());
+    let extra_binds = extra_binds_of(unit);
+    let inputs = confinement_inputs(config, unit, &extra_binds);
+    let keep_as = store.and(db.keep_as.get(&unit.name).cloned());
     let nodes = match closure_nodes(root, config, db, unit) {
         Ok(nodes) => nodes,
         Err(errors) => {
@@ -907,55 +955,103 @@ pub fn compute_with_store(
     }
 }
 
+/// Exec programs named outside the store, bound where the unit names them;
+/// sorted, each once.
+fn extra_binds_of(unit: &UnitPlan) -> Vec<(String, String)> {
+    unit.roots
+        .extra_binds
+        .iter()
+        .map(|b| (b.source.to_string(), b.target.to_string()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// What the unit's drop-in is rendered from, but its closure.
+fn confinement_inputs<'a>(
+    config: &'a Config,
+    unit: &'a UnitPlan,
+    extra_binds: &'a [(String, String)],
+) -> Confinement<'a> {
+    Confinement {
+        unit: &unit.merged,
+        store_dir: config.store_dir.as_str(),
+        mode: unit.mode,
+        bin_sh: unit.roots.bin_sh.as_deref(),
+        closure: &[],
+        extra_binds,
+    }
+}
+
 /// The key the unit's drop-in is kept under in the drop-in store, when it
-/// may be kept: every path of its closure comes from the closure cache
-/// (which then fixes the closure by the unit's roots) and none is a symlink
-/// (its target is resolved through the host's files on every run).
-/// `inputs` is what the drop-in is rendered from, but the closure.
-fn kept_key(
-    root: &Root,
+/// may be kept: every root of it is a path of the closure cache, which then
+/// fixes its closure (a cache is closed under references). Symlinks are
+/// resolved through the host's files on every run: the targets of all the
+/// cache's symlinks (`symlinks`, see [`cached_symlink_targets`]) are part
+/// of every key, so that no closure needs walking to find its own.
+fn store_key(
     config: &Config,
-    db: &mut Database,
+    db: &Database,
     unit: &UnitPlan,
     store: &DropinStore,
-    inputs: &Confinement<'_>,
+    roots: &[NodeId],
+    symlinks: &[u8],
 ) -> Option<Key> {
-    let (Some(Ok(resolved)), Some(Ok(nix_db))) = (db.closures.get(&unit.name), &db.opened) else {
+    let Some(Ok(nix_db)) = &db.opened else {
         return None;
     };
     let cache = nix_db.cache_stamp()?;
-    let mut hasher = KeyHasher::new();
-    let mut roots: Vec<NodeId> = resolved.origins.keys().copied().collect();
-    roots.sort_unstable();
-    (store.binary(), cache, roots).hash(&mut hasher);
-    let mut encoded = Vec::with_capacity(8192);
-    dropin::encode_inputs(inputs, &mut encoded);
-    hasher.write(&encoded);
-    for &(node, _) in &resolved.reached {
-        match nix_db.cached_symlink(node)? {
-            false => {}
-            // Its target is resolved through the host's files, which can
-            // change: it is part of the key.
-            true => {
-                let index = node as usize;
-                if db.symlinks.len() <= index {
-                    db.symlinks.resize(index + 1, None);
-                }
-                let target = match &db.symlinks[index] {
-                    Some(target) => target.clone(),
-                    None => {
-                        let path = nix_db.known_path(node)?;
-                        let target = resolve_symlink(root, config, path, &unit.name).ok()?;
-                        let target = Some(Arc::from(target));
-                        db.symlinks[index] = Some(target.clone());
-                        target
-                    }
-                };
-                (node, target).hash(&mut hasher);
-            }
-        }
+    if !roots.iter().all(|&node| nix_db.is_cached(node)) {
+        return None;
     }
+    let mut roots = roots.to_vec();
+    roots.sort_unstable();
+    roots.dedup();
+    let mut hasher = KeyHasher::new();
+    (store.binary(), cache, roots).hash(&mut hasher);
+    let extra_binds = extra_binds_of(unit);
+    let mut encoded = Vec::with_capacity(8192);
+    dropin::encode_inputs(
+        &confinement_inputs(config, unit, &extra_binds),
+        &mut encoded,
+    );
+    encoded.extend_from_slice(symlinks);
+    hasher.write(&encoded);
     Some(hasher.key())
+}
+
+/// Every symlink of the closure cache with its resolved target, encoded for
+/// [`store_key`]; `None` when one does not resolve (its unit is blocked when
+/// rendered, and nothing is kept in that run). Resolved once per run, and
+/// remembered for rendering.
+fn cached_symlink_targets(root: &Root, config: &Config, db: &mut Database) -> Option<Vec<u8>> {
+    let Some(Ok(nix_db)) = &db.opened else {
+        return None;
+    };
+    let mut encoded = Vec::new();
+    let mut node: NodeId = 0;
+    while let Some(is_symlink) = nix_db.cached_symlink(node) {
+        if is_symlink {
+            let index = node as usize;
+            if db.symlinks.len() <= index {
+                db.symlinks.resize(index + 1, None);
+            }
+            let target = match &db.symlinks[index] {
+                Some(target) => target.clone()?,
+                None => {
+                    let path = nix_db.known_path(node)?;
+                    let target: Arc<str> = resolve_symlink(root, config, path, "").ok()?.into();
+                    db.symlinks[index] = Some(Some(target.clone()));
+                    target
+                }
+            };
+            encoded.extend_from_slice(&node.to_le_bytes());
+            encoded.extend_from_slice(&(target.len() as u64).to_le_bytes());
+            encoded.extend_from_slice(target.as_bytes());
+        }
+        node += 1;
+    }
+    Some(encoded)
 }
 
 /// The unit's closure sorted by path. Each store path is checked once per

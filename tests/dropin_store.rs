@@ -200,3 +200,45 @@ fn a_kept_dropin_that_cannot_be_linked_is_rendered_and_written() {
         run.stderr
     );
 }
+
+#[test]
+fn a_cache_written_again_still_holds_the_closures_of_linked_units() {
+    // Linked units' closures are not walked; when a run reads something
+    // new and writes the closure cache again, it must still hold them, or
+    // the next runs would read them from the database again.
+    let (root, lib, app) = system("store-rewrite", 12500);
+    for _ in 0..3 {
+        generate_ok(&root);
+    }
+    let other = store_path(12510, "other");
+    root.register(&[(&other, &[])]);
+    root.write_executable(&format!("{other}/bin/other"), "#!/bin/sh\n");
+    root.unit(
+        "other.service",
+        &format!("[Service]\nExecStart={other}/bin/other\nX-ConfinementEnable=yes\n"),
+    );
+    let run = generate_ok(&root);
+    assert!(run.stderr.contains("wrote 3 store paths"), "{}", run.stderr);
+    let cache_path =
+        camino::Utf8PathBuf::from_path_buf(root.path("/run/nix-confinement-generator/closures"))
+            .unwrap();
+    let cache = nix_confinement_generator::store::cache::read(&cache_path)
+        .unwrap()
+        .expect("a cache");
+    let mut cached: Vec<String> = (0..cache.len()).map(|i| cache.path(i).to_owned()).collect();
+    cached.sort();
+    assert_eq!(cached, sorted(vec![lib.clone(), app.clone(), other]));
+    // And the next runs take both units from the cache, then link both.
+    let run = generate_ok(&root);
+    assert!(run.stderr.contains("unchanged"), "{}", run.stderr);
+    let run = generate_ok(&root);
+    assert!(
+        run.stderr.contains("2 drop-in(s) in use, 0 removed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        sorted(binds(&root.dropin("app.service"))),
+        sorted(vec![app, lib])
+    );
+}
