@@ -263,7 +263,13 @@ fn run_generator(
                                 used.insert(name.clone());
                             }
                             kept && output
-                                .link_dropin_from(&mut dirs, &unit, &file_name, store.dir(), &name)
+                                .replace_dropin_with_link(
+                                    &mut dirs,
+                                    &unit,
+                                    &file_name,
+                                    store.dir(),
+                                    &name,
+                                )
                                 .is_ok()
                         });
                         if !linked
@@ -281,7 +287,13 @@ fn run_generator(
                     } => {
                         let linked = store.is_some_and(|store| {
                             output
-                                .link_dropin_from(&mut dirs, &unit, &file_name, store.dir(), &kept)
+                                .replace_dropin_with_link(
+                                    &mut dirs,
+                                    &unit,
+                                    &file_name,
+                                    store.dir(),
+                                    &kept,
+                                )
                                 .is_ok()
                         });
                         if linked {

@@ -109,6 +109,32 @@ impl OutputDir {
         source: &OwnedFd,
         shared: &str,
     ) -> Result<(), OutputError> {
+        self.link_dropin(dirs, unit, file_name, source, shared, false)
+    }
+
+    /// [`OutputDir::link_dropin_from`] over a drop-in known to be there
+    /// (the blocking one): straight through a temporary name, two system
+    /// calls instead of four.
+    pub fn replace_dropin_with_link(
+        &self,
+        dirs: &mut HashMap<String, OwnedFd>,
+        unit: &str,
+        file_name: &str,
+        source: &OwnedFd,
+        shared: &str,
+    ) -> Result<(), OutputError> {
+        self.link_dropin(dirs, unit, file_name, source, shared, true)
+    }
+
+    fn link_dropin(
+        &self,
+        dirs: &mut HashMap<String, OwnedFd>,
+        unit: &str,
+        file_name: &str,
+        source: &OwnedFd,
+        shared: &str,
+        replacing: bool,
+    ) -> Result<(), OutputError> {
         if !is_plain_name(shared) {
             return Err(OutputError {
                 path: self.path.join(shared),
@@ -118,20 +144,30 @@ impl OutputDir {
         let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
         let link =
             |name: &str| linkat(source, shared, unit_dir, name, nix::fcntl::AtFlags::empty());
-        match link(file_name) {
+        let linked = if replacing {
+            Err(Errno::EEXIST)
+        } else {
+            link(file_name)
+        };
+        match linked {
             Ok(()) => Ok(()),
-            // Something is there already (the output directory was not made
-            // fresh): replaced the way a written file is, through a
-            // temporary name.
+            // Something is there already: replaced the way a written file
+            // is, through a temporary name (one a killed run left is
+            // removed first).
             Err(Errno::EEXIST) => {
                 let temp_name = temporary_name(file_name);
-                let _ = unlinkat(unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-                link(&temp_name)
-                    .and_then(|()| renameat(unit_dir, temp_name.as_str(), unit_dir, file_name))
-                    .map_err(|e| {
+                match link(&temp_name) {
+                    Err(Errno::EEXIST) => {
                         let _ = unlinkat(unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-                        error(format!("linking {shared}: {}", e.desc()))
-                    })
+                        link(&temp_name)
+                    }
+                    other => other,
+                }
+                .and_then(|()| renameat(unit_dir, temp_name.as_str(), unit_dir, file_name))
+                .map_err(|e| {
+                    let _ = unlinkat(unit_dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
+                    error(format!("linking {shared}: {}", e.desc()))
+                })
             }
             Err(e) => Err(error(format!("linking {shared}: {}", e.desc()))),
         }
@@ -342,6 +378,28 @@ mod tests {
                 .is_err()
         );
         assert!(!dir.join("d.service.d").exists());
+    }
+
+    #[test]
+    fn replaces_a_dropin_with_a_link_through_a_temporary_name() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("replace");
+        let out = OutputDir::open(&dir).unwrap();
+        out.write_unit("kept.conf", "final").unwrap();
+        let mut dirs = HashMap::new();
+        out.write_dropin_with(&mut dirs, "a.service", "zz.conf", "blocked")
+            .unwrap();
+        // What a killed run of the same pid would have left.
+        std::fs::write(dir.join("a.service.d").join(temporary_name("zz.conf")), "x").unwrap();
+        for unit in ["a.service", "b.service"] {
+            out.replace_dropin_with_link(&mut dirs, unit, "zz.conf", out.dir(), "kept.conf")
+                .unwrap();
+            let path = dir.join(format!("{unit}.d/zz.conf"));
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "final");
+            let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+            assert_eq!(names.len(), 1, "{unit}: no temporary file is left behind");
+        }
+        assert_eq!(std::fs::metadata(dir.join("kept.conf")).unwrap().nlink(), 3);
     }
 
     #[test]
