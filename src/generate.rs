@@ -763,7 +763,7 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
             // closures then bind cached paths without checking each again.
             if let Some(bad) = (0..cache.len())
                 .map(|i| cache.path(i))
-                .find(|&path| config.store_dir.store_path_of(path) != Some(path))
+                .find(|&path| !config.store_dir.is_store_path(path))
             {
                 return Err(format!(
                     "{file}: holds {bad:?}, which is not a store path in {}",
@@ -1120,7 +1120,7 @@ fn closure_nodes(
         db.load_path(node).map_err(db_error)?;
         let path = db.known_path(node).unwrap_or_default();
         // A path from the closure cache was checked when it was read.
-        if !db.is_cached(node) && config.store_dir.store_path_of(path) != Some(path) {
+        if !db.is_cached(node) && !config.store_dir.is_store_path(path) {
             return Err(vec![Diagnostic::error(
                 Some(name),
                 None,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod diag;
 pub mod dropin;
 pub mod dropin_store;
+pub mod fast_map;
 pub mod generate;
 pub mod logging;
 pub mod output;

@@ -9,9 +9,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::Value;
 use rusqlite::vtab::array::Array;
 use rusqlite::{Connection, OpenFlags};
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -113,29 +111,7 @@ fn references_of<'a>(
     }
 }
 
-/// A hasher for database ids: they are distinct integers, so a multiply is
-/// as good as SipHash here and several times cheaper.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-    fn write_i64(&mut self, n: i64) {
-        self.0 = (n as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_i64(i64::from(n));
-    }
-}
-
-pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+use crate::fast_map::FastMap as IdMap;
 
 /// An open database with the part of the reference graph read so far,
 /// shared by every unit of a run so that common subgraphs are read once.
@@ -177,7 +153,7 @@ pub struct NixDb {
     in_graph: Vec<bool>,
     /// Store paths looked up by [`NixDb::look_up_all`]: id and
     /// registration time, `None` when not valid.
-    looked_up: HashMap<String, Option<(i64, Option<i64>)>>,
+    looked_up: IdMap<String, Option<(i64, Option<i64>)>>,
     /// Store paths whose references were read from the database (not taken
     /// from the cache) in this run.
     pub read_from_database: usize,
@@ -255,7 +231,7 @@ impl NixDb {
             cache_stamp: None,
             cache_sorted: false,
             adjacency: None,
-            looked_up: HashMap::new(),
+            looked_up: IdMap::default(),
             cache_dropped: false,
             in_graph: Vec::new(),
             read_from_database: 0,

@@ -59,6 +59,23 @@ impl StoreDir {
         &self.0
     }
 
+    /// Whether `path` is a store path itself (not below one): what
+    /// `store_path_of(path) == Some(path)` says, in one pass over the bytes
+    /// (every path of the closure cache is checked on every run).
+    pub fn is_store_path(&self, path: &str) -> bool {
+        let Some(rest) = path
+            .as_bytes()
+            .strip_prefix(self.0.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"/"))
+        else {
+            return false;
+        };
+        rest.len() > HASH_LEN + 1
+            && rest[..HASH_LEN].iter().all(|&b| is_hash_char(b))
+            && rest[HASH_LEN] == b'-'
+            && rest[HASH_LEN + 1..].iter().all(|&b| is_name_char(b))
+    }
+
     /// If `path` is a store path or lies below one, that store path.
     pub fn store_path_of<'a>(&self, path: &'a str) -> Option<&'a str> {
         let rest = path.strip_prefix(self.0.as_str())?.strip_prefix('/')?;
@@ -196,6 +213,33 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn is_store_path_agrees_with_store_path_of() {
+        let dir = StoreDir::new("/nix/store");
+        let hash = "0123456789abcdfghijklmnpqrsvwxyz";
+        for path in [
+            format!("/nix/store/{hash}-foo-1.0"),
+            format!("/nix/store/{hash}-foo/bin/foo"),
+            format!("/nix/store/{hash}-"),
+            format!("/nix/store/{hash}foo"),
+            format!("/nix/store/{}-foo", &hash[1..]),
+            format!("/nix/store/{}e-foo", &hash[1..]),
+            format!("/nix/store/{hash}-foo bar"),
+            format!("/nix/store/{hash}-fo\u{e9}"),
+            format!("/nix/storex/{hash}-foo"),
+            format!("/nix/{hash}-foo"),
+            "/etc/shadow".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(
+                dir.is_store_path(&path),
+                dir.store_path_of(&path) == Some(path.as_str()),
+                "{path:?}"
+            );
+        }
+        assert!(dir.is_store_path(&format!("/nix/store/{hash}-foo-1.0")));
+    }
+
     use super::*;
 
     const H: &str = "0123456789abcdfghijklmnpqrsvwxyz";

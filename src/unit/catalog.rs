@@ -9,9 +9,10 @@
 use super::merged::FileReader;
 use super::name::{UnitName, dropin_dir_names};
 use crate::diag::{Diagnostic, Location};
+use crate::fast_map::FastMap;
 use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What the highest-priority entry for a unit name is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +66,7 @@ struct Listing {
     /// Names and types as readdir reports them (no extra system call).
     entries: Vec<(String, Option<std::fs::FileType>)>,
     /// `NAME.d` → its listing.
-    dropin_dirs: HashMap<String, Listing>,
+    dropin_dirs: FastMap<String, Listing>,
 }
 
 impl Listing {
@@ -90,7 +91,7 @@ impl Listing {
                 Some(Listing {
                     real_dir,
                     entries,
-                    dropin_dirs: HashMap::new(),
+                    dropin_dirs: FastMap::default(),
                 })
             })
             .collect();
@@ -150,7 +151,7 @@ impl Listing {
                     let listing = Listing {
                         real_dir: real_dir.clone(),
                         entries,
-                        dropin_dirs: HashMap::new(),
+                        dropin_dirs: FastMap::default(),
                     };
                     dirs.push((*index, name.clone(), listing, dropin_files));
                 } else if let Some(real) = file_jobs.get(job - dir_jobs.len()) {
@@ -222,7 +223,7 @@ pub struct Catalog {
     /// Unit or type name → for each search directory with a `NAME.d/`
     /// holding `.conf` files (by index, ascending), those files, by file
     /// name.
-    dropin_dirs: HashMap<String, Vec<DropinDir>>,
+    dropin_dirs: FastMap<String, Vec<DropinDir>>,
     pub warnings: Vec<Diagnostic>,
 }
 

@@ -4,9 +4,9 @@
 use super::catalog::UnitFiles;
 use super::syntax::parse_unit_file;
 use crate::diag::{Diagnostic, Location};
+use crate::fast_map::FastMap;
 use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// One assignment, where it came from.
@@ -43,14 +43,14 @@ pub struct FileReader<'r> {
     /// component, which made each lookup cost more than reading the bytes
     /// (the paths are all made the same way: a resolved directory joined
     /// with a name; a path spelt otherwise is only read again).
-    cache: HashMap<String, FileContents>,
+    cache: FastMap<String, FileContents>,
 }
 
 impl<'r> FileReader<'r> {
     pub fn new(root: &'r Root) -> Self {
         FileReader {
             root,
-            cache: HashMap::new(),
+            cache: FastMap::default(),
         }
     }
 
