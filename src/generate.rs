@@ -887,17 +887,20 @@ pub fn compute_with_store(
     if unit.request.is_none() {
         return rendered(Outcome::Empty);
     }
-    if store.is_none() {
+    match store {
+        Some(_) => {
+            if let Some((file, _)) = db.kept.get(&unit.name) {
+                return Computed::Kept { file: file.clone() };
+            }
+        }
         // Rendered after all (its kept drop-in could not be linked).
-        db.kept.remove(&unit.name);
+        None => _ = db.kept.remove(&unit.name),
     }
     if !unit.is_blocked() && !db.closures.contains_key(&unit.name) {
         resolve_closures_with_store(root, config, db, std::slice::from_ref(unit), store);
-    }
-    if store.is_some()
-        && let Some((file, _)) = db.kept.get(&unit.name)
-    {
-        return Computed::Kept { file: file.clone() };
+        if let (Some(_), Some((file, _))) = (store, db.kept.get(&unit.name)) {
+            return Computed::Kept { file: file.clone() };
+        }
     }
     if unit.is_blocked() {
         return rendered(Outcome::Blocked {

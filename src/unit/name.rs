@@ -37,12 +37,16 @@ impl<'a> UnitName<'a> {
         if name.is_empty() || name.len() > UNIT_NAME_MAX {
             return None;
         }
-        let (stem, unit_type) = name.rsplit_once('.')?;
+        // Bytes, not `rsplit_once(char)`: names are parsed ten thousand
+        // times a run, and the char searchers cost several times more.
+        let bytes = name.as_bytes();
+        let dot = bytes.iter().rposition(|&b| b == b'.')?;
+        let (stem, unit_type) = (&name[..dot], &name[dot + 1..]);
         if !UNIT_TYPES.contains(&unit_type) {
             return None;
         }
-        let (prefix, instance) = match stem.split_once('@') {
-            Some((prefix, instance)) => (prefix, Some(instance)),
+        let (prefix, instance) = match stem.bytes().position(|b| b == b'@') {
+            Some(at) => (&stem[..at], Some(&stem[at + 1..])),
             None => (stem, None),
         };
         let valid = !prefix.is_empty()
