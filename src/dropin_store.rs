@@ -6,16 +6,18 @@
 //! drop-in is a function of what it is made from: the generator's binary,
 //! what [`crate::dropin::render_confinement`] reads of the unit (see
 //! [`crate::dropin::encode_inputs`]), and the unit's closure — which, when
-//! every path of it comes from the closure cache, is fixed by the cache file
-//! and the unit's roots in it (a cache is closed under references and
-//! checked against the database on every run, see [`crate::store::cache`]).
-//! [`Key`] is a 128-bit digest of these. The store keeps each rendered
-//! drop-in as `<key>.conf`; a run that finds its key there hard-links that
-//! file into the output directory instead of rendering and writing it.
+//! every root of the unit is in the closure cache, is fixed by the cache file
+//! and the roots' places in it (a cache is closed under references and
+//! checked against the database on every run, see [`crate::store::cache`])
+//! — except for symlinks in it, whose targets are resolved through the
+//! host's files: the targets of all the cache's symlinks are resolved once
+//! per run and go into every key. [`Key`] is a 128-bit digest of these. The
+//! store keeps each rendered drop-in as `<key>.conf`; a run that finds a
+//! unit's key there hard-links that file into the output directory and
+//! neither walks the unit's closure nor renders it.
 //!
 //! What keeps this safe:
-//! - a unit whose closure holds a path not from the cache, or a symlink
-//!   (its target is resolved through the host's files), is not kept: it is
+//! - a unit with a root not in the closure cache is not kept: it is
 //!   rendered on every run;
 //! - a file is written whole (a temporary name, renamed) and never written
 //!   again: the output directory's link and the store's are one inode;
@@ -26,6 +28,10 @@
 //!   of the last run, no more;
 //! - when a link fails, the drop-in is rendered and written as without a
 //!   store.
+//!
+//! A run that writes the closure cache again (it read something new from
+//! the database) changes every key: the next run renders and keeps every
+//! drop-in once more, and the one after links them.
 
 use std::collections::HashSet;
 use std::hash::{DefaultHasher, Hasher};

@@ -1043,6 +1043,8 @@ fn cached_symlink_targets(root: &Root, config: &Config, db: &mut Database) -> Op
                 Some(target) => target.clone()?,
                 None => {
                     let path = nix_db.known_path(node)?;
+                    // Not resolving is reported for the unit that binds it,
+                    // when it is rendered.
                     let target: Arc<str> = resolve_symlink(root, config, path, "").ok()?.into();
                     db.symlinks[index] = Some(Some(target.clone()));
                     target
