@@ -12,7 +12,9 @@ use crate::diag::{Diagnostic, Location};
 use crate::fast_map::FastMap;
 use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
+use nix::fcntl::OFlag;
 use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::OwnedFd;
 
 /// What the highest-priority entry for a unit name is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,9 +97,24 @@ impl Listing {
                 })
             })
             .collect();
+        // Each search directory opened once: its unit files (most of the
+        // files a run reads) are opened relative to it.
+        let search_dirs: Vec<Option<OwnedFd>> = listings
+            .iter()
+            .map(|listing| {
+                let listing = listing.as_ref()?;
+                nix::fcntl::open(
+                    crate::diag::under_root(root.dir(), &listing.real_dir).as_std_path(),
+                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .ok()
+            })
+            .collect();
         // (search dir index, `NAME.d`, its resolved path)
         let mut dir_jobs: Vec<(usize, String, Utf8PathBuf)> = Vec::new();
-        let mut file_jobs: Vec<Utf8PathBuf> = Vec::new();
+        // (search dir index, the unit file's resolved path)
+        let mut file_jobs: Vec<(usize, Utf8PathBuf)> = Vec::new();
         for (index, listing) in listings.iter().enumerate() {
             let Some(listing) = listing else { continue };
             for (name, file_type) in &listing.entries {
@@ -115,7 +132,7 @@ impl Listing {
                     }
                 } else if file_type.is_some_and(|t| t.is_file()) && UnitName::parse(name).is_some()
                 {
-                    file_jobs.push(listing.real_dir.join(name));
+                    file_jobs.push((index, listing.real_dir.join(name)));
                 }
             }
         }
@@ -154,8 +171,15 @@ impl Listing {
                         dropin_dirs: FastMap::default(),
                     };
                     dirs.push((*index, name.clone(), listing, dropin_files));
-                } else if let Some(real) = file_jobs.get(job - dir_jobs.len()) {
-                    files.push((real.clone(), read_under(root_dir, real, &mut buffer)));
+                } else if let Some((index, real)) = file_jobs.get(job - dir_jobs.len()) {
+                    let read = match (&search_dirs[*index], real.file_name()) {
+                        (Some(dir), Some(name)) => {
+                            super::merged::read_file_at(dir, name, &mut buffer)
+                                .map_err(|e| e.to_string())
+                        }
+                        _ => read_under(root_dir, real, &mut buffer),
+                    };
+                    files.push((real.clone(), read));
                 } else {
                     break;
                 }

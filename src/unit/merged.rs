@@ -90,13 +90,35 @@ impl<'r> FileReader<'r> {
 /// fresh memory per file, a page fault each (unit files are a few hundred
 /// bytes; the result is copied out at its size).
 pub(crate) fn read_file(path: &Utf8Path, buffer: &mut Vec<u8>) -> std::io::Result<Arc<[u8]>> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         // A FIFO where a unit file was listed must not block the boot.
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
+    read_whole(file, buffer)
+}
+
+/// [`read_file`] of `name` in the directory `dir`: the kernel walks one
+/// component instead of the whole path (a thousand unit files sit in a few
+/// search directories).
+pub(crate) fn read_file_at(
+    dir: &std::os::fd::OwnedFd,
+    name: &str,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Arc<[u8]>> {
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    read_whole(std::fs::File::from(fd), buffer)
+}
+
+fn read_whole(file: std::fs::File, buffer: &mut Vec<u8>) -> std::io::Result<Arc<[u8]>> {
+    use std::io::Read;
     // Through `take`, std reads straight into the vector until the end,
     // without the fstat() and lseek() it does for `File` to size it.
     buffer.clear();
