@@ -318,7 +318,7 @@ fn run_generator(
             }
             let (unit_name, file_name) = (unit.name.clone(), unit.dropin_name.clone());
             let job = match computed {
-                Computed::Kept { file, .. } => {
+                Computed::Kept { file } => {
                     confined += 1;
                     Job::Link {
                         unit: unit_name,
