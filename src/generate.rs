@@ -255,7 +255,7 @@ fn candidate_names(catalog: &Catalog) -> Vec<(String, Kind)> {
     // live only in an alias's drop-in directory); `plan` reads each unit once,
     // under the name it loads as.
     let mut names: BTreeMap<String, Kind> = BTreeMap::new();
-    for (name, entry) in catalog.names() {
+    for (name, entry) in catalog.entries() {
         if !matches!(entry, Entry::Masked { .. }) {
             names.insert(name.to_owned(), kind_of(name));
         }
@@ -266,8 +266,10 @@ fn candidate_names(catalog: &Catalog) -> Vec<(String, Kind)> {
             names.entry(name.to_owned()).or_insert(Kind::Instance);
         }
     }
+    // In name order already: a stable sort puts templates first and keeps
+    // it (without a copy of each name per comparison).
     let mut ordered: Vec<(String, Kind)> = names.into_iter().collect();
-    ordered.sort_by_key(|(name, kind)| (*kind != Kind::Template, name.clone()));
+    ordered.sort_by_key(|(_, kind)| *kind != Kind::Template);
     ordered
 }
 
@@ -530,8 +532,6 @@ impl Database {
     pub fn with_opening(file: Option<&camino::Utf8Path>, opening: Opening) -> Database {
         Database {
             opening: Some(opening),
-            kept: HashMap::new(),
-            keep_as: HashMap::new(),
             ..Database::with_cache(file)
         }
     }
@@ -797,7 +797,7 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
             }
             let paths = cache.len();
             nix_db
-                .use_cache(cache, Some(stamp))
+                .use_cache(cache, stamp)
                 .map(|()| format!("{file}: read {paths} store paths"))
                 .map_err(|e| format!("{file}: {e}"))
         }
@@ -912,20 +912,16 @@ pub fn compute_with_store(
     if unit.request.is_none() {
         return rendered(Outcome::Empty);
     }
-    match store {
-        Some(_) => {
-            if let Some((file, _)) = db.kept.get(&unit.name) {
-                return Computed::Kept { file: file.clone() };
-            }
-        }
+    if store.is_none() {
         // Rendered after all (its kept drop-in could not be linked).
-        None => _ = db.kept.remove(&unit.name),
+        db.kept.remove(&unit.name);
     }
+    // (A unit found kept is left out of the walk, and returned below.)
     if !unit.is_blocked() && !db.closures.contains_key(&unit.name) {
         resolve_closures_with_store(root, config, db, std::slice::from_ref(unit), store);
-        if let (Some(_), Some((file, _))) = (store, db.kept.get(&unit.name)) {
-            return Computed::Kept { file: file.clone() };
-        }
+    }
+    if let Some((file, _)) = db.kept.get(&unit.name) {
+        return Computed::Kept { file: file.clone() };
     }
     if unit.is_blocked() {
         return rendered(Outcome::Blocked {
@@ -1060,18 +1056,15 @@ fn cached_symlink_targets(root: &Root, config: &Config, db: &mut Database) -> Op
     let mut node: NodeId = 0;
     while let Some(is_symlink) = nix_db.cached_symlink(node) {
         if is_symlink {
-            let index = node as usize;
-            if db.symlinks.len() <= index {
-                db.symlinks.resize(index + 1, None);
-            }
-            let target = match &db.symlinks[index] {
+            let slot = symlink_slot(&mut db.symlinks, node);
+            let target = match slot {
                 Some(target) => target.clone()?,
                 None => {
                     let path = nix_db.known_path(node)?;
                     // Not resolving is reported for the unit that binds it,
                     // when it is rendered.
                     let target: Arc<str> = resolve_symlink(root, config, path, "").ok()?.into();
-                    db.symlinks[index] = Some(Some(target.clone()));
+                    *slot = Some(Some(target.clone()));
                     target
                 }
             };
@@ -1140,11 +1133,8 @@ fn closure_nodes(
     let symlinks = &mut database.symlinks;
     let probe = &mut database.probe;
     for &node in &order {
-        let index = node as usize;
-        if symlinks.len() <= index {
-            symlinks.resize(index + 1, None);
-        }
-        if symlinks[index].is_some() {
+        let slot = symlink_slot(symlinks, node);
+        if slot.is_some() {
             continue;
         }
         db.load_path(node).map_err(db_error)?;
@@ -1171,9 +1161,22 @@ fn closure_nodes(
                 symlink_target(root, config, probe, path, name).map_err(|e| vec![e])?
             }
         };
-        symlinks[index] = Some(target.map(Arc::from));
+        *slot = Some(target.map(Arc::from));
     }
     Ok(order)
+}
+
+/// What is known of `node`'s symlink target (see [`Database`]'s
+/// `symlinks`), the table grown to hold it.
+fn symlink_slot(
+    symlinks: &mut Vec<Option<Option<Arc<str>>>>,
+    node: NodeId,
+) -> &mut Option<Option<Arc<str>>> {
+    let index = node as usize;
+    if symlinks.len() <= index {
+        symlinks.resize(index + 1, None);
+    }
+    &mut symlinks[index]
 }
 
 /// For `explain`: each path of the closure with the chain of references

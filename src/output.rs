@@ -96,23 +96,11 @@ impl OutputDir {
         shared: &str,
     ) -> Result<(), OutputError> {
         // Refused before the unit's directory is made for it.
-        self.link_dropin_from(dirs, unit, file_name, &self.dir, shared)
+        self.link_dropin(dirs, unit, file_name, &self.dir, shared, false)
     }
 
-    /// [`OutputDir::link_dropin_with`] from a file `shared` in another
-    /// directory `source` (on the same file system).
-    pub fn link_dropin_from(
-        &self,
-        dirs: &mut HashMap<String, OwnedFd>,
-        unit: &str,
-        file_name: &str,
-        source: &OwnedFd,
-        shared: &str,
-    ) -> Result<(), OutputError> {
-        self.link_dropin(dirs, unit, file_name, source, shared, false)
-    }
-
-    /// [`OutputDir::link_dropin_from`] over a drop-in known to be there
+    /// [`OutputDir::link_dropin_with`] of a file `shared` in the directory
+    /// `source` (on the same file system) over a drop-in known to be there
     /// (the blocking one): straight through a temporary name, two system
     /// calls instead of four.
     pub fn replace_dropin_with_link(
@@ -284,6 +272,10 @@ fn is_plain_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn entries_in(dir: &Utf8Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
     fn temp_dir(name: &str) -> Utf8PathBuf {
         let dir = Utf8PathBuf::from(format!(
             "{}/ncg-output-{name}-{}",
@@ -305,10 +297,11 @@ mod tests {
             .unwrap();
         let path = dir.join("a.service.d/zz-confinement.conf");
         assert_eq!(std::fs::read_to_string(path).unwrap(), "two");
-        let names: Vec<_> = std::fs::read_dir(dir.join("a.service.d"))
-            .unwrap()
-            .collect();
-        assert_eq!(names.len(), 1, "no temporary file is left behind");
+        assert_eq!(
+            entries_in(&dir.join("a.service.d")),
+            1,
+            "no temporary file is left behind"
+        );
     }
 
     #[test]
@@ -362,8 +355,11 @@ mod tests {
         for unit in ["a", "b", "c"] {
             let path = dir.join(format!("{unit}.service.d/zz.conf"));
             assert_eq!(std::fs::read_to_string(&path).unwrap(), "blocked");
-            let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
-            assert_eq!(names.len(), 1, "{unit}: no temporary file is left behind");
+            assert_eq!(
+                entries_in(path.parent().unwrap()),
+                1,
+                "{unit}: no temporary file is left behind"
+            );
         }
         // One file: the final drop-in of a unit replaces its link only.
         out.write_dropin_with(&mut dirs, "a.service", "zz.conf", "final")
@@ -396,8 +392,11 @@ mod tests {
                 .unwrap();
             let path = dir.join(format!("{unit}.d/zz.conf"));
             assert_eq!(std::fs::read_to_string(&path).unwrap(), "final");
-            let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
-            assert_eq!(names.len(), 1, "{unit}: no temporary file is left behind");
+            assert_eq!(
+                entries_in(path.parent().unwrap()),
+                1,
+                "{unit}: no temporary file is left behind"
+            );
         }
         assert_eq!(std::fs::metadata(dir.join("kept.conf")).unwrap().nlink(), 3);
     }

@@ -330,24 +330,18 @@ impl<R: Read> Reader<'_, R> {
         if n as u64 > self.size.saturating_sub(self.at) {
             return Err(format!("truncated at byte {}: {n} more expected", self.at));
         }
-        // Room for all of it at once: growing by doubling would copy the
-        // megabyte of paths and touch twice the memory.
+        // Room for all of it at once (growing by doubling would copy the
+        // megabyte of paths and touch twice the memory), read into without
+        // zeroing it first.
         let mut out = Vec::with_capacity(n);
-        let mut left = n;
-        while left > 0 {
-            let piece = left.min(1 << 16);
-            // Read into the vector's spare room: not zeroed first (a
-            // memset over the megabyte of paths, for nothing).
-            let read = (&mut *self.input)
-                .take(piece as u64)
-                .read_to_end(&mut out)
-                .map_err(|e| format!("at byte {}: {e}", self.at))?;
-            if read < piece {
-                return Err(format!("truncated at byte {}", self.at + read as u64));
-            }
-            self.at += piece as u64;
-            left -= piece;
+        let read = (&mut *self.input)
+            .take(n as u64)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("at byte {}: {e}", self.at))?;
+        if read < n {
+            return Err(format!("truncated at byte {}", self.at + read as u64));
         }
+        self.at += n as u64;
         Ok(out)
     }
     fn u32(&mut self) -> Result<u32, String> {

@@ -3,6 +3,7 @@
 //! any file (the generator may run on a read-only root, and must never leave
 //! `-wal`/`-shm` files behind in a store it does not own).
 
+use crate::fast_map::FastMap as IdMap;
 use crate::rootfs::Root;
 use crate::store::cache::{ClosureCache, DatabaseMark, FileStamp, Tables};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -110,8 +111,6 @@ fn references_of<'a>(
         None => nodes[node as usize].references.as_deref(),
     }
 }
-
-use crate::fast_map::FastMap as IdMap;
 
 /// An open database with the part of the reference graph read so far,
 /// shared by every unit of a run so that common subgraphs are read once.
@@ -246,11 +245,7 @@ impl NixDb {
     /// Refused when it was made for another database file, when it is
     /// damaged (an id twice), or when references were added to one of its
     /// store paths since it was made.
-    pub fn use_cache(
-        &mut self,
-        cache: ClosureCache,
-        stamp: Option<FileStamp>,
-    ) -> Result<(), String> {
+    pub fn use_cache(&mut self, cache: ClosureCache, stamp: FileStamp) -> Result<(), String> {
         let made_for = cache.database;
         if (made_for.device, made_for.inode) != self.file {
             return Err(format!(
@@ -285,7 +280,7 @@ impl NixDb {
         }
         self.cache_sorted = (1..n).all(|i| cache.path(i - 1) < cache.path(i));
         self.cache = Some(cache);
-        self.cache_stamp = stamp;
+        self.cache_stamp = Some(stamp);
         // With the closures cached, only the roots are looked up: one or
         // two pages each, never read twice. SQLite's default 2 MiB page
         // cache would only add to the peak memory (it is restored before
