@@ -7,7 +7,7 @@ mod support;
 
 use nix_confinement_generator::store::cache::{self, ClosureCache};
 use std::os::unix::fs::PermissionsExt;
-use support::{TestRoot, binds, store_path};
+use support::{TestRoot, assert_logged, binds, store_path};
 
 const CACHE: &str = "/run/nix-confinement-generator/closures";
 
@@ -36,16 +36,6 @@ fn system(name: &str, seed: u64) -> System {
         lib,
         app,
     }
-}
-
-/// The run logged `text` (the debug log says what happened to the cache).
-fn assert_logged(run: &support::Run, text: impl AsRef<str>) {
-    let text = text.as_ref();
-    assert!(
-        run.stderr.contains(text),
-        "{text:?} not in:\n{}",
-        run.stderr
-    );
 }
 
 fn assert_exact_closure(root: &TestRoot, unit: &str, roots: &[&str]) {

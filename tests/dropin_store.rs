@@ -8,7 +8,7 @@ mod support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use support::{TestRoot, binds, store_path};
+use support::{TestRoot, assert_logged, binds, store_path};
 
 const STORE: &str = "/run/nix-confinement-generator/dropins";
 
@@ -79,11 +79,7 @@ fn a_run_links_the_kept_dropin_with_the_same_bytes() {
         "the output is a link to the kept file"
     );
     for run in [&second, &third] {
-        assert!(
-            run.stderr.contains("1 drop-in(s) in use, 0 removed"),
-            "{}",
-            run.stderr
-        );
+        assert_logged(run, "1 drop-in(s) in use, 0 removed");
     }
 }
 
@@ -112,11 +108,7 @@ fn a_changed_unit_is_rendered_again_and_its_old_dropin_removed() {
     let after = kept(&root);
     assert_eq!(after.len(), 1, "the old drop-in is removed: {after:?}");
     assert_ne!(after, before);
-    assert!(
-        run.stderr.contains("1 drop-in(s) in use, 1 removed"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "1 drop-in(s) in use, 1 removed");
     // And the same text as a run without any store writes.
     root.write(
         "/etc/systemd/nix-confinement-generator.conf",
@@ -165,11 +157,8 @@ fn a_store_others_can_write_is_not_used() {
     let expected = root.dropin("app.service");
     std::fs::set_permissions(root.path(STORE), std::fs::Permissions::from_mode(0o777)).unwrap();
     let run = generate_ok(&root);
-    assert!(
-        run.stderr.contains("drop-in store not used") && run.stderr.contains("mode 777"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "drop-in store not used");
+    assert_logged(&run, "mode 777");
     assert_eq!(root.dropin("app.service"), expected);
     assert_eq!(
         std::fs::metadata(dropin_path(&root, "app.service"))
@@ -194,11 +183,7 @@ fn a_kept_dropin_that_cannot_be_linked_is_rendered_and_written() {
     let run = generate_ok(&root);
     assert_eq!(root.dropin("app.service"), expected);
     assert_eq!(sorted(binds(&expected)), sorted(vec![app, lib]));
-    assert!(
-        run.stderr.contains("1 unit(s) confined, 0 blocked"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "1 unit(s) confined, 0 blocked");
 }
 
 #[test]
@@ -218,7 +203,7 @@ fn a_cache_written_again_still_holds_the_closures_of_linked_units() {
         &format!("[Service]\nExecStart={other}/bin/other\nX-ConfinementEnable=yes\n"),
     );
     let run = generate_ok(&root);
-    assert!(run.stderr.contains("wrote 3 store paths"), "{}", run.stderr);
+    assert_logged(&run, "wrote 3 store paths");
     let cache_path =
         camino::Utf8PathBuf::from_path_buf(root.path("/run/nix-confinement-generator/closures"))
             .unwrap();
@@ -230,13 +215,9 @@ fn a_cache_written_again_still_holds_the_closures_of_linked_units() {
     assert_eq!(cached, sorted(vec![lib.clone(), app.clone(), other]));
     // And the next runs take both units from the cache, then link both.
     let run = generate_ok(&root);
-    assert!(run.stderr.contains("unchanged"), "{}", run.stderr);
+    assert_logged(&run, "unchanged");
     let run = generate_ok(&root);
-    assert!(
-        run.stderr.contains("2 drop-in(s) in use, 0 removed"),
-        "{}",
-        run.stderr
-    );
+    assert_logged(&run, "2 drop-in(s) in use, 0 removed");
     assert_eq!(
         sorted(binds(&root.dropin("app.service"))),
         sorted(vec![app, lib])

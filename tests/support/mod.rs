@@ -39,6 +39,17 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// The run logged `text` (at debug level the log says what happened to
+/// the caches).
+pub fn assert_logged(run: &Run, text: impl AsRef<str>) {
+    let text = text.as_ref();
+    assert!(
+        run.stderr.contains(text),
+        "{text:?} not in:\n{}",
+        run.stderr
+    );
+}
+
 impl From<std::process::Output> for Run {
     fn from(output: std::process::Output) -> Run {
         Run {
