@@ -14,6 +14,7 @@ use crate::diag::{Diagnostic, Location};
 use crate::dropin::{self, ClosurePath, Confinement};
 use crate::dropin_store::{DropinStore, Key, KeyHasher};
 use crate::rootfs::Root;
+use crate::store::cache::Sources;
 use crate::store::db::NodeId;
 use crate::store::disk::StoreProbe;
 use crate::store::roots::{Origin, Roots, collect_roots};
@@ -483,6 +484,8 @@ pub struct Database {
     cache_file: Option<camino::Utf8PathBuf>,
     /// What happened to the cache, for the debug log.
     pub cache_notes: Vec<String>,
+    /// What the database was read from, when a cache may be written.
+    sources: Option<Sources>,
     /// The database being opened in the background, if it was started.
     opening: Option<Opening>,
     /// Units whose drop-in the drop-in store holds: the file, and the roots
@@ -512,6 +515,7 @@ impl Database {
             probe: None,
             cache_file: None,
             cache_notes: Vec::new(),
+            sources: None,
             opening: None,
             kept: HashMap::new(),
             keep_as: HashMap::new(),
@@ -539,7 +543,9 @@ impl Database {
     /// Writes the closure cache for the next run, when this run read
     /// something the cache did not have.
     pub fn save_cache(&mut self, root: &Root, config: &Config) {
-        let (Some(file), Some(Ok(nix_db))) = (&self.cache_file, &mut self.opened) else {
+        let (Some(file), Some(Ok(nix_db)), Some(sources)) =
+            (&self.cache_file, &mut self.opened, &self.sources)
+        else {
             return;
         };
         if nix_db.cache_dropped {
@@ -572,7 +578,7 @@ impl Database {
         let paths = crate::store::cache::Tables::len(&tables);
         match crate::store::cache::write_tables(
             &root.join(file),
-            nix_db.mark(),
+            sources,
             config.store_dir.as_str(),
             &tables,
         ) {
@@ -752,12 +758,13 @@ fn open<'d>(
     database: &'d mut Database,
 ) -> Result<&'d mut NixDb, &'d DbError> {
     if database.opened.is_none() {
-        let (opened, notes) = match database.opening.take() {
+        let opened = match database.opening.take() {
             Some(opening) => opening.wait(config),
             None => open_database(root, config, database.cache_file.as_deref()),
         };
-        database.opened = Some(opened);
-        database.cache_notes.extend(notes);
+        database.opened = Some(opened.db);
+        database.cache_notes.extend(opened.notes);
+        database.sources = opened.sources;
     }
     match database.opened.as_mut() {
         Some(Ok(db)) => Ok(db),
@@ -767,21 +774,59 @@ fn open<'d>(
 }
 
 /// An opened database and what happened to the closure cache.
-type Opened = (Result<NixDb, DbError>, Vec<String>);
+struct Opened {
+    db: Result<NixDb, DbError>,
+    /// What happened to the closure cache, for the debug log.
+    notes: Vec<String>,
+    /// What the database was read from, when a cache made from it may be
+    /// written for the next run (see [`crate::store::cache::Sources`]).
+    sources: Option<Sources>,
+}
 
 /// Opens the database, with the closure cache `cache_file` of the last run
-/// when there is one that can be used (what happened is noted for the debug
-/// log).
+/// when it was made from the database and store as they are now.
 fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8Path>) -> Opened {
-    let mut opened = NixDb::open(root, &config.state_dir);
-    let (Ok(nix_db), Some(file)) = (&mut opened, cache_file) else {
-        return (opened, Vec::new());
+    // Stamped before anything is read: a change after this shows in the
+    // stamps the next run compares.
+    let database_file = root.join(&config.state_dir.join("db/db.sqlite"));
+    let stamped = cache_file.map(|_| {
+        Sources::stamp(
+            &database_file,
+            &root.join(camino::Utf8Path::new(config.store_dir.as_str())),
+        )
+        .map_err(|e| format!("cannot stamp the database and the store: {e}"))
+    });
+    let mut opened = Opened {
+        db: NixDb::open(root, &config.state_dir),
+        notes: Vec::new(),
+        sources: None,
     };
+    let (Ok(nix_db), Some(file), Some(stamped)) = (&mut opened.db, cache_file, stamped) else {
+        return opened;
+    };
+    let sources = match stamped {
+        Ok(Some(sources)) => sources,
+        Ok(None) => {
+            opened.notes.push(format!(
+                "{file}: not used or kept: the Nix database or the store directory changed \
+                 less than a clock tick ago"
+            ));
+            return opened;
+        }
+        Err(e) => {
+            opened.notes.push(format!("{file}: not used or kept: {e}"));
+            return opened;
+        }
+    };
+    opened.sources = Some(sources);
     let used = crate::store::cache::read_stamped(&root.join(file)).and_then(|cache| match cache {
         Some((cache, _)) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
             "{file}: made for the store {}, not {}",
             cache.store_dir,
             config.store_dir.as_str()
+        )),
+        Some((cache, _)) if cache.sources != sources => Err(format!(
+            "{file}: the Nix database or the store directory changed since it was made"
         )),
         Some((cache, stamp)) => {
             // Every path is checked here, on the worker, once: the units'
@@ -803,11 +848,11 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
         }
         None => Ok(format!("{file}: none yet")),
     });
-    let note = match used {
+    opened.notes.push(match used {
         Ok(note) => note,
         Err(e) => format!("not used: {e}"),
-    };
-    (opened, vec![note])
+    });
+    opened
 }
 
 /// The database worker: a thread that opens the database and reads the
@@ -830,14 +875,13 @@ impl Opening {
         let config = config.clone();
         let (sender, receiver) = std::sync::mpsc::channel::<Vec<String>>();
         let worker = std::thread::spawn(move || {
-            let (mut opened, notes) =
-                open_database(&root, &config, config.closure_cache.as_deref());
+            let mut opened = open_database(&root, &config, config.closure_cache.as_deref());
             // Only with a closure cache: the roots are then looked up and
             // the graph below them is in memory. Without one, reading the
             // database a unit at a time would read its pages more often
             // than one walk over all units at the end does (measured: 95
             // -> 99 ms on the benchmark system).
-            if let Ok(db) = opened.as_mut()
+            if let Ok(db) = opened.db.as_mut()
                 && db.uses_cache()
             {
                 while let Ok(mut roots) = receiver.recv() {
@@ -849,7 +893,7 @@ impl Opening {
                     let _ = db.read_ahead(&roots);
                 }
             }
-            (opened, notes)
+            opened
         });
         Opening {
             worker,
@@ -872,7 +916,11 @@ impl Opening {
                 path: config.state_dir.join("db/db.sqlite"),
                 message: "the thread opening it failed".into(),
             };
-            (Err(error), Vec::new())
+            Opened {
+                db: Err(error),
+                notes: Vec::new(),
+                sources: None,
+            }
         })
     }
 }

@@ -1,13 +1,15 @@
 //! The closure cache (`[Generator] ClosureCache=`, `src/store/cache.rs`):
-//! a second run takes closures from it and writes the same bytes; whatever
-//! changed in the database since is read from the database; a cache that
-//! does not belong to this database is not used.
+//! a second run takes closures from it and writes the same bytes; after any
+//! change to the database or the store directory it is not used; a cache
+//! that is not the generator's own, or damaged, is not used. (That a run
+//! with the cache always writes what a run without it writes, whatever
+//! happened in between, is `tests/differential.rs`.)
 
 mod support;
 
 use nix_confinement_generator::store::cache::{self, ClosureCache};
 use std::os::unix::fs::PermissionsExt;
-use support::{TestRoot, assert_logged, binds, store_path};
+use support::{TestRoot, assert_logged, binds, settle, store_path};
 
 const CACHE: &str = "/run/nix-confinement-generator/closures";
 
@@ -30,6 +32,9 @@ fn system(name: &str, seed: u64) -> System {
         "app.service",
         &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
     );
+    // A cache is written only when the database and the store changed a
+    // clock tick or more before the run.
+    settle();
     System {
         root,
         libc,
@@ -50,6 +55,27 @@ fn read_cache(root: &TestRoot) -> ClosureCache {
 fn write_cache(root: &TestRoot, cache: &ClosureCache) {
     let path = camino::Utf8PathBuf::from_path_buf(root.path(CACHE)).unwrap();
     cache::write(&path, cache).unwrap();
+}
+
+/// `cache` with no references for entry `index`: a cache whose claim a run
+/// would follow while it trusts the cache.
+fn without_references_of(cache: &ClosureCache, index: usize) -> ClosureCache {
+    let mut forged = ClosureCache::new(cache.sources, &cache.store_dir);
+    for i in 0..cache.len() {
+        let references = if i == index {
+            Vec::new()
+        } else {
+            cache.references(i).to_vec()
+        };
+        forged.push(
+            cache.db_ids[i],
+            cache.registration_times[i],
+            cache.symlinks[i],
+            cache.path(i),
+            references,
+        );
+    }
+    forged
 }
 
 fn index_of(cache: &ClosureCache, path: &str) -> usize {
@@ -139,15 +165,27 @@ fn what_changed_in_the_database_since_is_read_from_the_database() {
         "app.service",
         &format!("[Service]\nExecStart={app2}/bin/app\nX-ConfinementEnable=yes\n"),
     );
+    settle();
     let run = s.root.generate_debug();
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_logged(&run, "the references of 2 read from the database");
+    assert_logged(
+        &run,
+        format!(
+            "closure cache not used: {CACHE}: the Nix database or the store directory changed since it was made"
+        ),
+    );
+    assert_logged(&run, "the references of 4 read from the database");
     assert_exact_closure(&s.root, "app.service", &[&app2]);
     assert_eq!(
         read_cache(&s.root).len(),
         4,
         "the cache holds this run's closures"
     );
+    // The next run, with nothing changed, takes them from the cache.
+    let run = s.root.generate_debug();
+    assert_logged(&run, format!("closure cache {CACHE}: read 4 store paths"));
+    assert_logged(&run, "the references of 0 read from the database");
+    assert_exact_closure(&s.root, "app.service", &[&app2]);
 }
 
 #[test]
@@ -183,29 +221,14 @@ fn a_cache_is_trusted_only_for_the_database_it_was_made_from() {
     // uses while the app's id and registration time match: the cache is
     // trusted for a root that did not change (this is what makes it fast,
     // and it shows that the checks below can fail).
-    let mut forged = good.clone();
-    let mut without_lib = ClosureCache::new(forged.database, &forged.store_dir);
-    for i in 0..forged.len() {
-        let references: Vec<u32> = if i == app {
-            Vec::new()
-        } else {
-            forged.references(i).to_vec()
-        };
-        without_lib.push(
-            forged.db_ids[i],
-            forged.registration_times[i],
-            forged.symlinks[i],
-            forged.path(i),
-            references,
-        );
-    }
+    let without_lib = without_references_of(&good, app);
     write_cache(&s.root, &without_lib);
     assert_eq!(s.root.generate().status, 0);
     assert!(!s.root.dropin("app.service").contains(&s.lib));
 
     // The same claim with a registration time the database does not have:
     // not the database it was made from, nothing of it is used.
-    forged = without_lib.clone();
+    let mut forged = without_lib.clone();
     forged.registration_times[app] += 1;
     write_cache(&s.root, &forged);
     let run = s.root.generate_debug();
@@ -219,21 +242,34 @@ fn a_cache_is_trusted_only_for_the_database_it_was_made_from() {
         1
     );
 
-    // Made for another database file (the same rows in a new file).
-    write_cache(&s.root, &without_lib);
+    // Made from another database file (the same rows in a new file), or
+    // from the same file before it was restored from a copy (the same
+    // inode).
     let db = s.root.path("/nix/var/nix/db/db.sqlite");
     let copy = db.with_extension("copy");
-    std::fs::copy(&db, &copy).unwrap();
-    std::fs::rename(&copy, &db).unwrap();
-    let run = s.root.generate_debug();
-    assert_logged(&run, "made for another database file");
-    assert_exact_closure(&s.root, "app.service", &[&s.app]);
+    for restore in [
+        |copy: &std::path::Path, db: &std::path::Path| std::fs::rename(copy, db),
+        |copy: &std::path::Path, db: &std::path::Path| std::fs::copy(copy, db).map(drop),
+    ] {
+        std::fs::copy(&db, &copy).unwrap();
+        assert_eq!(s.root.generate().status, 0);
+        let made = read_cache(&s.root);
+        write_cache(
+            &s.root,
+            &without_references_of(&made, index_of(&made, &s.app)),
+        );
+        restore(&copy, &db).unwrap();
+        settle();
+        let run = s.root.generate_debug();
+        assert_logged(&run, "changed since it was made");
+        assert_exact_closure(&s.root, "app.service", &[&s.app]);
+    }
 
     // A path that is not a store path (a cache is written unescaped into
     // drop-ins): none of it is used, and the closure comes from the
     // database.
     let lib = index_of(&good, &s.lib);
-    let mut outside = ClosureCache::new(good.database, &good.store_dir);
+    let mut outside = ClosureCache::new(read_cache(&s.root).sources, &good.store_dir);
     for i in 0..good.len() {
         let path = if i == lib {
             "/etc/shadow"
@@ -289,13 +325,13 @@ fn references_added_to_a_cached_path_are_seen() {
     let extra = store_path(9510, "extra");
     s.root
         .register(&[(&extra, &[]), (&s.app, &[&s.lib, &extra])]);
+    settle();
     let run = s.root.generate_debug();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_logged(
         &run,
         format!(
-            "closure cache not used: {CACHE}: references were added to {} since it was made",
-            s.app
+            "closure cache not used: {CACHE}: the Nix database or the store directory changed since it was made"
         ),
     );
     assert!(s.root.dropin("app.service").contains(&extra));
@@ -307,14 +343,47 @@ fn references_added_to_a_cached_path_are_seen() {
 }
 
 #[test]
-fn paths_registered_since_do_not_stop_the_cache() {
-    let s = system("cache-new-registrations", 9600);
+fn any_change_to_the_database_or_the_store_stops_the_cache_once() {
+    let s = system("cache-any-change", 9600);
     assert_eq!(s.root.generate().status, 0);
     // Something else installed meanwhile: new paths, new references.
     let other = store_path(9610, "other");
     s.root.register(&[(&other, &[&s.libc])]);
+    settle();
+    let run = s.root.generate_debug();
+    assert_logged(&run, "changed since it was made");
+    assert_logged(&run, "the references of 3 read from the database");
+    assert_exact_closure(&s.root, "app.service", &[&s.app]);
     let run = s.root.generate_debug();
     assert_logged(&run, format!("closure cache {CACHE}: read 3 store paths"));
-    assert_logged(&run, "the references of 0 read from the database");
+    // An entry of the store directory added, without the database.
+    std::fs::create_dir(s.root.path(&store_path(9620, "unregistered"))).unwrap();
+    settle();
+    let run = s.root.generate_debug();
+    assert_logged(&run, "changed since it was made");
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
+}
+
+#[test]
+fn a_store_path_missing_at_one_run_and_a_symlink_at_the_next_is_bound_as_a_symlink() {
+    let s = system("cache-symlink-later", 9700);
+    // Valid in the database, not on disk.
+    std::fs::remove_dir_all(s.root.path(&s.lib)).unwrap();
+    settle();
+    assert_eq!(s.root.generate().status, 0);
+    assert!(read_cache(&s.root).len() == 3, "the cache was written");
+    // Now a symlink to a host directory: it must be bound from its target,
+    // read-only, never through the store view (where systemd would follow
+    // the link to the host's directory and bind it writable).
+    std::fs::create_dir_all(s.root.path("/etc/hostdir")).unwrap();
+    s.root.symlink("/etc/hostdir", &s.lib);
+    settle();
+    assert_eq!(s.root.generate().status, 0);
+    let dropin = s.root.dropin("app.service");
+    assert!(
+        dropin.contains(&format!("BindReadOnlyPaths=/etc/hostdir:{}\n", s.lib)),
+        "{dropin}"
+    );
+    let through_the_view = s.lib.replace("/nix/store", support::STORE_VIEW);
+    assert!(!dropin.contains(&through_the_view), "{dropin}");
 }

@@ -239,24 +239,3 @@ fn a_real_nix_store_registering_paths_at_the_same_time() {
     assert!(writer.wait().unwrap().success());
     eprintln!("{runs} generator runs while nix-store registered 20,000 paths");
 }
-
-#[test]
-fn the_added_references_check_reads_the_tail_of_refs_only() {
-    let (root, _) = root_with_unit("tail", 780);
-    let db = rusqlite::Connection::open_with_flags(
-        db_dir(&root).join("db.sqlite"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let plan: Vec<String> = db
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN {}",
-            nix_confinement_generator::store::db::ADDED_REFERENCES
-        ))
-        .unwrap()
-        .query_map([0], |row| row.get::<_, String>(3))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(plan, ["SEARCH Refs USING INTEGER PRIMARY KEY (rowid>?)"]);
-}

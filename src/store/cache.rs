@@ -1,28 +1,28 @@
 //! The closure cache: the part of the reference graph a run read from the
 //! Nix database, kept in `/run` for the next run (every `daemon-reload`).
 //!
-//! Why it is safe to reuse across database changes: Nix never removes a
-//! reference of a valid path (references are deleted with their path), a
-//! path that is still referenced cannot be deleted (`Refs.reference` is `on
-//! delete restrict`, and the garbage collector only deletes unreferenced
-//! paths), and `ValidPaths.id` is `autoincrement`, so an id is never given
-//! to another registration. A cached store path whose `path → (id,
-//! registrationTime)` still matches the database therefore has at least the
-//! cached closure, and exactly it unless references were added to a path in
-//! it, which the rows of `Refs` added since show (see
-//! [`DatabaseMark::refs_rowid`]). The generator checks both on every run:
-//! every root of every unit is looked up in the database; the paths below a
-//! root need no check. A root that does not match (deleted, registered
-//! again) or is not cached is read from the database as without a cache.
+//! A cache is used only while nothing it was read from has changed: the
+//! database file, its write-ahead log and the store directory (whose
+//! entries' symlink flags it holds) must have exactly the `stat` stamps
+//! (device, inode, size, modification and change times) they had before the
+//! graph was read; see [`Sources`]. Any write to the database — a path
+//! registered or deleted, references added to a path that stays valid, the
+//! file restored from a copy — and any entry of the store directory
+//! created, removed or replaced changes a stamp, and the next run reads the
+//! database as if there were no cache. Finer checks (ids, registration
+//! times, the rows of `Refs` added since) were tried before and missed
+//! changes: a database restored from a copy keeps its inode, and SQLite
+//! reuses the rowids of deleted rows.
 //!
 //! The file is binary, little-endian, written whole and renamed into place;
 //! its tables are flat, so that reading it is a few copies, not an
 //! allocation per store path:
 //!
 //! ```text
-//! magic "NCGCLOS\x03"
-//! u64 device, u64 inode of db.sqlite   (ids mean nothing in another file)
-//! i64 the largest rowid of Refs when the graph was read (see below)
+//! magic "NCGCLOS\x04"
+//! stamp of db.sqlite                    (see below)
+//! u8 1 and the stamp of db.sqlite-wal, or u8 0 when there was none
+//! stamp of the store directory
 //! u32 length, bytes: the store directory
 //! u32 n: the number of store paths, then the tables, each of n entries
 //! i64 × n   ValidPaths.id
@@ -32,6 +32,9 @@
 //! u32 length, bytes: the paths, one after the other
 //! u32 × n+1 where each path's references start (and their count)
 //! u32 × …   references, as indices of these tables
+//!
+//! a stamp: u64 device, u64 inode, u64 size, i64 × 2 modified (seconds,
+//! nanoseconds), i64 × 2 changed (seconds, nanoseconds)
 //! ```
 
 use std::io::{Read, Write};
@@ -39,32 +42,93 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 
 use camino::Utf8Path;
 
-const MAGIC: &[u8; 8] = b"NCGCLOS\x03";
+const MAGIC: &[u8; 8] = b"NCGCLOS\x04";
 /// A cache larger than this is not read (a damaged length field, or a file
 /// that is not ours).
 const MAX_SIZE: u64 = 512 << 20;
 
-/// Which database, and how far into it, a cache was read from.
+/// What a cache's graph was read from, stamped before it was read: the
+/// database file, its write-ahead log (Nix writes through one; it holds
+/// the transactions not yet copied into the file) and the store directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DatabaseMark {
-    /// `st_dev` and `st_ino` of `db.sqlite`.
-    pub device: u64,
-    pub inode: u64,
-    /// `max(rowid)` of `Refs` before the graph was read. References are
-    /// rows of `Refs` and a new row gets a rowid past the largest: rows past
-    /// this one that name a cached path as referrer were added to a path
-    /// that stayed valid (`nix-store --load-db` or `--register-validity
-    /// --reregister` of a valid path does that, keeping its id and
-    /// registration time), and the cache is not used.
-    pub refs_rowid: i64,
+pub struct Sources {
+    pub database: FileStamp,
+    pub wal: Option<FileStamp>,
+    pub store: FileStamp,
+}
+
+impl Sources {
+    /// Stamps the database file `database` (its `-wal` beside it) and the
+    /// store directory `store` (paths on this machine). `Ok(None)` when a
+    /// change made after this call might not change the stamps: the kernel
+    /// stamps changes with a clock that advances in ticks, and a change in
+    /// the tick the stamps were taken in would leave the change time as it
+    /// is. Such sources must not be written with a cache.
+    pub fn stamp(database: &Utf8Path, store: &Utf8Path) -> std::io::Result<Option<Sources>> {
+        // The clock first: whatever changes after it was read is stamped
+        // with this tick or a later one.
+        let now = coarse_clock();
+        let wal_path = format!("{database}-wal");
+        let wal = match std::fs::metadata(&wal_path) {
+            Ok(metadata) => Some(FileStamp::of(&metadata)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let sources = Sources {
+            database: FileStamp::of(&std::fs::metadata(database)?),
+            wal,
+            store: FileStamp::of(&std::fs::metadata(store)?),
+        };
+        let stamps = [Some(sources.database), sources.wal, Some(sources.store)];
+        let settled = stamps
+            .iter()
+            .flatten()
+            .all(|stamp| settled_before(stamp.changed, now));
+        Ok(settled.then_some(sources))
+    }
+}
+
+/// `CLOCK_REALTIME_COARSE`: the clock the kernel stamps file changes with.
+fn coarse_clock() -> (i64, i64) {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to write.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) } != 0 {
+        return (i64::MIN, 0); // no clock: nothing counts as settled
+    }
+    (now.tv_sec, now.tv_nsec)
+}
+
+/// Whether a change time `changed` lies in a tick before `now`, so that any
+/// later change gets another one. A file system that keeps times coarser
+/// than nanoseconds rounds them down: the digits it does not keep are
+/// zeros, and a change up to that much later could get the same time, so
+/// `now` must be that much later still (two seconds for whole seconds).
+fn settled_before(changed: (i64, i64), now: (i64, i64)) -> bool {
+    let (seconds, nanoseconds) = changed;
+    let granularity: i64 = match nanoseconds {
+        0 => 2_000_000_000,
+        n => {
+            let mut unit = 1;
+            while unit < 1_000_000_000 && n % (unit * 10) == 0 {
+                unit *= 10;
+            }
+            unit
+        }
+    };
+    let changed = i128::from(seconds) * 1_000_000_000 + i128::from(nanoseconds);
+    let now = i128::from(now.0) * 1_000_000_000 + i128::from(now.1);
+    now >= changed + i128::from(granularity)
 }
 
 /// The cached part of the reference graph: store path `i` is entry `i` of
 /// each table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClosureCache {
-    /// The database the graph was read from.
-    pub database: DatabaseMark,
+    /// What the graph was read from.
+    pub sources: Sources,
     pub store_dir: Box<str>,
     pub db_ids: Vec<i64>,
     pub registration_times: Vec<i64>,
@@ -76,9 +140,9 @@ pub struct ClosureCache {
 }
 
 impl ClosureCache {
-    pub fn new(database: DatabaseMark, store_dir: &str) -> ClosureCache {
+    pub fn new(sources: Sources, store_dir: &str) -> ClosureCache {
         ClosureCache {
-            database,
+            sources,
             store_dir: store_dir.into(),
             db_ids: Vec::new(),
             registration_times: Vec::new(),
@@ -129,7 +193,7 @@ impl ClosureCache {
     /// The cache as its file's bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_to(&mut out, self.database, &self.store_dir, self).expect("writing to memory");
+        encode_to(&mut out, &self.sources, &self.store_dir, self).expect("writing to memory");
         out
     }
 
@@ -178,16 +242,22 @@ impl Tables for ClosureCache {
 /// copy of the whole file in memory).
 pub fn encode_to(
     out: &mut impl Write,
-    database: DatabaseMark,
+    sources: &Sources,
     store_dir: &str,
     tables: &impl Tables,
 ) -> std::io::Result<()> {
     let n = tables.len();
     let too_big = || std::io::Error::other("more than 4 GiB of paths or references");
     out.write_all(MAGIC)?;
-    out.write_all(&database.device.to_le_bytes())?;
-    out.write_all(&database.inode.to_le_bytes())?;
-    out.write_all(&database.refs_rowid.to_le_bytes())?;
+    encode_stamp(out, &sources.database)?;
+    match &sources.wal {
+        Some(wal) => {
+            out.write_all(&[1])?;
+            encode_stamp(out, wal)?;
+        }
+        None => out.write_all(&[0])?,
+    }
+    encode_stamp(out, &sources.store)?;
     out.write_all(&(store_dir.len() as u32).to_le_bytes())?;
     out.write_all(store_dir.as_bytes())?;
     out.write_all(&u32::try_from(n).map_err(|_| too_big())?.to_le_bytes())?;
@@ -235,6 +305,21 @@ pub fn encode_to(
     Ok(())
 }
 
+fn encode_stamp(out: &mut impl Write, stamp: &FileStamp) -> std::io::Result<()> {
+    for word in [stamp.device, stamp.inode, stamp.size] {
+        out.write_all(&word.to_le_bytes())?;
+    }
+    for word in [
+        stamp.modified.0,
+        stamp.modified.1,
+        stamp.changed.0,
+        stamp.changed.1,
+    ] {
+        out.write_all(&word.to_le_bytes())?;
+    }
+    Ok(())
+}
+
 /// Decodes a cache of `size` bytes as it reads it; `Err` says what is wrong
 /// with it. The tables must agree with each other and every reference must
 /// name an entry, so a decoded cache is a well-formed graph (whether its ids
@@ -244,10 +329,16 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
     if input.bytes(8)? != MAGIC {
         return Err("not a closure cache of this version".into());
     }
-    let database = DatabaseMark {
-        device: input.u64()?,
-        inode: input.u64()?,
-        refs_rowid: input.u64()? as i64,
+    let database = input.stamp()?;
+    let wal = match input.bytes(1)?[0] {
+        0 => None,
+        1 => Some(input.stamp()?),
+        other => return Err(format!("write-ahead log flag {other}")),
+    };
+    let sources = Sources {
+        database,
+        wal,
+        store: input.stamp()?,
     };
     let store_dir = input.text()?.into();
     let n = input.u32()? as usize;
@@ -293,7 +384,7 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
         return Err(format!("bytes after the tables, at byte {}", input.at));
     }
     Ok(ClosureCache {
-        database,
+        sources,
         store_dir,
         db_ids,
         registration_times,
@@ -351,6 +442,15 @@ impl<R: Read> Reader<'_, R> {
     fn u64(&mut self) -> Result<u64, String> {
         let b = self.bytes(8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+    fn stamp(&mut self) -> Result<FileStamp, String> {
+        Ok(FileStamp {
+            device: self.u64()?,
+            inode: self.u64()?,
+            size: self.u64()?,
+            modified: (self.u64()? as i64, self.u64()? as i64),
+            changed: (self.u64()? as i64, self.u64()? as i64),
+        })
     }
     fn text(&mut self) -> Result<String, String> {
         let at = self.at;
@@ -458,13 +558,13 @@ pub fn read_stamped(real: &Utf8Path) -> Result<Option<(ClosureCache, FileStamp)>
 /// renamed over the old one, so that a reader sees the old or the new file,
 /// never a part. The directory is made (mode 0700) when missing.
 pub fn write(real: &Utf8Path, cache: &ClosureCache) -> Result<(), String> {
-    write_tables(real, cache.database, &cache.store_dir, cache)
+    write_tables(real, &cache.sources, &cache.store_dir, cache)
 }
 
 /// [`write`] from any [`Tables`].
 pub fn write_tables(
     real: &Utf8Path,
-    database: DatabaseMark,
+    sources: &Sources,
     store_dir: &str,
     tables: &impl Tables,
 ) -> Result<(), String> {
@@ -492,7 +592,7 @@ pub fn write_tables(
         // No fsync: the cache lives in /run, which does not outlive a
         // crash; a file cut short anywhere else is refused when read.
         let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
-        encode_to(&mut out, database, store_dir, tables)?;
+        encode_to(&mut out, sources, store_dir, tables)?;
         out.flush()?;
         drop(out);
         std::fs::rename(&temporary, real)
@@ -509,14 +609,7 @@ mod tests {
     use super::*;
 
     fn sample() -> ClosureCache {
-        let mut cache = ClosureCache::new(
-            DatabaseMark {
-                device: 2049,
-                inode: 123456,
-                refs_rowid: 77,
-            },
-            "/nix/store",
-        );
+        let mut cache = ClosureCache::new(sample_sources(), "/nix/store");
         cache.push(
             7,
             1_700_000_000,
@@ -532,6 +625,21 @@ mod tests {
             [],
         );
         cache
+    }
+
+    fn sample_sources() -> Sources {
+        let stamp = |n: u64| FileStamp {
+            device: 2049,
+            inode: n,
+            size: 4096 * n,
+            modified: (1_700_000_000 + n as i64, 5),
+            changed: (1_700_000_000 + n as i64, 123_456_789),
+        };
+        Sources {
+            database: stamp(1),
+            wal: Some(stamp(2)),
+            store: stamp(3),
+        }
     }
 
     #[test]
@@ -553,6 +661,52 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_made_without_a_write_ahead_log_reads_back() {
+        let mut cache = sample();
+        cache.sources.wal = None;
+        assert_eq!(ClosureCache::decode(&cache.encode()).unwrap(), cache);
+    }
+
+    #[test]
+    fn a_change_time_is_settled_a_tick_of_its_granularity_later() {
+        // Nanoseconds: any later time.
+        assert!(!settled_before((100, 123_456_789), (100, 123_456_789)));
+        assert!(settled_before((100, 123_456_789), (100, 123_456_790)));
+        // Kept in milliseconds (rounded down): a millisecond later.
+        assert!(!settled_before((100, 5_000_000), (100, 5_999_999)));
+        assert!(settled_before((100, 5_000_000), (100, 6_000_000)));
+        // Whole seconds: two seconds later.
+        assert!(!settled_before((100, 0), (101, 999_999_999)));
+        assert!(settled_before((100, 0), (102, 0)));
+        // A change time after the clock (it was set back).
+        assert!(!settled_before((200, 1), (100, 0)));
+    }
+
+    #[test]
+    fn sources_changed_a_moment_ago_are_not_settled() {
+        let dir = tempdir();
+        let database = dir.join("db.sqlite");
+        std::fs::write(&database, b"x").unwrap();
+        // Just written: within the clock's current tick (or the next).
+        let fresh = Sources::stamp(&database, &dir).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let settled = Sources::stamp(&database, &dir)
+            .unwrap()
+            .expect("settled by now");
+        assert!(fresh.is_none() || fresh == Some(settled));
+        assert_eq!(settled.wal, None);
+        std::fs::write(format!("{database}-wal"), b"y").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let with_wal = Sources::stamp(&database, &dir).unwrap().unwrap();
+        assert!(with_wal.wal.is_some());
+        assert_ne!(
+            with_wal.store, settled.store,
+            "a new entry changes the directory"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn damaged_caches_are_refused_not_misread() {
         let bytes = sample().encode();
         for end in 0..bytes.len() {
@@ -565,14 +719,7 @@ mod tests {
         extra.push(0);
         assert!(ClosureCache::decode(&extra).is_err());
         // A reference outside the table.
-        let mut cache = ClosureCache::new(
-            DatabaseMark {
-                device: 1,
-                inode: 2,
-                refs_rowid: 0,
-            },
-            "/nix/store",
-        );
+        let mut cache = ClosureCache::new(sample_sources(), "/nix/store");
         cache.push(1, 0, false, "/nix/store/a", [1]);
         let error = ClosureCache::decode(&cache.encode()).unwrap_err();
         assert!(error.contains("reference 1 is not in the table"), "{error}");

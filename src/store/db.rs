@@ -5,13 +5,12 @@
 
 use crate::fast_map::FastMap as IdMap;
 use crate::rootfs::Root;
-use crate::store::cache::{ClosureCache, DatabaseMark, FileStamp, Tables};
+use crate::store::cache::{ClosureCache, FileStamp, Tables};
 use camino::{Utf8Path, Utf8PathBuf};
 use rusqlite::types::Value;
 use rusqlite::vtab::array::Array;
 use rusqlite::{Connection, OpenFlags};
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -45,12 +44,6 @@ pub enum OpenMode {
     /// no `-shm`): rows still only in the WAL are not seen.
     ImmutableIgnoringWal,
 }
-
-/// The referrers of the rows of `Refs` added after a rowid: the table's
-/// tail only. Not `DISTINCT`: SQLite would then scan a whole index of `Refs`
-/// instead of the rowid range (measured: 683 -> 4,166 page reads on the
-/// benchmark system).
-pub const ADDED_REFERENCES: &str = "SELECT referrer FROM Refs WHERE rowid > ?1";
 
 /// SQLite's page cache sizes (`PRAGMA cache_size`, negative: KiB).
 const SMALL_PAGE_CACHE: &str = "PRAGMA cache_size = -256";
@@ -125,10 +118,6 @@ pub struct NixDb {
     epoch: u32,
     /// The database file on this machine, to open a second connection.
     real: Utf8PathBuf,
-    /// `(st_dev, st_ino)` of the database file.
-    file: (u64, u64),
-    /// `max(rowid)` of `Refs` when opened, before anything was read.
-    refs_rowid: i64,
     /// The closure cache of an earlier run, while it is trusted: its store
     /// paths are the first nodes, node `i` its entry `i`, whose path and
     /// references stay in its flat tables (copying them into a node each
@@ -179,11 +168,11 @@ impl NixDb {
         };
         check_schema_version(root, &db_dir.join("schema"))?;
         let real = root.join(&logical);
-        let file = match std::fs::metadata(&real) {
-            Ok(m) if m.is_file() => (m.dev(), m.ino()),
+        match std::fs::metadata(&real) {
+            Ok(m) if m.is_file() => {}
             Ok(_) => return Err(error("is not a regular file".into())),
             Err(e) => return Err(error(format!("cannot be read: {e}"))),
-        };
+        }
         let wal = Utf8PathBuf::from(format!("{real}-wal"));
         let shm = Utf8PathBuf::from(format!("{real}-shm"));
         let (conn, mode) = if !wal.exists() {
@@ -208,12 +197,6 @@ impl NixDb {
         };
         check_tables(&conn).map_err(error)?;
         rusqlite::vtab::array::load_module(&conn).map_err(|e| error(e.to_string()))?;
-        let refs_rowid = retry_once(|| {
-            conn.query_row("SELECT coalesce(max(rowid), 0) FROM Refs", [], |row| {
-                row.get::<_, i64>(0)
-            })
-        })
-        .map_err(|e| error(format!("reading Refs: {e}")))?;
 
         Ok(NixDb {
             conn,
@@ -224,8 +207,6 @@ impl NixDb {
             mark: Vec::new(),
             epoch: 0,
             real,
-            file,
-            refs_rowid,
             cache: None,
             cache_stamp: None,
             cache_sorted: false,
@@ -237,22 +218,14 @@ impl NixDb {
         })
     }
 
-    /// Takes the closure cache of an earlier run: its store paths become
-    /// the first nodes, with their paths and references, as if read from the
-    /// database (which they may be taken for: see [`crate::store::cache`]).
-    /// [`NixDb::node_of`] checks every root against the database and drops
-    /// the cache's data if the database is not the one it was made from.
-    /// Refused when it was made for another database file, when it is
-    /// damaged (an id twice), or when references were added to one of its
-    /// store paths since it was made.
+    /// Takes the closure cache of an earlier run, which its caller found
+    /// made from this very database (see [`crate::store::cache::Sources`]):
+    /// its store paths become the first nodes, with their paths and
+    /// references, as if read from the database. [`NixDb::node_of`] still
+    /// checks every root against the database and drops the cache's data
+    /// if a root's id or registration time differ. Refused when it is
+    /// damaged (an id twice).
     pub fn use_cache(&mut self, cache: ClosureCache, stamp: FileStamp) -> Result<(), String> {
-        let made_for = cache.database;
-        if (made_for.device, made_for.inode) != self.file {
-            return Err(format!(
-                "it was made for another database file (device {}, inode {}; this one is {}, {})",
-                made_for.device, made_for.inode, self.file.0, self.file.1
-            ));
-        }
         if !self.nodes.is_empty() {
             return Err("the database was read before the cache".into());
         }
@@ -263,10 +236,6 @@ impl NixDb {
                 self.by_db_id.clear();
                 return Err(format!("path id {db_id} appears twice"));
             }
-        }
-        if let Err(problem) = self.check_no_references_added(&cache, made_for.refs_rowid) {
-            self.by_db_id.clear();
-            return Err(problem);
         }
         self.nodes.reserve(n);
         for index in 0..n {
@@ -287,24 +256,6 @@ impl NixDb {
         // the graph is read, if it must be).
         let _ = self.conn.execute_batch(SMALL_PAGE_CACHE);
         Ok(())
-    }
-
-    /// Refuses the cache when a reference was added, since it was made, to
-    /// a store path in it (see [`DatabaseMark::refs_rowid`]).
-    fn check_no_references_added(&self, cache: &ClosureCache, rowid: i64) -> Result<(), String> {
-        let referrers: Vec<i64> = retry_once(|| {
-            let mut statement = self.conn.prepare_cached(ADDED_REFERENCES)?;
-            let rows = statement.query_map([rowid], |row| row.get::<_, i64>(0))?;
-            rows.collect()
-        })
-        .map_err(|e| format!("reading the references added since: {e}"))?;
-        match referrers.iter().find_map(|id| self.by_db_id.get(id)) {
-            Some(&index) => Err(format!(
-                "references were added to {} since it was made",
-                cache.path(index as usize)
-            )),
-            None => Ok(()),
-        }
     }
 
     /// Forgets everything taken from the cache: those nodes keep their ids
@@ -417,15 +368,6 @@ impl NixDb {
     /// do), so that what comes next reuses it instead of adding to the peak.
     pub fn release_memory(&self) {
         let _ = self.conn.execute_batch("PRAGMA shrink_memory");
-    }
-
-    /// This database, and how far into `Refs` it was when opened.
-    pub fn mark(&self) -> DatabaseMark {
-        DatabaseMark {
-            device: self.file.0,
-            inode: self.file.1,
-            refs_rowid: self.refs_rowid,
-        }
     }
 
     fn intern(&mut self, db_id: i64) -> NodeId {

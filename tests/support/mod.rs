@@ -28,6 +28,13 @@ pub fn store_path(seed: u64, name: &str) -> String {
     format!("/nix/store/{hash}-{name}")
 }
 
+/// Waits until changes made so far are a clock tick old: the generator
+/// writes its closure cache only from a database and store that changed at
+/// least a tick (4 ms here) before it read them.
+pub fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+}
+
 pub struct TestRoot {
     pub dir: PathBuf,
     pub out: PathBuf,
@@ -197,6 +204,13 @@ impl TestRoot {
 
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.generator().args(args).output().unwrap())
+    }
+
+    /// [`TestRoot::run`], logging at debug level.
+    pub fn run_debug(&self, args: &[&str]) -> Run {
+        let mut generator = self.generator();
+        generator.args(args).env("SYSTEMD_LOG_LEVEL", "debug");
+        Run::from(generator.output().unwrap())
     }
 
     /// An emptied output directory.
