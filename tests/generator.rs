@@ -1065,3 +1065,33 @@ fn full_unit_finds_store_paths_behind_value_prefixes() {
     expected.sort();
     assert_eq!(binds(&root.dropin("a.service")), expected);
 }
+
+/// A byte-order mark after a comment line, and `\n\r` inside a
+/// continuation, are read as systemd reads them (the golden case
+/// `parser-bom-and-line-ends` holds what systemd-analyze makes of them):
+/// both units are annotated and confined, neither is left open.
+#[test]
+fn byte_order_mark_after_a_comment_and_lf_cr_line_endings_confine() {
+    let root = TestRoot::new("bom-lf-cr");
+    let app = program(&root, 150, "app");
+    root.unit(
+        "bom.service",
+        &format!(
+            "# managed\n\u{feff}[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"
+        ),
+    );
+    root.unit(
+        "lfcr.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=\\\n\ryes\n"),
+    );
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    for unit in ["bom.service", "lfcr.service"] {
+        assert_eq!(
+            binds(&root.dropin(unit)),
+            std::slice::from_ref(&app),
+            "{unit}"
+        );
+    }
+    assert_every_dropin_verifies(&root);
+}

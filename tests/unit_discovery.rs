@@ -487,6 +487,7 @@ golden! {
     masked_dropin => "masked-dropin",
     masks => "masks",
     nixos_linked_directory => "nixos-linked-directory",
+    parser_bom_and_line_ends => "parser-bom-and-line-ends",
     parser_nasties => "parser-nasties",
     same_name_hiding => "same-name-hiding",
     search_path_order => "search-path-order",
