@@ -1095,3 +1095,48 @@ fn byte_order_mark_after_a_comment_and_lf_cr_line_endings_confine() {
     }
     assert_every_dropin_verifies(&root);
 }
+
+/// A store path counts wherever it is in a word: after an option letter
+/// (`-c/nix/store/…`, as in Debian's wpa_supplicant@.service), right after
+/// another store path of the same word, and so in the values
+/// `X-ConfinementFullUnit=yes` scans.
+#[test]
+fn store_paths_inside_a_word_are_roots() {
+    let root = TestRoot::new("inside-a-word");
+    let app = program(&root, 160, "app");
+    let config = store_path(161, "app.conf");
+    let first = store_path(162, "first");
+    let second = store_path(163, "second");
+    let env_a = store_path(164, "env-a");
+    let env_b = store_path(165, "env-b");
+    root.register(&[
+        (&config, &[]),
+        (&first, &[]),
+        (&second, &[]),
+        (&env_a, &[]),
+        (&env_b, &[]),
+    ]);
+    root.unit(
+        "exec.service",
+        &format!(
+            "[Service]\nExecStart={app}/bin/app -c{config} \"{first}\"'{second}'\n\
+             X-ConfinementEnable=yes\n"
+        ),
+    );
+    root.unit(
+        "full.service",
+        &format!(
+            "[Service]\nExecStart={app}/bin/app\nEnvironment=OPTS=-I{env_a}{env_b}/lib\n\
+             X-ConfinementEnable=yes\nX-ConfinementFullUnit=yes\n"
+        ),
+    );
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let mut expected = vec![app.clone(), config, first, second];
+    expected.sort();
+    assert_eq!(binds(&root.dropin("exec.service")), expected);
+    let mut expected = vec![app, env_a, env_b];
+    expected.sort();
+    assert_eq!(binds(&root.dropin("full.service")), expected);
+    assert_every_dropin_verifies(&root);
+}
