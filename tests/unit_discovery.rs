@@ -476,6 +476,7 @@ macro_rules! golden {
 golden! {
     aliases => "aliases",
     annotation_from_etc_dropin => "annotation-from-etc-dropin",
+    annotation_intent => "annotation-intent",
     annotation_warnings => "annotation-warnings",
     dash_prefix => "dash-prefix",
     etc_replaces_usr_lib => "etc-replaces-usr-lib",
