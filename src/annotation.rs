@@ -92,7 +92,16 @@ pub fn parse_boolean(value: &str) -> Option<bool> {
 }
 
 /// Reads the annotations of `unit`. `is_service` is false for other unit
-/// types, whose annotations are only warned about.
+/// types, which cannot be confined.
+///
+/// A key that shows the intent to confine without being the one the
+/// generator reads — `X-ConfinementEnable=` in another section, in another
+/// letter case, misspelt (`X-ConfinementEnabled=`), see [`probable_key`] —
+/// with a value that is not a "no" blocks a service, unless the service
+/// validly says `X-ConfinementEnable=yes` or `=no` in `[Service]`: an
+/// administrator who wrote it expects the service confined, and it must not
+/// run open. On a unit that is not a service such a key is an error too (in
+/// `errors`, with no request): nothing will confine that unit.
 pub fn read_annotations(unit: &MergedUnit, is_service: bool) -> Annotations {
     let name = unit.name.as_str();
     let mut result = Annotations {
@@ -101,35 +110,28 @@ pub fn read_annotations(unit: &MergedUnit, is_service: bool) -> Annotations {
         warnings: Vec::new(),
     };
     let mut annotation_settings: Vec<&Setting> = Vec::new();
+    let mut strays: Vec<Stray<'_>> = Vec::new();
     for setting in &unit.settings {
-        if KNOWN_KEYS.contains(&setting.key.as_str()) {
-            if setting.section != "Service" || !is_service {
-                let wrong_place = if is_service {
-                    format!("[{}]; annotations belong in [Service]", setting.section)
-                } else {
-                    "a unit that is not a service; only services can be confined".to_owned()
-                };
-                result.warnings.push(Diagnostic::warning(
-                    Some(name),
-                    Some(setting.location.clone()),
-                    format!("{} in {wrong_place}: ignored", setting.key),
-                ));
-                continue;
+        let exact = KNOWN_KEYS.iter().find(|k| **k == setting.key);
+        match exact {
+            Some(_) if is_service && setting.section == "Service" => {
+                annotation_settings.push(setting);
             }
-            annotation_settings.push(setting);
-        } else if let Some(meant) = near_miss(&setting.key) {
-            result.warnings.push(Diagnostic::warning(
-                Some(name),
-                Some(setting.location.clone()),
-                format!(
-                    "unknown key {} (did you mean {meant}?): ignored, the unit is not confined by it",
-                    setting.key
-                ),
-            ));
+            Some(key) => strays.push(Stray {
+                setting,
+                meant: key,
+                misspelt: false,
+            }),
+            None => {
+                if let Some(meant) = probable_key(&setting.section, &setting.key, &setting.value) {
+                    strays.push(Stray {
+                        setting,
+                        meant,
+                        misspelt: true,
+                    });
+                }
+            }
         }
-    }
-    if annotation_settings.is_empty() {
-        return result;
     }
 
     let last = |key: &str| {
@@ -139,18 +141,82 @@ pub fn read_annotations(unit: &MergedUnit, is_service: bool) -> Annotations {
             .find(|s| s.key == key)
             .copied()
     };
+    // `Some(b)`: the unit validly says yes or no in [Service].
+    let says = last(KEY_ENABLE)
+        .filter(|s| !s.value.is_empty())
+        .map(|s| parse_boolean(&s.value));
+    let intent_blocks = |stray: &Stray<'_>| stray.shows_intent() && (!is_service || says.is_none());
+    let mut blocking_intent: Option<&Setting> = None;
+    for stray in &strays {
+        let setting = stray.setting;
+        let location = Some(setting.location.clone());
+        let key = setting.key.escape_debug();
+        if intent_blocks(stray) {
+            let value = excerpt(&setting.value);
+            let message = if is_service {
+                blocking_intent.get_or_insert(setting);
+                let place = if setting.section == "Service" {
+                    String::new()
+                } else {
+                    format!(" in [{}]", setting.section.escape_debug())
+                };
+                format!(
+                    "{key}={value}{place} asks to confine the unit but is not read: did you \
+                     mean {KEY_ENABLE}= in [Service]? Blocked until [Service] says \
+                     {KEY_ENABLE}=yes or =no"
+                )
+            } else {
+                format!(
+                    "{key}={value} asks to confine a unit that is not a service; only services \
+                     can be confined, so nothing confines this one (annotate the service instead)"
+                )
+            };
+            result
+                .errors
+                .push(Diagnostic::error(Some(name), location, message));
+            continue;
+        }
+        let message = if stray.misspelt {
+            format!(
+                "unknown key {key} (did you mean {}?): ignored, the unit is not confined by it",
+                stray.meant
+            )
+        } else if is_service {
+            format!(
+                "{key} in [{}]; annotations belong in [Service]: ignored",
+                setting.section.escape_debug()
+            )
+        } else {
+            format!("{key} in a unit that is not a service; only services can be confined: ignored")
+        };
+        result
+            .warnings
+            .push(Diagnostic::warning(Some(name), location, message));
+    }
+    if annotation_settings.is_empty() && blocking_intent.is_none() {
+        return result;
+    }
+
     let error = |setting: &Setting, message: String| {
         Diagnostic::error(Some(name), Some(setting.location.clone()), message)
     };
 
-    // Enable: an invalid value is treated as a request to confine that
-    // cannot be honoured, so the unit is blocked rather than left open.
-    let enable = match last(KEY_ENABLE).filter(|s| !s.value.is_empty()) {
-        None => Located {
+    // Enable: an invalid value, or the intent shown by a key that is not
+    // read, is treated as a request to confine that cannot be honoured, so
+    // the unit is blocked rather than left open.
+    let enable = match (
+        last(KEY_ENABLE).filter(|s| !s.value.is_empty()),
+        blocking_intent,
+    ) {
+        (None, None) => Located {
             value: false,
             location: None,
         },
-        Some(setting) => match parse_boolean(&setting.value) {
+        (None, Some(stray)) => Located {
+            value: true,
+            location: Some(stray.location.clone()),
+        },
+        (Some(setting), _) => match parse_boolean(&setting.value) {
             Some(value) => Located {
                 value,
                 location: Some(setting.location.clone()),
@@ -264,25 +330,143 @@ pub fn read_annotations(unit: &MergedUnit, is_service: bool) -> Annotations {
     result
 }
 
-/// The known key a misspelt one probably meant: keys that start like an
-/// annotation (any case, with or without the dash) or are within three edits
-/// of one.
-fn near_miss(key: &str) -> Option<&'static str> {
-    let lower = key.to_ascii_lowercase();
-    // Within three edits of an annotation a key still contains one of these;
-    // most keys of a unit are nowhere near and skip the distance.
-    if !(lower.contains("conf") || lower.contains("fin") || lower.contains("x-c")) {
+/// A setting that looks like an annotation but is not read as one.
+struct Stray<'a> {
+    setting: &'a Setting,
+    /// The annotation key it probably meant.
+    meant: &'static str,
+    /// Not the key itself (misspelt, another case); else a key in the wrong
+    /// section or unit.
+    misspelt: bool,
+}
+
+impl Stray<'_> {
+    /// Whether it asks to confine the unit: it means the enable key and its
+    /// value is not empty (a reset) and not a "no".
+    fn shows_intent(&self) -> bool {
+        let value = &self.setting.value;
+        self.meant == KEY_ENABLE && !value.is_empty() && parse_boolean(value) != Some(false)
+    }
+}
+
+/// The annotation key that `key` (in `section`, set to `value`) probably
+/// meant, when it looks like one and is not one:
+/// - the letters and digits of a known key in any case, whatever the
+///   punctuation (`X-confinementenable`, `X-Confinement-Enable`, a
+///   byte-order mark before it);
+/// - else a known key within two edits (`X-ConfinementEnabled`,
+///   `X-ConfinmentEnable`);
+/// - else, for a key that starts like an annotation (`X-Confin…`,
+///   `Confin…`, any case) or is within three edits of one, the nearest key
+///   whose kind of value fits the value (`X-Confinement=yes` asks for
+///   `X-ConfinementEnable=`, `X-ConfinementFull=yes` for
+///   `X-ConfinementFullUnit=`), or the nearest key when none fits.
+///
+/// In a section named like an annotation (`[X-Confinement]`), the section's
+/// name is read before the key (`Enable=` there is `X-ConfinementEnable=`).
+fn probable_key(section: &str, key: &str, value: &str) -> Option<&'static str> {
+    let mut name = letters_and_digits(key);
+    if !looks_like_annotation(&name) {
+        let section = letters_and_digits(section);
+        if looks_like_annotation(&section) {
+            name = section + &name;
+        }
+    }
+    let annotation_like = looks_like_annotation(&name);
+    // Most keys of a unit are nowhere near an annotation: an edit changes
+    // the length by one at most and the counts of letters by two, so a key
+    // further off than that from every known key is skipped before any
+    // distance is computed.
+    let letters = letter_counts(&name);
+    let near = |known: &str| {
+        name.len().abs_diff(known.len()) <= 3
+            && letter_count_gap(&letters, &letter_counts(known)) <= 6
+    };
+    if !annotation_like && !KNOWN_LETTERS.iter().any(|known| near(known)) {
         return None;
     }
-    let looks_like_annotation = lower.starts_with("x-confin")
-        || lower.starts_with("xconfin")
-        || lower.starts_with("x-confinement")
-        || lower.starts_with("confinement");
-    let (best, distance) = KNOWN_KEYS
+    let distances: Vec<(&'static str, usize)> = KNOWN_KEYS
         .iter()
-        .map(|known| (*known, edit_distance(&lower, &known.to_ascii_lowercase())))
-        .min_by_key(|(_, d)| *d)?;
-    (looks_like_annotation || distance <= 3).then_some(best)
+        .zip(KNOWN_LETTERS)
+        .map(|(key, known)| (*key, edit_distance(&name, known)))
+        .collect();
+    let (nearest, distance) = *distances.iter().min_by_key(|(_, d)| *d)?;
+    if distance <= 2 {
+        return Some(nearest);
+    }
+    if !annotation_like && distance > 3 {
+        return None;
+    }
+    distances
+        .iter()
+        .filter(|(known, _)| value_fits(known, value))
+        .min_by_key(|(_, d)| *d)
+        .map_or(Some(nearest), |(known, _)| Some(*known))
+}
+
+/// [`KNOWN_KEYS`] as [`letters_and_digits`] reads them.
+const KNOWN_LETTERS: [&str; 5] = [
+    "xconfinementenable",
+    "xconfinementmode",
+    "xconfinementfullunit",
+    "xconfinementpackages",
+    "xconfinementbinsh",
+];
+
+fn letters_and_digits(text: &str) -> String {
+    text.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// How often each lowercase letter and digit occurs.
+fn letter_counts(letters_and_digits: &str) -> [u8; 36] {
+    let mut counts = [0u8; 36];
+    for b in letters_and_digits.bytes() {
+        let slot = match b {
+            b'a'..=b'z' => b - b'a',
+            b'0'..=b'9' => 26 + b - b'0',
+            _ => continue,
+        };
+        counts[usize::from(slot)] = counts[usize::from(slot)].saturating_add(1);
+    }
+    counts
+}
+
+/// At most twice the edit distance of the two texts these count.
+fn letter_count_gap(a: &[u8; 36], b: &[u8; 36]) -> usize {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| usize::from(x.abs_diff(*y)))
+        .sum()
+}
+
+fn looks_like_annotation(letters_and_digits: &str) -> bool {
+    letters_and_digits.starts_with("xconfin") || letters_and_digits.starts_with("confin")
+}
+
+/// Whether `value` is the kind of value `key` takes.
+fn value_fits(key: &str, value: &str) -> bool {
+    match key {
+        KEY_ENABLE | KEY_FULL_UNIT => parse_boolean(value).is_some(),
+        KEY_MODE => Mode::parse(value).is_some(),
+        KEY_PACKAGES => {
+            !value.is_empty() && value.split_ascii_whitespace().all(|w| w.starts_with('/'))
+        }
+        KEY_BIN_SH => value.starts_with('/') && !value.contains(char::is_whitespace),
+        _ => false,
+    }
+}
+
+/// A value for a message: control and invisible characters escaped, cut
+/// short.
+fn excerpt(value: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    match value.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", value[..cut].escape_debug()),
+        None => value.escape_debug().to_string(),
+    }
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -430,38 +614,252 @@ mod tests {
         );
     }
 
+    /// A spelling or place that shows the intent to confine blocks the
+    /// service: the request is there (enable, at the stray key) with an
+    /// error that names the key it probably meant.
     #[test]
-    fn wrong_section_wrong_unit_type_and_misspellings_warn() {
+    fn misspelt_miscased_or_misplaced_enable_blocks_a_service() {
+        for (section, key, value) in [
+            ("Unit", KEY_ENABLE, "yes"),
+            ("Install", KEY_ENABLE, "true"),
+            ("X-Mine", KEY_ENABLE, "1"),
+            ("Service", "X-ConfinementEnabled", "yes"),
+            ("Service", "X-confinementenable", "yes"),
+            ("Service", "X-CONFINEMENTENABLE", "on"),
+            ("Service", "X-Confinement-Enable", "y"),
+            ("Service", "X_ConfinementEnable", "yes"),
+            ("Service", "\u{feff}X-ConfinementEnable", "yes"),
+            ("Service", "X-ConfinmentEnable", "yes"),
+            ("Service", "ConfinementEnable", "yes"),
+            ("Service", "X-Confinement", "yes"),
+            ("Service", "X-ConfinementOn", "yes"),
+            ("Unit", "X-ConfinementEnabled", "yes"),
+            ("X-Confinement", "Enable", "yes"),
+            // Not a boolean: an invalid request, blocked as the key's own
+            // invalid value is.
+            ("Service", "X-ConfinementEnabled", "perhaps"),
+        ] {
+            let a = read_annotations(
+                &unit(
+                    "a.service",
+                    &[
+                        ("Service", "ExecStart", "/bin/true"),
+                        (section, key, value),
+                        ("Service", KEY_MODE, "chroot-only"),
+                    ],
+                ),
+                true,
+            );
+            let request = a
+                .request
+                .as_ref()
+                .unwrap_or_else(|| panic!("{key}: left open"));
+            assert!(request.enable.value, "{key}");
+            assert_eq!(request.enable.location.as_ref().unwrap().line, 2, "{key}");
+            assert_eq!(request.mode.as_ref().unwrap().value, Mode::ChrootOnly);
+            let errors = messages(&a.errors);
+            assert_eq!(errors.len(), 1, "{key}: {errors:?}");
+            assert!(
+                errors[0].starts_with("/etc/systemd/system/u:2: a.service: ")
+                    && errors[0].contains(&format!("{}={value}", key.escape_debug()))
+                    && errors[0].contains("did you mean X-ConfinementEnable= in [Service]?"),
+                "{key}: {errors:?}"
+            );
+            assert!(a.warnings.is_empty(), "{key}: {:?}", a.warnings);
+        }
+        let a = read_annotations(&unit("a.service", &[("Unit", KEY_ENABLE, "yes")]), true);
+        assert_eq!(
+            messages(&a.errors),
+            [
+                "/etc/systemd/system/u:1: a.service: X-ConfinementEnable=yes in [Unit] asks to \
+                 confine the unit but is not read: did you mean X-ConfinementEnable= in \
+                 [Service]? Blocked until [Service] says X-ConfinementEnable=yes or =no"
+            ]
+        );
+    }
+
+    /// A valid X-ConfinementEnable= in [Service] decides: "no" leaves the
+    /// unit alone, "yes" confines it; the stray keys only warn.
+    #[test]
+    fn a_valid_enable_decides_and_stray_keys_then_warn() {
+        let strays = [
+            ("Unit", KEY_ENABLE, "yes"),
+            ("Service", "X-ConfinementEnabled", "yes"),
+            ("Service", "X-confinementenable", "yes"),
+            ("Service", "X-Confinement-Packages", "/a"),
+            ("Service", "X-Other", "1"),
+        ];
+        let expected_warnings = [
+            "/etc/systemd/system/u:2: a.service: warning: X-ConfinementEnable in [Unit]; annotations belong in [Service]: ignored",
+            "/etc/systemd/system/u:3: a.service: warning: unknown key X-ConfinementEnabled (did you mean X-ConfinementEnable?): ignored, the unit is not confined by it",
+            "/etc/systemd/system/u:4: a.service: warning: unknown key X-confinementenable (did you mean X-ConfinementEnable?): ignored, the unit is not confined by it",
+            "/etc/systemd/system/u:5: a.service: warning: unknown key X-Confinement-Packages (did you mean X-ConfinementPackages?): ignored, the unit is not confined by it",
+        ];
+        for (enable, confined) in [("no", false), ("NO", false), ("yes", true)] {
+            // The valid key may come before or after the stray ones.
+            for valid_first in [true, false] {
+                let mut lines = strays.to_vec();
+                if valid_first {
+                    lines.insert(0, ("Service", KEY_ENABLE, enable));
+                } else {
+                    lines.push(("Service", KEY_ENABLE, enable));
+                }
+                let a = read_annotations(&unit("a.service", &lines), true);
+                assert_eq!(a.request.is_some(), confined, "{enable}");
+                assert!(a.errors.is_empty(), "{enable}: {:?}", a.errors);
+                let mut warnings = messages(&a.warnings);
+                if !valid_first {
+                    // Renumber: the stray keys start on line 1.
+                    warnings = warnings
+                        .iter()
+                        .map(|w| {
+                            let line: u32 = w["/etc/systemd/system/u:".len()..]
+                                .split(':')
+                                .next()
+                                .unwrap()
+                                .parse()
+                                .unwrap();
+                            w.replacen(&format!("u:{line}:"), &format!("u:{}:", line + 1), 1)
+                        })
+                        .collect();
+                }
+                assert_eq!(warnings, expected_warnings, "{enable} {valid_first}");
+            }
+        }
+    }
+
+    /// Keys that do not ask to confine (a "no", a reset, another key than
+    /// the enable key) only warn, with the key they probably meant.
+    #[test]
+    fn stray_keys_that_do_not_ask_to_confine_only_warn() {
         let a = read_annotations(
             &unit(
                 "a.service",
                 &[
-                    ("Unit", KEY_ENABLE, "yes"),
-                    ("Service", "X-ConfinementEnabled", "yes"),
-                    ("Service", "X-confinementenable", "yes"),
-                    ("Service", "X-Confinement-Packages", "/a"),
-                    ("Service", "X-Other", "1"),
+                    ("Service", "X-ConfinementEnabled", "no"),
+                    ("Unit", KEY_ENABLE, "off"),
+                    ("Service", "X-ConfinementEnabled", ""),
+                    ("Unit", KEY_MODE, "chroot-only"),
+                    ("Service", "X-ConfinementFull", "yes"),
+                    ("Service", "X-ConfinementModes", "chroot-only"),
+                    ("X-Confinement", "Packages", "/a"),
                 ],
             ),
             true,
         );
-        assert!(a.request.is_none());
+        assert!(a.request.is_none() && a.errors.is_empty(), "{a:?}");
         assert_eq!(
             messages(&a.warnings),
             [
-                "/etc/systemd/system/u:1: a.service: warning: X-ConfinementEnable in [Unit]; annotations belong in [Service]: ignored",
-                "/etc/systemd/system/u:2: a.service: warning: unknown key X-ConfinementEnabled (did you mean X-ConfinementEnable?): ignored, the unit is not confined by it",
-                "/etc/systemd/system/u:3: a.service: warning: unknown key X-confinementenable (did you mean X-ConfinementEnable?): ignored, the unit is not confined by it",
-                "/etc/systemd/system/u:4: a.service: warning: unknown key X-Confinement-Packages (did you mean X-ConfinementPackages?): ignored, the unit is not confined by it",
+                "/etc/systemd/system/u:1: a.service: warning: unknown key X-ConfinementEnabled (did you mean X-ConfinementEnable?): ignored, the unit is not confined by it",
+                "/etc/systemd/system/u:2: a.service: warning: X-ConfinementEnable in [Unit]; annotations belong in [Service]: ignored",
+                "/etc/systemd/system/u:3: a.service: warning: unknown key X-ConfinementEnabled (did you mean X-ConfinementEnable?): ignored, the unit is not confined by it",
+                "/etc/systemd/system/u:4: a.service: warning: X-ConfinementMode in [Unit]; annotations belong in [Service]: ignored",
+                "/etc/systemd/system/u:5: a.service: warning: unknown key X-ConfinementFull (did you mean X-ConfinementFullUnit?): ignored, the unit is not confined by it",
+                "/etc/systemd/system/u:6: a.service: warning: unknown key X-ConfinementModes (did you mean X-ConfinementMode?): ignored, the unit is not confined by it",
+                "/etc/systemd/system/u:7: a.service: warning: unknown key Packages (did you mean X-ConfinementPackages?): ignored, the unit is not confined by it",
             ]
         );
-        let a = read_annotations(&unit("a.socket", &[("Socket", KEY_ENABLE, "yes")]), false);
+    }
+
+    /// A unit that is not a service cannot be confined: asking for it is an
+    /// error (and no request), other annotations there only warn.
+    #[test]
+    fn annotations_on_a_unit_that_is_not_a_service() {
+        let a = read_annotations(
+            &unit(
+                "a.socket",
+                &[
+                    ("Socket", KEY_ENABLE, "yes"),
+                    ("Socket", KEY_ENABLE, "no"),
+                    ("Service", KEY_MODE, "chroot-only"),
+                    ("Socket", "X-ConfinementEnabled", "1"),
+                ],
+            ),
+            false,
+        );
         assert!(a.request.is_none());
+        assert_eq!(
+            messages(&a.errors),
+            [
+                "/etc/systemd/system/u:1: a.socket: X-ConfinementEnable=yes asks to confine a unit that is not a service; only services can be confined, so nothing confines this one (annotate the service instead)",
+                "/etc/systemd/system/u:4: a.socket: X-ConfinementEnabled=1 asks to confine a unit that is not a service; only services can be confined, so nothing confines this one (annotate the service instead)",
+            ]
+        );
         assert_eq!(
             messages(&a.warnings),
             [
-                "/etc/systemd/system/u:1: a.socket: warning: X-ConfinementEnable in a unit that is not a service; only services can be confined: ignored"
+                "/etc/systemd/system/u:2: a.socket: warning: X-ConfinementEnable in a unit that is not a service; only services can be confined: ignored",
+                "/etc/systemd/system/u:3: a.socket: warning: X-ConfinementMode in a unit that is not a service; only services can be confined: ignored",
             ]
         );
+    }
+
+    #[test]
+    fn probable_keys() {
+        for (section, key, value, meant) in [
+            ("Service", "X-confinementmode", "x", Some(KEY_MODE)),
+            ("Service", "X-Confinement-Bin-Sh", "", Some(KEY_BIN_SH)),
+            ("Service", "X-ConfinementPackage", "yes", Some(KEY_PACKAGES)),
+            (
+                "Service",
+                "X-ConfinementFullunits",
+                "yes",
+                Some(KEY_FULL_UNIT),
+            ),
+            ("Service", "X-Confinement", "yes", Some(KEY_ENABLE)),
+            ("Service", "X-Confinement", "chroot-only", Some(KEY_MODE)),
+            (
+                "Service",
+                "X-Confinement",
+                "/nix/store/x /y",
+                Some(KEY_PACKAGES),
+            ),
+            ("Service", "X-Confined", "true", Some(KEY_ENABLE)),
+            ("Service", "X-Confinement-Full", "yes", Some(KEY_FULL_UNIT)),
+            ("Service", "XConfinementEnable", "yes", Some(KEY_ENABLE)),
+            ("X-Confinement", "enable", "yes", Some(KEY_ENABLE)),
+            ("X-Confinement", "Mode", "yes", Some(KEY_MODE)),
+            ("Service", "Enable", "yes", None),
+            ("Service", "ConfigurationDirectory", "x", None),
+            ("Service", "X-Other", "yes", None),
+            ("Service", "ExecStart", "/bin/true", None),
+            ("Service", "ProtectKernelTunables", "yes", None),
+            ("X-Mine", "Enable", "yes", None),
+        ] {
+            assert_eq!(
+                probable_key(section, key, value),
+                meant,
+                "[{section}] {key}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn known_letters_are_the_known_keys() {
+        let letters: Vec<String> = KNOWN_KEYS.iter().map(|k| letters_and_digits(k)).collect();
+        assert_eq!(letters, KNOWN_LETTERS);
+    }
+
+    /// The shortcut skips only keys more than three edits from every known
+    /// key: a key three edits away is still found.
+    #[test]
+    fn three_edits_away_is_still_a_near_miss() {
+        for key in [
+            "Y-KonfinementEnable",
+            "X-ConfinementEnableXYZ",
+            "X-ConfinementEn",
+            "Q-CQnfinemenQMode",
+            "X-ConfinementFullUnit3",
+        ] {
+            assert!(probable_key("Service", key, "").is_some(), "{key}");
+        }
+        for key in [
+            "X-KonfinementEnablezzzz",
+            "ProtectKernelTunables",
+            "Y-KonfinemeQtEnablQ",
+        ] {
+            assert_eq!(probable_key("Service", key, ""), None, "{key}");
+        }
     }
 }

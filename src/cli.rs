@@ -524,6 +524,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut plan = generate::plan(root, env_unit_path);
     let mut out = std::io::stdout().lock();
     let mut problems: Vec<Diagnostic> = plan.warnings.clone();
+    let unconfinable = plan.unconfinable.len();
     let mut db = Database::new();
     let mut blocked = 0;
     let Plan { config, units, .. } = &mut plan;
@@ -563,7 +564,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
         units.len(),
         problems.len()
     );
-    i32::from(blocked > 0)
+    i32::from(blocked > 0 || unconfinable > 0)
 }
 
 #[cfg(test)]

@@ -126,6 +126,9 @@ pub struct Plan {
     pub global_errors: Vec<Diagnostic>,
     /// Problems with no unit to block (other unit types, unreadable files).
     pub warnings: Vec<Diagnostic>,
+    /// Units that are not services but ask to be confined: nothing can
+    /// confine them, so `check` fails (their errors are in `warnings`).
+    pub unconfinable: Vec<String>,
 }
 
 /// Finds every annotated service under `root` and what blocks it.
@@ -145,6 +148,7 @@ pub fn plan_with_config(
     let mut reader = FileReader::new(root);
     let catalog = Catalog::scan_reading(root, search_path, &mut reader);
     let mut warnings = catalog.warnings.clone();
+    let mut unconfinable = Vec::new();
     let mut units = Vec::new();
 
     let candidates = candidate_names(&catalog);
@@ -192,6 +196,10 @@ pub fn plan_with_config(
         let annotations = annotation::read_annotations(&merged, is_service);
         warnings.extend(annotations.warnings.iter().cloned());
         if !is_service {
+            if !annotations.errors.is_empty() {
+                unconfinable.push(name.clone());
+                warnings.extend(annotations.errors);
+            }
             continue;
         }
         let template_wants = UnitName::parse(name)
@@ -247,6 +255,7 @@ pub fn plan_with_config(
         units,
         global_errors,
         warnings,
+        unconfinable,
     }
 }
 

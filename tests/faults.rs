@@ -212,7 +212,7 @@ fn over_long_lines_block_an_annotated_unit_with_file_and_line() {
     assert_eq!(run.status, 1);
     assert!(
         run.stderr.contains(
-            "/etc/systemd/system/long.service:3: long.service: line longer than 1048576 bytes"
+            "/etc/systemd/system/long.service:3: long.service: line of 1048576 bytes or more"
         ),
         "{}",
         run.stderr

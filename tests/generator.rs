@@ -62,7 +62,7 @@ fn assert_blocked(root: &TestRoot, unit: &str, reason_parts: &[&str]) -> String 
     let dropin = root.dropin(unit);
     assert!(dropin.contains("[Unit]\n"), "{dropin}");
     assert!(
-        !dropin.contains("[Service]"),
+        !dropin.lines().any(|l| l == "[Service]"),
         "a blocked unit gets no confinement: {dropin}"
     );
     let description = dropin
@@ -979,7 +979,7 @@ fn check_lists_annotations_and_problems() {
     );
     root.unit(
         "typo.service",
-        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnabled=yes\n"),
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnabled=no\n"),
     );
     let run = root.run(&["check"]);
     assert_eq!(run.status, 0, "{}", run.stdout);
@@ -1064,4 +1064,172 @@ fn full_unit_finds_store_paths_behind_value_prefixes() {
     let mut expected = vec![app, env_file, ro];
     expected.sort();
     assert_eq!(binds(&root.dropin("a.service")), expected);
+}
+
+/// A byte-order mark after a comment line, and `\n\r` inside a
+/// continuation, are read as systemd reads them (the golden case
+/// `parser-bom-and-line-ends` holds what systemd-analyze makes of them):
+/// both units are annotated and confined, neither is left open.
+#[test]
+fn byte_order_mark_after_a_comment_and_lf_cr_line_endings_confine() {
+    let root = TestRoot::new("bom-lf-cr");
+    let app = program(&root, 150, "app");
+    root.unit(
+        "bom.service",
+        &format!(
+            "# managed\n\u{feff}[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"
+        ),
+    );
+    root.unit(
+        "lfcr.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=\\\n\ryes\n"),
+    );
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    for unit in ["bom.service", "lfcr.service"] {
+        assert_eq!(
+            binds(&root.dropin(unit)),
+            std::slice::from_ref(&app),
+            "{unit}"
+        );
+    }
+    assert_every_dropin_verifies(&root);
+}
+
+/// A store path counts wherever it is in a word: after an option letter
+/// (`-c/nix/store/…`, as in Debian's wpa_supplicant@.service), right after
+/// another store path of the same word, and so in the values
+/// `X-ConfinementFullUnit=yes` scans.
+#[test]
+fn store_paths_inside_a_word_are_roots() {
+    let root = TestRoot::new("inside-a-word");
+    let app = program(&root, 160, "app");
+    let config = store_path(161, "app.conf");
+    let first = store_path(162, "first");
+    let second = store_path(163, "second");
+    let env_a = store_path(164, "env-a");
+    let env_b = store_path(165, "env-b");
+    root.register(&[
+        (&config, &[]),
+        (&first, &[]),
+        (&second, &[]),
+        (&env_a, &[]),
+        (&env_b, &[]),
+    ]);
+    root.unit(
+        "exec.service",
+        &format!(
+            "[Service]\nExecStart={app}/bin/app -c{config} \"{first}\"'{second}'\n\
+             X-ConfinementEnable=yes\n"
+        ),
+    );
+    root.unit(
+        "full.service",
+        &format!(
+            "[Service]\nExecStart={app}/bin/app\nEnvironment=OPTS=-I{env_a}{env_b}/lib\n\
+             X-ConfinementEnable=yes\nX-ConfinementFullUnit=yes\n"
+        ),
+    );
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let mut expected = vec![app.clone(), config, first, second];
+    expected.sort();
+    assert_eq!(binds(&root.dropin("exec.service")), expected);
+    let mut expected = vec![app, env_a, env_b];
+    expected.sort();
+    assert_eq!(binds(&root.dropin("full.service")), expected);
+    assert_every_dropin_verifies(&root);
+}
+
+/// A misspelt, miscased or misplaced X-ConfinementEnable= that asks to
+/// confine blocks the service (the reason names file:line and the key it
+/// probably meant), unless [Service] validly says X-ConfinementEnable=no;
+/// `check` exits 1. On a socket nothing can be confined: an error, the
+/// socket is not touched, and `check` exits 1 for it too.
+#[test]
+fn misspelt_or_misplaced_enable_blocks_the_service() {
+    let root = TestRoot::new("intent");
+    let app = program(&root, 170, "app");
+    root.unit(
+        "typo.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnabled=yes\n"),
+    );
+    root.unit(
+        "case.service",
+        &format!("[Service]\nExecStart={app}/bin/app\nX-confinementEnable=on\n"),
+    );
+    root.unit(
+        "section.service",
+        &format!("[Service]\nExecStart={app}/bin/app\n"),
+    );
+    root.write(
+        "/etc/systemd/system/section.service.d/confine.conf",
+        "[Unit]\nX-ConfinementEnable=yes\n",
+    );
+    root.unit(
+        "opted-out.service",
+        &format!(
+            "[Unit]\nX-ConfinementEnable=yes\n[Service]\nExecStart={app}/bin/app\n\
+             X-ConfinementEnabled=yes\nX-ConfinementEnable=no\n"
+        ),
+    );
+    let run = root.generate();
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert_blocked(
+        &root,
+        "typo.service",
+        &[
+            "/etc/systemd/system/typo.service:3",
+            "X-ConfinementEnabled=yes asks to confine the unit but is not read",
+            "did you mean X-ConfinementEnable= in [Service]?",
+        ],
+    );
+    assert_blocked(
+        &root,
+        "case.service",
+        &[
+            "/etc/systemd/system/case.service:3",
+            "X-confinementEnable=on",
+            "did you mean X-ConfinementEnable= in [Service]?",
+        ],
+    );
+    assert_blocked(
+        &root,
+        "section.service",
+        &[
+            "/etc/systemd/system/section.service.d/confine.conf:2",
+            "X-ConfinementEnable=yes in [Unit]",
+            "did you mean X-ConfinementEnable= in [Service]?",
+        ],
+    );
+    assert!(
+        !root.has_dropin("opted-out.service"),
+        "a valid X-ConfinementEnable=no keeps the unit as it is"
+    );
+    let check = root.run(&["check"]);
+    assert_eq!(check.status, 1, "{}", check.stdout);
+    assert!(
+        check.stdout.contains("typo.service: BLOCKED")
+            && check.stdout.contains(
+                "/etc/systemd/system/opted-out.service:5: opted-out.service: warning: unknown key \
+                 X-ConfinementEnabled (did you mean X-ConfinementEnable?)"
+            ),
+        "{}",
+        check.stdout
+    );
+
+    let root = TestRoot::new("intent-socket");
+    root.unit(
+        "sock.socket",
+        "[Socket]\nListenStream=/run/sock.sock\nX-ConfinementEnable=yes\n",
+    );
+    let run = root.generate();
+    assert_eq!(run.status, 0, "nothing is blocked: {}", run.stderr);
+    let message = "/etc/systemd/system/sock.socket:3: sock.socket: X-ConfinementEnable=yes asks \
+                   to confine a unit that is not a service";
+    assert!(run.stderr.contains(message), "{}", run.stderr);
+    assert!(!root.has_dropin("sock.socket"));
+    let check = root.run(&["check"]);
+    assert_eq!(check.status, 1, "{}", check.stdout);
+    assert!(check.stdout.contains(message), "{}", check.stdout);
 }

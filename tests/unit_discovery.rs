@@ -476,6 +476,7 @@ macro_rules! golden {
 golden! {
     aliases => "aliases",
     annotation_from_etc_dropin => "annotation-from-etc-dropin",
+    annotation_intent => "annotation-intent",
     annotation_warnings => "annotation-warnings",
     dash_prefix => "dash-prefix",
     etc_replaces_usr_lib => "etc-replaces-usr-lib",
@@ -487,6 +488,7 @@ golden! {
     masked_dropin => "masked-dropin",
     masks => "masks",
     nixos_linked_directory => "nixos-linked-directory",
+    parser_bom_and_line_ends => "parser-bom-and-line-ends",
     parser_nasties => "parser-nasties",
     same_name_hiding => "same-name-hiding",
     search_path_order => "search-path-order",

@@ -1,6 +1,14 @@
 //! Recognising Nix store paths in text: `<store dir>/<32 characters of Nix
 //! base32>-<name>`, where the name is the longest run of the characters Nix
 //! allows in names. A subpath (`…-foo/bin/foo`) counts as its store path.
+//!
+//! A store path counts wherever it occurs in a word, whatever comes before
+//! it: an option letter (`-c/nix/store/…`), `=`, `:`, a URL's `file://`, or
+//! another store path (`/nix/store/…-a/nix/store/…-b` names both). The NixOS
+//! module puts every store path interpolated into a unit into the closure,
+//! and Nix's own reference scanner finds a hash anywhere in a file, so a
+//! scanner that skipped some positions would confine a service without a
+//! path it was built with.
 
 /// Nix's base-32 alphabet (no `e o u t`).
 const NIX_BASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";
@@ -86,7 +94,7 @@ impl StoreDir {
         }
     }
 
-    /// Every store path named in `text`.
+    /// Every store path named in `text`, wherever it starts.
     ///
     /// With `specifiers`, `%%` stands for `%` and any other `%x` for text
     /// systemd fills in when the unit is loaded: a store path whose name (or
@@ -100,11 +108,6 @@ impl StoreDir {
         while let Some(offset) = find(&bytes[from..], dir) {
             let start = from + offset;
             from = start + 1;
-            // `/x/nix/store/…` is not a store path; `=/nix/store/…` and
-            // `"/nix/store/…` are.
-            if start > 0 && is_path_char(bytes[start - 1]) {
-                continue;
-            }
             let after_dir = start + dir.len();
             if bytes.get(after_dir) != Some(&b'/') {
                 continue;
@@ -182,14 +185,6 @@ fn store_path_suffix_len(bytes: &[u8]) -> Option<usize> {
         .take_while(|&&b| is_name_char(b))
         .count();
     (name_len > 0).then_some(HASH_LEN + 1 + name_len)
-}
-
-/// Characters that, right before the store directory, make it part of a
-/// longer path (`/srv/nix/store/…`). Prefixes systemd gives values —
-/// `-/nix/store/…` (ignore if missing), `+`, `!`, `@`, `:` — and separators
-/// (`=`, quotes, white space) do not.
-fn is_path_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_')
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -283,8 +278,55 @@ mod tests {
                 "{prefix}"
             );
         }
-        assert!(paths(&format!("/srv_/nix/store/{H}-x")).is_empty());
-        assert!(paths(&format!("a.b/nix/store/{H}-x")).is_empty());
+    }
+
+    /// Whatever comes before the store directory, the store path counts:
+    /// the NixOS module's string context and Nix's reference scanner find it
+    /// anywhere in a word.
+    #[test]
+    fn store_paths_inside_a_word() {
+        const G: &str = "11111111111111111111111111111111";
+        // An option letter glued to the path (Debian's wpa_supplicant@.service
+        // has `-c/etc/wpa_supplicant/…`).
+        assert_eq!(
+            paths(&format!("-c/nix/store/{H}-wpa.conf")),
+            [format!("/nix/store/{H}-wpa.conf")]
+        );
+        // Two store paths in one word: `"…-b"'…-c'` unquotes to one word.
+        assert_eq!(
+            paths(&format!("/nix/store/{H}-b/nix/store/{G}-c")),
+            [format!("/nix/store/{H}-b"), format!("/nix/store/{G}-c")]
+        );
+        assert_eq!(
+            paths(&format!("/nix/store/{H}-b.d/x/nix/store/{G}-c")),
+            [format!("/nix/store/{H}-b.d"), format!("/nix/store/{G}-c")]
+        );
+        // After "=", ":", a URL scheme, a path, a letter, a digit, "_", ".".
+        for prefix in [
+            "--config=",
+            "x:",
+            "file://",
+            "/srv",
+            "a",
+            "0",
+            "_",
+            "a.b",
+            "-I",
+        ] {
+            assert_eq!(
+                paths(&format!("{prefix}/nix/store/{H}-x")),
+                [format!("/nix/store/{H}-x")],
+                "{prefix}"
+            );
+        }
+        // The second store path of a word may run into a specifier too.
+        assert_eq!(
+            paths(&format!("/nix/store/{H}-b/nix/store/{G}-c%i")),
+            [
+                format!("/nix/store/{H}-b"),
+                format!("UNKNOWABLE /nix/store/{G}-c%i")
+            ]
+        );
     }
 
     #[test]
@@ -306,7 +348,7 @@ mod tests {
             format!("/nix/store/{short}-x"),
             format!("/nix/store/{H}x"),
             format!("/nix/store/{H}-"),
-            format!("/srv/nix/store/{H}-x"),
+            format!("/nix/storex/{H}-x"),
             "/nix/store".to_owned(),
             format!("/nix/store/{}-x", "e".repeat(32)),
         ] {

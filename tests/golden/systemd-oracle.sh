@@ -46,6 +46,6 @@ if [ -f "$case_dir/env" ]; then
     export SYSTEMD_UNIT_PATH="$value"
 fi
 SYSTEMD_LOG_LEVEL=debug systemd-analyze --man=no --root="$tmp" verify "${units[@]}" 2>&1 |
-    grep -E '^	-> Unit |Unit Load State|Fragment Path|DropIn Path|^		(Description|Documentation|Environment):|Command Line|^		-> Exec|has alias|is masked|not found|Unknown (key|section)|Failed to (open|read|load)|alias|ignoring\.$' |
+    grep -E '^	-> Unit |Unit Load State|Fragment Path|DropIn Path|^		(Description|Documentation|Environment):|Command Line|^		-> Exec|has alias|is masked|not found|Unknown (key|section)|Missing '='|Failed to (open|read|load)|alias|ignoring\.$' |
     grep -vE 'sysinit\.target|shutdown\.target|basic\.target|\.slice|Cannot stat|PID 1' |
     sed "s#$tmp##g"

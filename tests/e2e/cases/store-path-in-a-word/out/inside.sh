@@ -1,0 +1,3 @@
+expect_content @FOOBAR@ eek
+expect_content @TARGET@ "got me"
+expect_content @GREETING@ "hello from the store"
