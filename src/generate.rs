@@ -1222,10 +1222,9 @@ fn symlink_target(
     path: &str,
     unit: &str,
 ) -> Result<Option<String>, Diagnostic> {
-    let logical = camino::Utf8Path::new(path);
     // `path` is a validated store path: its name follows the store directory.
     let name = path[config.store_dir.as_str().len()..].trim_start_matches('/');
-    let is_link = probe.is_symlink(name, &root.join(logical));
+    let is_link = probe.is_symlink(name);
     if !is_link {
         return Ok(None);
     }
