@@ -4,7 +4,7 @@
 use crate::annotation::KNOWN_KEYS;
 use crate::diag::Diagnostic;
 use crate::dropin::PENDING_DROPIN;
-use crate::dropin_store::DropinStore;
+use crate::dropin_store::{DropinStore, NotUsed};
 use crate::generate::{self, Computed, Database, Outcome, Plan, pending_text};
 use crate::logging::{self, LOG_NOTICE, Logger};
 use crate::output::OutputDir;
@@ -208,14 +208,15 @@ fn run_generator(
     // The drop-ins of the last run, to link again (only with the closure
     // cache: a kept drop-in's closure is named by it).
     let store = match (&config.dropin_store, &config.closure_cache) {
-        (Some(path), Some(_)) if !pending_units.is_empty() => {
-            match DropinStore::open(&root.join(path), &output) {
+        (Some(path), Some(cache)) if !pending_units.is_empty() => {
+            match DropinStore::open(root, path, &output, Some(cache)) {
                 Ok(store) => Some(store),
-                Err(error) => {
-                    logger.log(
-                        logging::LOG_DEBUG,
-                        &format!("drop-in store not used: {error}"),
-                    );
+                Err(not_used) => {
+                    let level = match not_used {
+                        NotUsed::Elsewhere(_) => logging::LOG_DEBUG,
+                        NotUsed::Refused(_) => logging::LOG_WARNING,
+                    };
+                    logger.log(level, &format!("drop-in store not used: {not_used}"));
                     None
                 }
             }
@@ -379,7 +380,9 @@ fn run_generator(
         logger.log(logging::LOG_ERR, error);
     }
     write_failed |= !write_errors.is_empty();
-    db.save_cache(root, config);
+    if let Err(error) = db.save_cache(root, config) {
+        logger.log(logging::LOG_WARNING, &error);
+    }
     if let Some(Ok(nix_db)) = db.opened() {
         let (paths, references) = nix_db.statistics();
         logger.log(

@@ -14,6 +14,7 @@ use crate::diag::{Diagnostic, Location};
 use crate::dropin::{self, ClosurePath, Confinement};
 use crate::dropin_store::{DropinStore, Key, KeyHasher};
 use crate::rootfs::Root;
+use crate::scratch::ScratchDir;
 use crate::store::db::NodeId;
 use crate::store::disk::StoreProbe;
 use crate::store::roots::{Origin, Roots, collect_roots};
@@ -537,10 +538,11 @@ impl Database {
     }
 
     /// Writes the closure cache for the next run, when this run read
-    /// something the cache did not have.
-    pub fn save_cache(&mut self, root: &Root, config: &Config) {
+    /// something the cache did not have. `Err` says why it could not be
+    /// written (see [`crate::scratch`] for where it may be).
+    pub fn save_cache(&mut self, root: &Root, config: &Config) -> Result<(), String> {
         let (Some(file), Some(Ok(nix_db))) = (&self.cache_file, &mut self.opened) else {
-            return;
+            return Ok(());
         };
         if nix_db.cache_dropped {
             self.cache_notes.push(format!(
@@ -553,7 +555,7 @@ impl Database {
             // the file is written again, with them.
             if nix_db.read_from_database == 0 {
                 self.cache_notes.push(format!("{file}: unchanged"));
-                return;
+                return Ok(());
             }
             for (_, roots) in self.kept.values() {
                 let _ = nix_db.closure(roots);
@@ -567,19 +569,27 @@ impl Database {
         };
         let Some(tables) = nix_db.cache_to_save(symlink_of) else {
             self.cache_notes.push(format!("{file}: unchanged"));
-            return;
+            return Ok(());
         };
         let paths = crate::store::cache::Tables::len(&tables);
-        match crate::store::cache::write_tables(
-            &root.join(file),
-            nix_db.mark(),
-            config.store_dir.as_str(),
-            &tables,
-        ) {
-            Ok(()) => self
-                .cache_notes
-                .push(format!("{file}: wrote {paths} store paths")),
-            Err(e) => self.cache_notes.push(format!("not kept: {e}")),
+        let written = crate::scratch::split_file(file).and_then(|(dir, name)| {
+            let dir = ScratchDir::create(root, dir)?;
+            crate::store::cache::write_tables_at(
+                dir.fd(),
+                name,
+                file,
+                nix_db.mark(),
+                config.store_dir.as_str(),
+                &tables,
+            )
+        });
+        match written {
+            Ok(()) => {
+                self.cache_notes
+                    .push(format!("{file}: wrote {paths} store paths"));
+                Ok(())
+            }
+            Err(e) => Err(format!("closure cache {file} not kept: {e}")),
         }
     }
 
@@ -777,7 +787,14 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
     let (Ok(nix_db), Some(file)) = (&mut opened, cache_file) else {
         return (opened, Vec::new());
     };
-    let used = crate::store::cache::read_stamped(&root.join(file)).and_then(|cache| match cache {
+    // Found inside the root, never made here (see [`Opening`]).
+    let found = crate::scratch::split_file(file).and_then(|(dir, name)| {
+        match ScratchDir::find(root, dir)? {
+            Some(dir) => crate::store::cache::read_stamped_at(dir.fd(), name, file),
+            None => Ok(None),
+        }
+    });
+    let used = found.and_then(|cache| match cache {
         Some((cache, _)) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
             "{file}: made for the store {}, not {}",
             cache.store_dir,

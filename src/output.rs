@@ -258,7 +258,7 @@ pub(crate) fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Resu
 
 /// Where `name` is written before it is renamed into place: hidden, and
 /// named after this process so that runs never share one.
-fn temporary_name(name: &str) -> String {
+pub(crate) fn temporary_name(name: &str) -> String {
     // The pid is asked for once: a system call per drop-in otherwise.
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     format!(".{name}.{}.tmp", PID.get_or_init(std::process::id))

@@ -1,13 +1,13 @@
-//! `--root DIR`: everything read stays inside DIR, whatever the configured
-//! paths say (`..` stops at DIR) and wherever links in DIR point (an
-//! absolute target is resolved inside DIR), as the man page promises for
+//! `--root DIR`: everything read or written stays inside DIR, whatever the
+//! configured paths say (`..` stops at DIR) and wherever links in DIR point
+//! (an absolute target is resolved inside DIR), as the man page promises for
 //! link targets. Each test puts something on the host right where the old,
-//! textual joining would have led, and checks it is never read.
+//! textual joining would have led, and checks it is never touched or read.
 
 mod support;
 
 use std::path::{Path, PathBuf};
-use support::{TestRoot, binds, store_path};
+use support::{TestRoot, assert_logged, binds, store_path};
 
 /// An app with a library; the unit runs the app.
 fn system(name: &str, seed: u64) -> (TestRoot, String, String) {
@@ -30,9 +30,26 @@ fn outside(root: &TestRoot, name: &str) -> PathBuf {
     path
 }
 
+/// `path` (absolute, on the host) as a configured path that climbs out of
+/// the root with `..` when joined to it as text.
+fn climbing(root: &TestRoot, path: &Path) -> String {
+    let depth = root.dir.components().count();
+    format!("{}{}", "/..".repeat(depth + 2), path.display())
+}
+
 /// Where a logical path lands inside the root.
 fn inside(root: &TestRoot, logical: &Path) -> PathBuf {
     root.path(logical.to_str().unwrap())
+}
+
+/// The names in a directory, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
 }
 
 fn generate_ok(root: &TestRoot) -> support::Run {
@@ -44,6 +61,69 @@ fn generate_ok(root: &TestRoot) -> support::Run {
 fn sorted(mut paths: Vec<String>) -> Vec<String> {
     paths.sort();
     paths
+}
+
+#[test]
+fn a_closure_cache_path_climbing_out_is_placed_inside_the_root() {
+    let (root, lib, app) = system("cache-climb", 13000);
+    let victim = outside(&root, "victim").join("passwd");
+    std::fs::write(&victim, "precious").unwrap();
+    root.write(
+        "/etc/systemd/nix-confinement-generator.conf",
+        &format!("[Generator]\nClosureCache={}\n", climbing(&root, &victim)),
+    );
+    generate_ok(&root);
+    let second = generate_ok(&root);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(names(victim.parent().unwrap()), ["passwd"]);
+    // The cache is inside the root, where `..` stopped, and it is used.
+    let cache = camino::Utf8PathBuf::from_path_buf(inside(&root, &victim)).unwrap();
+    let cached = nix_confinement_generator::store::cache::read(&cache)
+        .unwrap()
+        .expect("the cache inside the root");
+    assert_eq!(cached.len(), 2);
+    assert_logged(&second, "read 2 store paths");
+    assert_eq!(
+        sorted(binds(&root.dropin("app.service"))),
+        sorted(vec![app, lib])
+    );
+}
+
+#[test]
+fn a_dropin_store_path_climbing_out_is_placed_inside_the_root() {
+    let (root, _, _) = system("store-climb", 13100);
+    let victim = outside(&root, "victim2");
+    for file in ["a", "b"] {
+        std::fs::write(victim.join(file), "precious").unwrap();
+    }
+    root.write(
+        "/etc/systemd/nix-confinement-generator.conf",
+        &format!("[Generator]\nDropinStore={}\n", climbing(&root, &victim)),
+    );
+    for _ in 0..2 {
+        generate_ok(&root);
+    }
+    let third = generate_ok(&root);
+    assert_eq!(names(&victim), ["a", "b"], "nothing made or removed there");
+    let store = inside(&root, &victim);
+    assert_eq!(names(&store).len(), 1, "the store inside the root");
+    assert_logged(&third, "1 drop-in(s) in use, 0 removed");
+}
+
+#[test]
+fn a_run_directory_linked_out_of_the_root_is_resolved_inside_it() {
+    let (root, _, _) = system("run-link", 13200);
+    let host_run = outside(&root, "host-run");
+    std::fs::write(host_run.join("pid"), "1").unwrap();
+    // An absolute link: inside the root, it names DIR/<host_run>.
+    std::os::unix::fs::symlink(&host_run, root.path("/run")).unwrap();
+    for _ in 0..3 {
+        generate_ok(&root);
+    }
+    assert_eq!(names(&host_run), ["pid"], "nothing made there");
+    let scratch = inside(&root, &host_run).join("nix-confinement-generator");
+    assert_eq!(names(&scratch), ["closures", "dropins"]);
+    assert_eq!(names(&scratch.join("dropins")).len(), 1);
 }
 
 #[test]
