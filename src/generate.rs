@@ -13,6 +13,7 @@ use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Location};
 use crate::dropin::{self, ClosurePath, Confinement};
 use crate::dropin_store::{DropinStore, Key, KeyHasher};
+use crate::output::NAME_MAX;
 use crate::rootfs::Root;
 use crate::scratch::ScratchDir;
 use crate::store::db::NodeId;
@@ -56,6 +57,16 @@ pub struct UnitPlan {
 impl UnitPlan {
     pub fn is_blocked(&self) -> bool {
         !self.errors.is_empty()
+    }
+
+    /// Whether a drop-in can be written for the unit at all:
+    /// `NORMAL/<name>.d/<dropin_name>`, each a file name of at most
+    /// [`NAME_MAX`] bytes. A unit name may have 255 bytes and systemd loads
+    /// such a unit, but without any drop-in when `<name>.d` is too long.
+    pub fn dropin_fits(&self) -> bool {
+        self.name.len() + ".d".len() <= NAME_MAX
+            && !self.dropin_name.is_empty()
+            && self.dropin_name.len() <= NAME_MAX
     }
 }
 
@@ -417,9 +428,11 @@ fn plan_unit(
 
 /// Our drop-in must be applied after every other drop-in of the unit, so
 /// that none can reset or replace what it sets: `zz-confinement.conf`, or,
-/// when some drop-in sorts at or after that name, a name just after the last
-/// one. A template and its instances share one name, so that an instance's
-/// drop-in hides the template's.
+/// when some drop-in sorts at or after that name, a name after the last one
+/// (see [`dropin_name_after`]). A template and its instances share one name,
+/// so that an instance's drop-in hides the template's. A unit for which no
+/// drop-in can be written (see [`UnitPlan::dropin_fits`]) gets an error
+/// saying so: systemd loads it all the same.
 fn assign_dropin_names(units: &mut [UnitPlan]) {
     let mut last_by_family: HashMap<String, String> = HashMap::new();
     for unit in units.iter() {
@@ -432,12 +445,87 @@ fn assign_dropin_names(units: &mut [UnitPlan]) {
         }
     }
     for unit in units.iter_mut() {
-        unit.dropin_name = match last_by_family.get(&family_of(&unit.name)) {
+        let last = last_by_family.get(&family_of(&unit.name));
+        unit.dropin_name = match last {
+            // Empty when there is none: the unit cannot be confined.
             Some(last) if last.as_str() >= DROPIN_NAME => {
-                format!("{}~confinement.conf", last.trim_end_matches(".conf"))
+                dropin_name_after(last).unwrap_or_default()
             }
             _ => DROPIN_NAME.to_owned(),
         };
+        if !unit.dropin_fits() {
+            report_unwritable(unit, last.map(String::as_str));
+        }
+    }
+}
+
+/// A drop-in name that sorts after `last` (the name of a drop-in) and fits
+/// in a file name: `<last without .conf>~confinement.conf` (`~` sorts after
+/// `.`), or, when that is too long, `last` cut before a byte that sorts
+/// before `~`, with `~confinement.conf` put there. `None` when no such byte
+/// leaves room (the first 239 bytes of `last` are all `~` or not ASCII).
+pub fn dropin_name_after(last: &str) -> Option<String> {
+    const AFTER: &str = "~confinement.conf";
+    let stem = last.strip_suffix(".conf").unwrap_or(last);
+    if stem.len() + AFTER.len() <= NAME_MAX {
+        return Some(format!("{stem}{AFTER}"));
+    }
+    // A byte below `~` is ASCII: cutting before it cuts no character.
+    let room = NAME_MAX - AFTER.len();
+    let cut = last.as_bytes()[..=room.min(last.len() - 1)]
+        .iter()
+        .rposition(|&b| b < b'~')?;
+    Some(format!("{}{AFTER}", &last[..cut]))
+}
+
+/// The error (the warning, for an instance opting out of its template's
+/// confinement) of a unit for which no drop-in can be written.
+fn report_unwritable(unit: &mut UnitPlan, last: Option<&str>) {
+    let dir_name = format!("{}.d", unit.name);
+    let (location, why) = if dir_name.len() > NAME_MAX {
+        let location = unit
+            .request
+            .as_ref()
+            .and_then(|r| r.enable.location.clone())
+            .or_else(|| unit.merged.sources.first().map(|f| Location::new(f, 0)));
+        let why = format!(
+            "its drop-in directory {dir_name} would be a file name of {} bytes, more than \
+             the {NAME_MAX} Linux allows; give the unit a shorter name",
+            dir_name.len()
+        );
+        (location, why)
+    } else {
+        let last = last.unwrap_or_default();
+        let location = unit
+            .merged
+            .sources
+            .iter()
+            .find(|f| f.file_name() == Some(last))
+            .map(|f| Location::new(f, 0));
+        let why = format!(
+            "no file name of at most {NAME_MAX} bytes sorts after its drop-in {last:?}, \
+             which would be applied after ours and could undo it; give that drop-in a shorter name"
+        );
+        (location, why)
+    };
+    let name = unit.name.clone();
+    if unit.request.is_some() {
+        unit.errors.push(Diagnostic::error(
+            Some(&name),
+            location,
+            format!(
+                "NOT CONFINED: no drop-in can be written for it, and systemd loads it without \
+                 one, so it starts unconfined: {why}"
+            ),
+        ));
+    } else {
+        unit.warnings.push(Diagnostic::warning(
+            Some(&name),
+            location,
+            format!(
+                "cannot opt out of its template's confinement: no drop-in can be written for it: {why}"
+            ),
+        ));
     }
 }
 
@@ -1314,5 +1402,47 @@ mod tests {
             );
         }
         assert!(mentions_confin(b"..........X-ConfinementEnable"));
+    }
+
+    #[test]
+    fn a_dropin_name_after_any_other_fits_and_sorts_after_it() {
+        assert_eq!(
+            dropin_name_after("zzz-late.conf").as_deref(),
+            Some("zzz-late~confinement.conf")
+        );
+        // Names of every length up to the longest, of bytes around `~`.
+        let pieces = ["z", "~", "\u{e9}", "a", ".", "\u{10ffff}", "-"];
+        let mut state = 11_u64;
+        let mut none = 0;
+        for round in 0..20_000 {
+            let mut name = String::from("zz");
+            let target = 20 + round % 236;
+            while name.len() + ".conf".len() < target {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let piece = pieces[(state >> 33) as usize % pieces.len()];
+                if name.len() + piece.len() + ".conf".len() > NAME_MAX {
+                    break;
+                }
+                name.push_str(piece);
+            }
+            name.push_str(".conf");
+            match dropin_name_after(&name) {
+                Some(after) => {
+                    assert!(after.len() <= NAME_MAX, "{} bytes", after.len());
+                    assert!(after.as_bytes() > name.as_bytes(), "{after} <= {name}");
+                    assert!(after.ends_with("~confinement.conf"), "{after}");
+                }
+                None => {
+                    // Only when nothing before byte 239 sorts below `~`.
+                    assert!(name.as_bytes()[..239].iter().all(|&b| b >= b'~'), "{name}");
+                    none += 1;
+                }
+            }
+        }
+        assert_eq!(none, 0, "names that begin with zz always leave room");
+        let hopeless = format!("{}.conf", "~".repeat(250));
+        assert_eq!(dropin_name_after(&hopeless), None);
     }
 }
