@@ -23,7 +23,7 @@ use crate::store::{DbError, NixDb};
 use crate::unit::merged::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -444,6 +444,13 @@ fn assign_dropin_names(units: &mut [UnitPlan]) {
             }
         }
     }
+    // Families whose template is confined: its drop-in applies to every
+    // instance, whether or not one of the instance's own can be written.
+    let confined_templates: HashSet<String> = units
+        .iter()
+        .filter(|u| u.kind == Kind::Template && u.request.is_some())
+        .map(|u| family_of(&u.name))
+        .collect();
     for unit in units.iter_mut() {
         let last = last_by_family.get(&family_of(&unit.name));
         unit.dropin_name = match last {
@@ -454,7 +461,9 @@ fn assign_dropin_names(units: &mut [UnitPlan]) {
             _ => DROPIN_NAME.to_owned(),
         };
         if !unit.dropin_fits() {
-            report_unwritable(unit, last.map(String::as_str));
+            let template_confines =
+                unit.kind == Kind::Instance && confined_templates.contains(&family_of(&unit.name));
+            report_unwritable(unit, last.map(String::as_str), template_confines);
         }
     }
 }
@@ -479,8 +488,9 @@ pub fn dropin_name_after(last: &str) -> Option<String> {
 }
 
 /// The error (the warning, for an instance opting out of its template's
-/// confinement) of a unit for which no drop-in can be written.
-fn report_unwritable(unit: &mut UnitPlan, last: Option<&str>) {
+/// confinement) of a unit for which no drop-in can be written;
+/// `template_confines`: it is an instance of a confined template.
+fn report_unwritable(unit: &mut UnitPlan, last: Option<&str>, template_confines: bool) {
     let dir_name = format!("{}.d", unit.name);
     let (location, why) = if dir_name.len() > NAME_MAX {
         let location = unit
@@ -510,13 +520,16 @@ fn report_unwritable(unit: &mut UnitPlan, last: Option<&str>) {
     };
     let name = unit.name.clone();
     if unit.request.is_some() {
+        let consequence = if template_confines {
+            "systemd loads it with its template's drop-in only, not the confinement its own \
+             files ask for"
+        } else {
+            "systemd loads it all the same, without ours, so it starts unconfined"
+        };
         unit.errors.push(Diagnostic::error(
             Some(&name),
             location,
-            format!(
-                "NOT CONFINED: no drop-in can be written for it, and systemd loads it without \
-                 one, so it starts unconfined: {why}"
-            ),
+            format!("NOT CONFINED: no drop-in can be written for it, and {consequence}: {why}"),
         ));
     } else {
         unit.warnings.push(Diagnostic::warning(

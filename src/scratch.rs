@@ -15,7 +15,7 @@
 //!   belongs to the generator's user and no one else can write to it;
 //! - a link on the way is followed only when it belongs to the generator's
 //!   user or to root: one planted by another user (in `/tmp`, say) is not
-//!   (the kernel's `protected_symlinks` rule for shared directories).
+//!   (in the spirit of the kernel's `protected_symlinks`).
 //!
 //! Made when missing, mode 0700: the directory and the directories on the
 //! way to it (made for it, they are the generator's alone too).

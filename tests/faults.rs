@@ -230,6 +230,38 @@ fn a_unit_name_too_long_for_a_dropin_directory_is_a_loud_error() {
 }
 
 #[test]
+fn an_instance_too_long_for_its_own_dropin_directory_is_a_loud_error() {
+    // The instance has a unit file of its own (so its own drop-in would
+    // be needed), but `NAME.d` cannot exist: systemd gives it only its
+    // template's drop-in, made from the template's files, not its own.
+    let root = TestRoot::new("long-instance");
+    let app = annotated(&root, 10);
+    let unit = format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n");
+    root.unit("t@.service", &unit);
+    let instance = format!("t@{}.service", "i".repeat(254 - "t@.service".len()));
+    assert_eq!(instance.len(), 254);
+    root.unit(&instance, &unit);
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "{instance}: NOT CONFINED: no drop-in can be written for it, and systemd loads it \
+             with its template's drop-in only"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("2 unit(s) confined, 0 blocked, 1 NOT confined"),
+        "{}",
+        run.stderr
+    );
+    assert!(root.has_dropin("t@.service"));
+}
+
+#[test]
 fn a_dropin_no_name_can_follow_is_a_loud_error() {
     // 250 `~`: no file name of at most 255 bytes sorts after it, so any
     // drop-in of ours would be applied before it (and could be undone).
