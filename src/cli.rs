@@ -262,7 +262,8 @@ fn run_generator(
         }
         _ => None,
     };
-    let mut states = vec![State::OptedOut; units.len()];
+    let unit_count = units.len();
+    let mut states = vec![State::OptedOut; unit_count];
     let mut resolved = planned;
     let written: Written = std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(2);
@@ -395,8 +396,10 @@ fn run_generator(
             }
         }
         drop(sender);
+        // Whatever it did is unknown: no unit is counted as confined.
         writer.join().unwrap_or_else(|_| Written {
             errors: vec!["the thread writing drop-ins failed".to_owned()],
+            final_failed: (0..unit_count).collect(),
             ..Written::default()
         })
     });
