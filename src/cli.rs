@@ -4,7 +4,7 @@
 use crate::annotation::KNOWN_KEYS;
 use crate::diag::Diagnostic;
 use crate::dropin::PENDING_DROPIN;
-use crate::dropin_store::DropinStore;
+use crate::dropin_store::{DropinStore, NotUsed};
 use crate::generate::{self, Computed, Database, Outcome, Plan, pending_text};
 use crate::logging::{self, LOG_NOTICE, Logger};
 use crate::output::OutputDir;
@@ -120,7 +120,7 @@ pub fn main() -> i32 {
     }
 }
 
-/// What the writer thread does for a unit.
+/// What the writer thread does for a unit (`index` in the plan).
 enum Job {
     /// Writes `text`; first keeps it in the drop-in store as `keep_as`, and
     /// links it from there, when that is given.
@@ -129,9 +129,10 @@ enum Job {
         file_name: String,
         text: String,
         keep_as: Option<String>,
+        index: usize,
     },
     /// Links the drop-in the store keeps as `kept`; when that fails, the
-    /// unit (`index` in the plan) is rendered after all.
+    /// unit is rendered after all.
     Link {
         unit: String,
         file_name: String,
@@ -140,9 +141,44 @@ enum Job {
     },
 }
 
-/// What the writer thread did: errors, the store's files it used, and the
-/// units whose kept drop-in it could not link.
-type Written = (Vec<String>, HashSet<String>, Vec<usize>);
+/// What the writer thread did.
+#[derive(Default)]
+struct Written {
+    errors: Vec<String>,
+    /// The store's files it used.
+    used: HashSet<String>,
+    /// The units whose kept drop-in it could not link.
+    not_linked: Vec<usize>,
+    /// The units whose blocking drop-in it could not write.
+    pending_failed: HashSet<usize>,
+    /// The units whose final drop-in it could not write.
+    final_failed: Vec<usize>,
+}
+
+/// Where a unit stands after a run, as the summary counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Its final drop-in confines it.
+    Confined,
+    /// A drop-in makes its every start fail.
+    Blocked,
+    /// No drop-in of ours applies to it: it starts unconfined.
+    Unconfined,
+    /// An instance opting out of its template's confinement.
+    OptedOut,
+}
+
+impl State {
+    /// What a unit whose final drop-in could not be written is left with:
+    /// its blocking drop-in, when that one was written.
+    fn after_failed_write(self, blocking_written: bool) -> State {
+        match self {
+            State::Confined | State::Blocked if !blocking_written => State::Unconfined,
+            State::Confined => State::Blocked,
+            other => other,
+        }
+    }
+}
 
 /// Generator mode: blocking drop-ins first, then each replaced by the real
 /// one. Returns 0 when every annotated unit was confined. The process is
@@ -186,10 +222,13 @@ fn run_generator(
     // first, then writes each drop-in as it is computed here (the closures
     // are resolved meanwhile; half of the writing is the kernel copying to
     // tmpfs).
-    let pending_units: Vec<(String, String)> = plan
+    // (A unit whose drop-in cannot be written at all is reported below.)
+    let pending_units: Vec<(usize, String, String)> = plan
         .units
         .iter()
-        .map(|unit| (unit.name.clone(), unit.dropin_name.clone()))
+        .enumerate()
+        .filter(|(_, unit)| unit.dropin_fits())
+        .map(|(index, unit)| (index, unit.name.clone(), unit.dropin_name.clone()))
         .collect();
     // When it cannot be written or linked, each unit gets a copy (or the
     // error).
@@ -208,33 +247,33 @@ fn run_generator(
     // The drop-ins of the last run, to link again (only with the closure
     // cache: a kept drop-in's closure is named by it).
     let store = match (&config.dropin_store, &config.closure_cache) {
-        (Some(path), Some(_)) if !pending_units.is_empty() => {
-            match DropinStore::open(&root.join(path), &output) {
+        (Some(path), Some(cache)) if !pending_units.is_empty() => {
+            match DropinStore::open(root, path, &output, Some(cache)) {
                 Ok(store) => Some(store),
-                Err(error) => {
-                    logger.log(
-                        logging::LOG_DEBUG,
-                        &format!("drop-in store not used: {error}"),
-                    );
+                Err(not_used) => {
+                    let level = match not_used {
+                        NotUsed::Elsewhere(_) => logging::LOG_DEBUG,
+                        NotUsed::Refused(_) => logging::LOG_WARNING,
+                    };
+                    logger.log(level, &format!("drop-in store not used: {not_used}"));
                     None
                 }
             }
         }
         _ => None,
     };
-    let (mut confined, mut blocked) = (0, 0);
+    let unit_count = units.len();
+    let mut states = vec![State::OptedOut; unit_count];
     let mut resolved = planned;
-    let (write_errors, used, not_linked): Written = std::thread::scope(|scope| {
+    let written: Written = std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(2);
         let output = &output;
         let store = store.as_ref();
         let writer = scope.spawn(move || {
-            let mut errors = Vec::new();
-            let mut used = HashSet::new();
-            let mut not_linked = Vec::new();
+            let mut written = Written::default();
             let mut dirs = std::collections::HashMap::new();
-            for (unit, file_name) in pending_units {
-                let written = if pending_written {
+            for (index, unit, file_name) in pending_units {
+                let result = if pending_written {
                     output
                         .link_dropin_with(&mut dirs, &unit, &file_name, PENDING_DROPIN)
                         .or_else(|_| {
@@ -243,8 +282,9 @@ fn run_generator(
                 } else {
                     output.write_dropin_with(&mut dirs, &unit, &file_name, &pending)
                 };
-                if let Err(error) = written {
-                    errors.push(format!("{unit}: {error}"));
+                if let Err(error) = result {
+                    written.errors.push(format!("{unit}: {error}"));
+                    written.pending_failed.insert(index);
                 }
             }
             for job in receiver {
@@ -254,13 +294,14 @@ fn run_generator(
                         file_name,
                         text,
                         keep_as,
+                        index,
                     } => {
                         // Kept first, then linked: the unit's drop-in and
                         // the store's are one file. Failing that, a copy.
                         let linked = store.zip(keep_as).is_some_and(|(store, name)| {
                             let kept = store.keep(&name, &text).is_ok();
                             if kept {
-                                used.insert(name.clone());
+                                written.used.insert(name.clone());
                             }
                             kept && output
                                 .replace_dropin_with_link(
@@ -276,7 +317,8 @@ fn run_generator(
                             && let Err(error) =
                                 output.write_dropin_with(&mut dirs, &unit, &file_name, &text)
                         {
-                            errors.push(format!("{unit}: {error}"));
+                            written.errors.push(format!("{unit}: {error}"));
+                            written.final_failed.push(index);
                         }
                     }
                     Job::Link {
@@ -297,9 +339,9 @@ fn run_generator(
                                 .is_ok()
                         });
                         if linked {
-                            used.insert(kept);
+                            written.used.insert(kept);
                         } else {
-                            not_linked.push(index);
+                            written.not_linked.push(index);
                         }
                     }
                 }
@@ -307,11 +349,22 @@ fn run_generator(
             // A hundred directory descriptors: the kernel closes them at
             // the exit that follows, without a system call each.
             std::mem::forget(dirs);
-            (errors, used, not_linked)
+            written
         });
         generate::resolve_closures_with_store(root, config, &mut db, units, store);
         resolved = started.elapsed();
         for (index, unit) in units.iter_mut().enumerate() {
+            if !unit.dropin_fits() {
+                // Nothing can be written for it: its error (its warning,
+                // for an instance opting out) says so.
+                for problem in unit.warnings.iter().chain(&unit.errors) {
+                    logger.diagnostic(problem);
+                }
+                if unit.request.is_some() {
+                    states[index] = State::Unconfined;
+                }
+                continue;
+            }
             let computed = generate::compute_with_store(root, config, &mut db, unit, false, store);
             for warning in &unit.warnings {
                 logger.diagnostic(warning);
@@ -319,7 +372,7 @@ fn run_generator(
             let (unit_name, file_name) = (unit.name.clone(), unit.dropin_name.clone());
             let job = match computed {
                 Computed::Kept { file } => {
-                    confined += 1;
+                    states[index] = State::Confined;
                     Job::Link {
                         unit: unit_name,
                         file_name,
@@ -328,12 +381,13 @@ fn run_generator(
                     }
                 }
                 Computed::Rendered { outcome, keep_as } => {
-                    count_outcome(&outcome, unit, logger, &mut confined, &mut blocked);
+                    states[index] = state_of(&outcome, unit, logger);
                     Job::Write {
                         unit: unit_name,
                         file_name,
                         text: outcome.into_text(),
                         keep_as,
+                        index,
                     }
                 }
             };
@@ -342,22 +396,33 @@ fn run_generator(
             }
         }
         drop(sender);
-        writer.join().unwrap_or_else(|_| {
-            let failed = vec!["the thread writing drop-ins failed".to_owned()];
-            (failed, HashSet::new(), Vec::new())
+        // Whatever it did is unknown: no unit is counted as confined.
+        writer.join().unwrap_or_else(|_| Written {
+            errors: vec!["the thread writing drop-ins failed".to_owned()],
+            final_failed: (0..unit_count).collect(),
+            ..Written::default()
         })
     });
-    let mut write_errors = write_errors;
+    let Written {
+        errors: mut write_errors,
+        used,
+        not_linked,
+        pending_failed,
+        mut final_failed,
+    } = written;
     // A kept drop-in that could not be linked (the store changed under
     // this run): rendered and written as without a store.
     for index in not_linked {
         let unit = &mut units[index];
-        confined -= 1;
         let outcome = generate::compute(root, config, &mut db, unit, false);
-        count_outcome(&outcome, unit, logger, &mut confined, &mut blocked);
+        states[index] = state_of(&outcome, unit, logger);
         if let Err(error) = output.write_dropin(&unit.name, &unit.dropin_name, outcome.text()) {
             write_errors.push(format!("{}: {error}", unit.name));
+            final_failed.push(index);
         }
+    }
+    for index in final_failed {
+        states[index] = states[index].after_failed_write(!pending_failed.contains(&index));
     }
     if let Some(store) = &store {
         let removed = store.remove_unused(&used);
@@ -379,7 +444,9 @@ fn run_generator(
         logger.log(logging::LOG_ERR, error);
     }
     write_failed |= !write_errors.is_empty();
-    db.save_cache(root, config);
+    if let Err(error) = db.save_cache(root, config) {
+        logger.log(logging::LOG_WARNING, &error);
+    }
     if let Some(Ok(nix_db)) = db.opened() {
         let (paths, references) = nix_db.statistics();
         logger.log(
@@ -414,9 +481,19 @@ fn run_generator(
             started.elapsed().as_secs_f64() * 1e3
         ),
     );
-    let summary = format!("{confined} unit(s) confined, {blocked} blocked");
+    let count = |state: State| states.iter().filter(|&&s| s == state).count();
+    let (confined, blocked) = (count(State::Confined), count(State::Blocked));
+    let unconfined = count(State::Unconfined);
+    let mut summary = format!("{confined} unit(s) confined, {blocked} blocked");
+    if unconfined > 0 {
+        summary.push_str(&format!(
+            ", {unconfined} NOT confined (no drop-in of ours could be written)"
+        ));
+    }
     logger.log(
-        if blocked > 0 {
+        if unconfined > 0 {
+            logging::LOG_ERR
+        } else if blocked > 0 {
             logging::LOG_WARNING
         } else {
             LOG_NOTICE
@@ -428,26 +505,20 @@ fn run_generator(
     // a time through free() (measured: about 1 ms of a 30 ms run).
     std::mem::forget(plan);
     std::mem::forget(db);
-    i32::from(blocked > 0 || write_failed)
+    i32::from(blocked > 0 || unconfined > 0 || write_failed)
 }
 
-/// Counts a unit as confined or blocked, and logs why it is blocked.
-fn count_outcome(
-    outcome: &Outcome,
-    unit: &generate::UnitPlan,
-    logger: &Logger,
-    confined: &mut usize,
-    blocked: &mut usize,
-) {
+/// Where `outcome` leaves the unit; logs why it is blocked.
+fn state_of(outcome: &Outcome, unit: &generate::UnitPlan, logger: &Logger) -> State {
     match outcome {
         Outcome::Blocked { .. } => {
-            *blocked += 1;
             for error in &unit.errors {
                 logger.diagnostic(error);
             }
+            State::Blocked
         }
-        Outcome::Confined { .. } => *confined += 1,
-        Outcome::Empty => {}
+        Outcome::Confined { .. } => State::Confined,
+        Outcome::Empty => State::OptedOut,
     }
 }
 
@@ -526,12 +597,16 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut problems: Vec<Diagnostic> = plan.warnings.clone();
     let unconfinable = plan.unconfinable.len();
     let mut db = Database::new();
-    let mut blocked = 0;
+    let (mut blocked, mut unconfined) = (0, 0);
     let Plan { config, units, .. } = &mut plan;
     generate::resolve_closures(root, config, &mut db, units);
     for unit in units.iter_mut() {
         let outcome = generate::compute(root, config, &mut db, unit, false);
         let status = match &outcome {
+            _ if !unit.dropin_fits() && unit.request.is_some() => {
+                unconfined += 1;
+                "NOT CONFINED: no drop-in can be written for it".to_owned()
+            }
             Outcome::Confined { paths, .. } => format!("confined, {paths} store paths"),
             Outcome::Blocked { .. } => {
                 blocked += 1;
@@ -558,13 +633,18 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     for problem in &problems {
         let _ = writeln!(out, "{problem}");
     }
+    let not_confined = if unconfined > 0 {
+        format!(", {unconfined} NOT confined")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{} annotated unit(s), {blocked} blocked, {} problem(s)",
+        "{} annotated unit(s), {blocked} blocked{not_confined}, {} problem(s)",
         units.len(),
         problems.len()
     );
-    i32::from(blocked > 0 || unconfinable > 0)
+    i32::from(blocked > 0 || unconfined > 0 || unconfinable > 0)
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub fn load(root: &Root) -> (Config, Vec<Diagnostic>) {
     let mut config = Config::default();
     let mut errors = Vec::new();
     for file in config_files(root) {
-        match std::fs::read(root.join(&file)) {
+        match read_in_root(root, &file) {
             Ok(bytes) => {
                 errors.extend(apply_text(
                     &mut config,
@@ -108,7 +108,17 @@ pub fn apply_text(config: &mut Config, text: &str, file: &Utf8Path) -> Vec<Diagn
     errors
 }
 
-/// The files to read, in the order their values apply.
+/// The contents of `file` (logical), its links resolved inside the root; a
+/// link to `/dev/null` (masked) reads as empty.
+fn read_in_root(root: &Root, file: &Utf8Path) -> std::io::Result<Vec<u8>> {
+    if crate::unit::catalog::links_to_dev_null(root, file) {
+        return Ok(Vec::new());
+    }
+    std::fs::read(root.real(file)?)
+}
+
+/// The files to read, in the order their values apply. Every path is
+/// resolved inside the root, as `systemctl --root` does.
 fn config_files(root: &Root) -> Vec<Utf8PathBuf> {
     let mut files = Vec::new();
     // The main file: the one in the highest-priority directory.
@@ -116,14 +126,14 @@ fn config_files(root: &Root) -> Vec<Utf8PathBuf> {
         .iter()
         .rev()
         .map(|dir| Utf8Path::new(dir).join(CONFIG_NAME))
-        .find(|path| root.join(path).is_file())
+        .find(|path| root.real(path).is_ok_and(|real| real.is_file()))
     {
         files.push(main);
     }
     let mut dropins: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
     for dir in CONFIG_DIRS {
         let dropin_dir = Utf8Path::new(dir).join(format!("{CONFIG_NAME}.d"));
-        let Ok(entries) = std::fs::read_dir(root.join(&dropin_dir)) else {
+        let Ok(entries) = root.real(&dropin_dir).and_then(std::fs::read_dir) else {
             continue;
         };
         for entry in entries.flatten() {

@@ -13,7 +13,9 @@ use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Location};
 use crate::dropin::{self, ClosurePath, Confinement};
 use crate::dropin_store::{DropinStore, Key, KeyHasher};
+use crate::output::NAME_MAX;
 use crate::rootfs::Root;
+use crate::scratch::ScratchDir;
 use crate::store::cache::Sources;
 use crate::store::db::NodeId;
 use crate::store::disk::StoreProbe;
@@ -22,7 +24,7 @@ use crate::store::{DbError, NixDb};
 use crate::unit::merged::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -56,6 +58,16 @@ pub struct UnitPlan {
 impl UnitPlan {
     pub fn is_blocked(&self) -> bool {
         !self.errors.is_empty()
+    }
+
+    /// Whether a drop-in can be written for the unit at all:
+    /// `NORMAL/<name>.d/<dropin_name>`, each a file name of at most
+    /// [`NAME_MAX`] bytes. A unit name may have 255 bytes and systemd loads
+    /// such a unit, but without any drop-in when `<name>.d` is too long.
+    pub fn dropin_fits(&self) -> bool {
+        self.name.len() + ".d".len() <= NAME_MAX
+            && !self.dropin_name.is_empty()
+            && self.dropin_name.len() <= NAME_MAX
     }
 }
 
@@ -426,9 +438,11 @@ fn plan_unit(
 
 /// Our drop-in must be applied after every other drop-in of the unit, so
 /// that none can reset or replace what it sets: `zz-confinement.conf`, or,
-/// when some drop-in sorts at or after that name, a name just after the last
-/// one. A template and its instances share one name, so that an instance's
-/// drop-in hides the template's.
+/// when some drop-in sorts at or after that name, a name after the last one
+/// (see [`dropin_name_after`]). A template and its instances share one name,
+/// so that an instance's drop-in hides the template's. A unit for which no
+/// drop-in can be written (see [`UnitPlan::dropin_fits`]) gets an error
+/// saying so: systemd loads it all the same.
 fn assign_dropin_names(units: &mut [UnitPlan]) {
     let mut last_by_family: HashMap<String, String> = HashMap::new();
     for unit in units.iter() {
@@ -440,13 +454,101 @@ fn assign_dropin_names(units: &mut [UnitPlan]) {
             }
         }
     }
+    // Families whose template is confined: its drop-in applies to every
+    // instance, whether or not one of the instance's own can be written.
+    let confined_templates: HashSet<String> = units
+        .iter()
+        .filter(|u| u.kind == Kind::Template && u.request.is_some())
+        .map(|u| family_of(&u.name))
+        .collect();
     for unit in units.iter_mut() {
-        unit.dropin_name = match last_by_family.get(&family_of(&unit.name)) {
+        let last = last_by_family.get(&family_of(&unit.name));
+        unit.dropin_name = match last {
+            // Empty when there is none: the unit cannot be confined.
             Some(last) if last.as_str() >= DROPIN_NAME => {
-                format!("{}~confinement.conf", last.trim_end_matches(".conf"))
+                dropin_name_after(last).unwrap_or_default()
             }
             _ => DROPIN_NAME.to_owned(),
         };
+        if !unit.dropin_fits() {
+            let template_confines =
+                unit.kind == Kind::Instance && confined_templates.contains(&family_of(&unit.name));
+            report_unwritable(unit, last.map(String::as_str), template_confines);
+        }
+    }
+}
+
+/// A drop-in name that sorts after `last` (the name of a drop-in) and fits
+/// in a file name: `<last without .conf>~confinement.conf` (`~` sorts after
+/// `.`), or, when that is too long, `last` cut before a byte that sorts
+/// before `~`, with `~confinement.conf` put there. `None` when no such byte
+/// leaves room (the first 239 bytes of `last` are all `~` or not ASCII).
+pub fn dropin_name_after(last: &str) -> Option<String> {
+    const AFTER: &str = "~confinement.conf";
+    let stem = last.strip_suffix(".conf").unwrap_or(last);
+    if stem.len() + AFTER.len() <= NAME_MAX {
+        return Some(format!("{stem}{AFTER}"));
+    }
+    // A byte below `~` is ASCII: cutting before it cuts no character.
+    let room = NAME_MAX - AFTER.len();
+    let cut = last.as_bytes()[..=room.min(last.len() - 1)]
+        .iter()
+        .rposition(|&b| b < b'~')?;
+    Some(format!("{}{AFTER}", &last[..cut]))
+}
+
+/// The error (the warning, for an instance opting out of its template's
+/// confinement) of a unit for which no drop-in can be written;
+/// `template_confines`: it is an instance of a confined template.
+fn report_unwritable(unit: &mut UnitPlan, last: Option<&str>, template_confines: bool) {
+    let dir_name = format!("{}.d", unit.name);
+    let (location, why) = if dir_name.len() > NAME_MAX {
+        let location = unit
+            .request
+            .as_ref()
+            .and_then(|r| r.enable.location.clone())
+            .or_else(|| unit.merged.sources.first().map(|f| Location::new(f, 0)));
+        let why = format!(
+            "its drop-in directory {dir_name} would be a file name of {} bytes, more than \
+             the {NAME_MAX} Linux allows; give the unit a shorter name",
+            dir_name.len()
+        );
+        (location, why)
+    } else {
+        let last = last.unwrap_or_default();
+        let location = unit
+            .merged
+            .sources
+            .iter()
+            .find(|f| f.file_name() == Some(last))
+            .map(|f| Location::new(f, 0));
+        let why = format!(
+            "no file name of at most {NAME_MAX} bytes sorts after its drop-in {last:?}, \
+             which would be applied after ours and could undo it; give that drop-in a shorter name"
+        );
+        (location, why)
+    };
+    let name = unit.name.clone();
+    if unit.request.is_some() {
+        let consequence = if template_confines {
+            "systemd loads it with its template's drop-in only, not the confinement its own \
+             files ask for"
+        } else {
+            "systemd loads it all the same, without ours, so it starts unconfined"
+        };
+        unit.errors.push(Diagnostic::error(
+            Some(&name),
+            location,
+            format!("NOT CONFINED: no drop-in can be written for it, and {consequence}: {why}"),
+        ));
+    } else {
+        unit.warnings.push(Diagnostic::warning(
+            Some(&name),
+            location,
+            format!(
+                "cannot opt out of its template's confinement: no drop-in can be written for it: {why}"
+            ),
+        ));
     }
 }
 
@@ -550,12 +652,14 @@ impl Database {
     }
 
     /// Writes the closure cache for the next run, when this run read
-    /// something the cache did not have.
-    pub fn save_cache(&mut self, root: &Root, config: &Config) {
+    /// something the cache did not have, from a database and store that
+    /// were settled when read (see [`Sources::stamp`]). `Err` says why it
+    /// could not be written (see [`crate::scratch`] for where it may be).
+    pub fn save_cache(&mut self, root: &Root, config: &Config) -> Result<(), String> {
         let (Some(file), Some(Ok(nix_db)), Some(sources)) =
             (&self.cache_file, &mut self.opened, &self.sources)
         else {
-            return;
+            return Ok(());
         };
         if nix_db.cache_dropped {
             self.cache_notes.push(format!(
@@ -568,7 +672,7 @@ impl Database {
             // the file is written again, with them.
             if nix_db.read_from_database == 0 {
                 self.cache_notes.push(format!("{file}: unchanged"));
-                return;
+                return Ok(());
             }
             for (_, roots) in self.kept.values() {
                 let _ = nix_db.closure(roots);
@@ -582,19 +686,27 @@ impl Database {
         };
         let Some(tables) = nix_db.cache_to_save(symlink_of) else {
             self.cache_notes.push(format!("{file}: unchanged"));
-            return;
+            return Ok(());
         };
         let paths = crate::store::cache::Tables::len(&tables);
-        match crate::store::cache::write_tables(
-            &root.join(file),
-            sources,
-            config.store_dir.as_str(),
-            &tables,
-        ) {
-            Ok(()) => self
-                .cache_notes
-                .push(format!("{file}: wrote {paths} store paths")),
-            Err(e) => self.cache_notes.push(format!("not kept: {e}")),
+        let written = crate::scratch::split_file(file).and_then(|(dir, name)| {
+            let dir = ScratchDir::create(root, dir)?;
+            crate::store::cache::write_tables_at(
+                dir.fd(),
+                name,
+                file,
+                sources,
+                config.store_dir.as_str(),
+                &tables,
+            )
+        });
+        match written {
+            Ok(()) => {
+                self.cache_notes
+                    .push(format!("{file}: wrote {paths} store paths"));
+                Ok(())
+            }
+            Err(e) => Err(format!("closure cache {file} not kept: {e}")),
         }
     }
 
@@ -796,14 +908,12 @@ struct Opened {
 /// when it was made from the database and store as they are now.
 fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8Path>) -> Opened {
     // Stamped before anything is read: a change after this shows in the
-    // stamps the next run compares.
-    let database_file = root.join(&config.state_dir.join("db/db.sqlite"));
+    // stamps the next run compares. Resolved inside the root, as the
+    // database is opened.
     let stamped = cache_file.map(|_| {
-        Sources::stamp(
-            &database_file,
-            &root.join(camino::Utf8Path::new(config.store_dir.as_str())),
-        )
-        .map_err(|e| format!("cannot stamp the database and the store: {e}"))
+        let database = root.real(&config.state_dir.join("db/db.sqlite"))?;
+        let store = root.real(camino::Utf8Path::new(config.store_dir.as_str()))?;
+        Sources::stamp(&database, &store)
     });
     let mut opened = Opened {
         db: NixDb::open(root, &config.state_dir),
@@ -823,12 +933,21 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
             return opened;
         }
         Err(e) => {
-            opened.notes.push(format!("{file}: not used or kept: {e}"));
+            opened.notes.push(format!(
+                "{file}: not used or kept: cannot stamp the database and the store: {e}"
+            ));
             return opened;
         }
     };
     opened.sources = Some(sources);
-    let used = crate::store::cache::read_stamped(&root.join(file)).and_then(|cache| match cache {
+    // Found inside the root, never made here (see [`Opening`]).
+    let found = crate::scratch::split_file(file).and_then(|(dir, name)| {
+        match ScratchDir::find(root, dir)? {
+            Some(dir) => crate::store::cache::read_stamped_at(dir.fd(), name, file),
+            None => Ok(None),
+        }
+    });
+    let used = found.and_then(|cache| match cache {
         Some((cache, _)) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
             "{file}: made for the store {}, not {}",
             cache.store_dir,
@@ -1279,10 +1398,9 @@ fn symlink_target(
     path: &str,
     unit: &str,
 ) -> Result<Option<String>, Diagnostic> {
-    let logical = camino::Utf8Path::new(path);
     // `path` is a validated store path: its name follows the store directory.
     let name = path[config.store_dir.as_str().len()..].trim_start_matches('/');
-    let is_link = probe.is_symlink(name, &root.join(logical));
+    let is_link = probe.is_symlink(name);
     if !is_link {
         return Ok(None);
     }
@@ -1355,5 +1473,47 @@ mod tests {
             );
         }
         assert!(mentions_confin(b"..........X-ConfinementEnable"));
+    }
+
+    #[test]
+    fn a_dropin_name_after_any_other_fits_and_sorts_after_it() {
+        assert_eq!(
+            dropin_name_after("zzz-late.conf").as_deref(),
+            Some("zzz-late~confinement.conf")
+        );
+        // Names of every length up to the longest, of bytes around `~`.
+        let pieces = ["z", "~", "\u{e9}", "a", ".", "\u{10ffff}", "-"];
+        let mut state = 11_u64;
+        let mut none = 0;
+        for round in 0..20_000 {
+            let mut name = String::from("zz");
+            let target = 20 + round % 236;
+            while name.len() + ".conf".len() < target {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let piece = pieces[(state >> 33) as usize % pieces.len()];
+                if name.len() + piece.len() + ".conf".len() > NAME_MAX {
+                    break;
+                }
+                name.push_str(piece);
+            }
+            name.push_str(".conf");
+            match dropin_name_after(&name) {
+                Some(after) => {
+                    assert!(after.len() <= NAME_MAX, "{} bytes", after.len());
+                    assert!(after.as_bytes() > name.as_bytes(), "{after} <= {name}");
+                    assert!(after.ends_with("~confinement.conf"), "{after}");
+                }
+                None => {
+                    // Only when nothing before byte 239 sorts below `~`.
+                    assert!(name.as_bytes()[..239].iter().all(|&b| b >= b'~'), "{name}");
+                    none += 1;
+                }
+            }
+        }
+        assert_eq!(none, 0, "names that begin with zz always leave room");
+        let hopeless = format!("{}.conf", "~".repeat(250));
+        assert_eq!(dropin_name_after(&hopeless), None);
     }
 }

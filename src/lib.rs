@@ -19,5 +19,6 @@ pub mod generate;
 pub mod logging;
 pub mod output;
 pub mod rootfs;
+pub mod scratch;
 pub mod store;
 pub mod unit;

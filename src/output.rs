@@ -13,6 +13,9 @@ use std::fmt;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 
+/// The longest file name Linux file systems take, in bytes (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
 #[derive(Debug)]
 pub struct OutputError {
     pub path: Utf8PathBuf,
@@ -257,11 +260,19 @@ pub(crate) fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Resu
 }
 
 /// Where `name` is written before it is renamed into place: hidden, and
-/// named after this process so that runs never share one.
-fn temporary_name(name: &str) -> String {
+/// named after this process so that runs never share one. A long `name` is
+/// cut so that the temporary name fits in [`NAME_MAX`] too (a process
+/// writes one file at a time in a directory, so a cut name is not shared).
+pub(crate) fn temporary_name(name: &str) -> String {
     // The pid is asked for once: a system call per drop-in otherwise.
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    format!(".{name}.{}.tmp", PID.get_or_init(std::process::id))
+    static PID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let pid = PID.get_or_init(|| std::process::id().to_string());
+    let room = NAME_MAX - ".".len() - ".".len() - pid.len() - ".tmp".len();
+    let mut cut = name.len().min(room);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}.{pid}.tmp", &name[..cut])
 }
 
 fn is_plain_name(name: &str) -> bool {
@@ -399,6 +410,34 @@ mod tests {
             );
         }
         assert_eq!(std::fs::metadata(dir.join("kept.conf")).unwrap().nlink(), 3);
+    }
+
+    #[test]
+    fn writes_and_replaces_a_dropin_of_the_longest_name() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = temp_dir("longest");
+        let out = OutputDir::open(&dir).unwrap();
+        let mut dirs = HashMap::new();
+        // And a name of multi-byte characters, cut between two of them.
+        for name in [
+            format!("{}.conf", "z".repeat(250)),
+            format!("{}é.conf", "é".repeat(124)),
+        ] {
+            assert!(name.len() >= NAME_MAX - 1, "{}", name.len());
+            assert!(temporary_name(&name).len() <= NAME_MAX);
+            out.write_dropin_with(&mut dirs, "a.service", &name, "one")
+                .unwrap();
+            out.write_dropin_with(&mut dirs, "a.service", &name, "two")
+                .unwrap();
+            out.write_unit("kept.conf", "kept").unwrap();
+            out.replace_dropin_with_link(&mut dirs, "a.service", &name, out.dir(), "kept.conf")
+                .unwrap();
+            let path = dir.join("a.service.d").join(&name);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "kept");
+            assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 2);
+            std::fs::remove_file(&path).unwrap();
+            assert_eq!(entries_in(&dir.join("a.service.d")), 0);
+        }
     }
 
     #[test]

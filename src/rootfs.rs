@@ -41,6 +41,19 @@ impl fmt::Display for ResolveError {
 
 impl std::error::Error for ResolveError {}
 
+/// The error opening the path would have given.
+impl From<ResolveError> for io::Error {
+    fn from(error: ResolveError) -> io::Error {
+        match error {
+            ResolveError::NotFound(_) => io::Error::from_raw_os_error(libc::ENOENT),
+            ResolveError::TooManyLinks(_) => io::Error::from_raw_os_error(libc::ELOOP),
+            ResolveError::NotADirectory(_) => io::Error::from_raw_os_error(libc::ENOTDIR),
+            ResolveError::NotUtf8(_) => io::Error::other(error.to_string()),
+            ResolveError::Io(_, error) => error,
+        }
+    }
+}
+
 /// A root directory that logical paths are resolved under.
 ///
 /// A `Root` remembers what it found at each real path while resolving (the
@@ -115,6 +128,15 @@ impl Root {
     /// `.`/`..` and links, and exists.
     pub fn canonicalize(&self, logical: &Utf8Path) -> Result<Utf8PathBuf, ResolveError> {
         self.resolve(logical)
+    }
+
+    /// Where to open `logical`: its real path, every symlink in it resolved
+    /// inside the root ([`Root::canonicalize`] joined to the root). Opening
+    /// [`Root::join`] of a logical path would let the kernel follow an
+    /// absolute link, or `..`, out of the root.
+    /// Errors are the ones opening it would give (`ENOENT`, `ELOOP`, …).
+    pub fn real(&self, logical: &Utf8Path) -> io::Result<Utf8PathBuf> {
+        Ok(self.join(&self.canonicalize(logical)?))
     }
 
     /// Like [`Root::canonicalize`], but the last component need not exist

@@ -35,6 +35,16 @@ fn kept(root: &TestRoot) -> Vec<PathBuf> {
     files
 }
 
+/// The names in a directory, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 fn dropin_path(root: &TestRoot, unit: &str) -> PathBuf {
     root.out.join(format!("{unit}.d/zz-confinement.conf"))
 }
@@ -170,20 +180,101 @@ fn a_store_others_can_write_is_not_used() {
 }
 
 #[test]
-fn a_kept_dropin_that_cannot_be_linked_is_rendered_and_written() {
+fn a_kept_name_that_is_not_a_file_refuses_the_store_and_renders() {
     let (root, lib, app) = system("store-unlinkable", 12400);
     generate_ok(&root);
     generate_ok(&root);
     let expected = root.dropin("app.service");
     let files = kept(&root);
     assert_eq!(files.len(), 1);
-    // The name is there, but it cannot be linked (a directory).
+    // The name is the store's, but not a file it made: a directory.
     std::fs::remove_file(&files[0]).unwrap();
     std::fs::create_dir(&files[0]).unwrap();
     let run = generate_ok(&root);
+    assert_logged(&run, "which is not a regular file");
     assert_eq!(root.dropin("app.service"), expected);
     assert_eq!(sorted(binds(&expected)), sorted(vec![app, lib]));
     assert_logged(&run, "1 unit(s) confined, 0 blocked");
+    assert!(files[0].is_dir(), "left alone");
+}
+
+#[test]
+fn a_shared_directory_is_refused_and_nothing_in_it_removed() {
+    let (root, lib, app) = system("store-shared", 12600);
+    let shared = root.path("/run/systemd");
+    std::fs::create_dir_all(&shared).unwrap();
+    let _notify = std::os::unix::net::UnixListener::bind(shared.join("notify")).unwrap();
+    nix::unistd::mkfifo(&shared.join("initctl"), nix::sys::stat::Mode::S_IRUSR).unwrap();
+    std::fs::write(shared.join("daemon.pid"), "1\n").unwrap();
+    std::os::unix::fs::symlink("/dev/null", shared.join("link")).unwrap();
+    let before = names(&shared);
+    root.write(
+        "/etc/systemd/nix-confinement-generator.conf",
+        "[Generator]\nDropinStore=/run/systemd\n",
+    );
+    for _ in 0..3 {
+        let run = generate_ok(&root);
+        // A warning, not a debug message: an administrator set it.
+        assert!(
+            run.stderr
+                .lines()
+                .any(|line| line.contains("drop-in store not used")
+                    && line.contains("/run/systemd holds")
+                    && line.contains("which it did not make")),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(names(&shared), before, "nothing removed, nothing added");
+        assert_eq!(
+            sorted(binds(&root.dropin("app.service"))),
+            sorted(vec![app.clone(), lib.clone()])
+        );
+    }
+    let quiet = root.generate();
+    assert!(
+        quiet.stderr.contains("drop-in store not used"),
+        "logged at warning level: {}",
+        quiet.stderr
+    );
+}
+
+#[test]
+fn the_closure_caches_directory_is_refused_as_a_store() {
+    // The default places share /run/nix-confinement-generator: a store
+    // there would remove the cache as a file it did not use.
+    let (root, _, _) = system("store-cache-dir", 12700);
+    root.write(
+        "/etc/systemd/nix-confinement-generator.conf",
+        "[Generator]\nDropinStore=/run/nix-confinement-generator\n",
+    );
+    let first = generate_ok(&root);
+    assert_logged(&first, "wrote 2 store paths");
+    for _ in 0..3 {
+        let run = generate_ok(&root);
+        assert_logged(&run, "is also the directory of the closure cache");
+        assert_logged(&run, "closures: read 2 store paths");
+        assert!(
+            root.path("/run/nix-confinement-generator/closures")
+                .is_file()
+        );
+    }
+}
+
+#[test]
+fn what_a_killed_run_left_in_the_store_is_removed() {
+    let (root, _, _) = system("store-leftover", 12800);
+    generate_ok(&root);
+    generate_ok(&root);
+    let files = kept(&root);
+    assert_eq!(files.len(), 1);
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
+    // The temporary name a killed run writes a drop-in under.
+    let leftover = root.path(STORE).join(format!(".{name}.4194304.tmp"));
+    std::fs::write(&leftover, "half").unwrap();
+    let run = generate_ok(&root);
+    assert_logged(&run, "1 drop-in(s) in use, 1 removed");
+    assert!(!leftover.exists());
+    assert_eq!(kept(&root), files);
 }
 
 #[test]

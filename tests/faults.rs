@@ -86,6 +86,8 @@ fn a_full_output_directory_leaves_units_blocked_not_open() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
+    // And the summary says so: blocked, not confined.
+    assert!(stderr.contains("0 unit(s) confined, 1 blocked"), "{stderr}");
     // The blocking drop-in written first is still there: blocked, not open.
     let dropin = std::fs::read_to_string(copy.join("a.service.d/zz-confinement.conf")).unwrap();
     assert!(
@@ -176,27 +178,117 @@ fn odd_unit_file_names_are_ignored_without_panicking() {
 
 #[test]
 fn a_unit_name_too_long_for_a_dropin_directory_is_a_loud_error() {
-    // A valid 255-byte unit name: `NAME.d` cannot exist on Linux (names are
-    // at most 255 bytes), so neither systemd nor we can give it a drop-in.
-    let root = TestRoot::new("long-name");
-    let app = annotated(&root, 8);
-    let name = format!("{}.service", "b".repeat(247));
-    assert_eq!(name.len(), 255);
-    root.unit(
-        &name,
-        &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
-    );
+    // Valid unit names of 254 and 255 bytes: systemd loads such a unit (the
+    // verify below), but `NAME.d` cannot exist on Linux (names are at most
+    // 255 bytes), so neither systemd nor we can give it a drop-in: it would
+    // start unconfined, and that is an error everywhere, never "confined".
+    for length in [254, 255] {
+        let root = TestRoot::new("long-name");
+        let app = annotated(&root, 8);
+        root.write_executable(&format!("{app}/bin/app"), "#!/bin/sh\n");
+        let name = format!("{}.service", "b".repeat(length - ".service".len()));
+        assert_eq!(name.len(), length);
+        root.unit(
+            &name,
+            &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+        );
+        let run = root.generate();
+        assert_no_panic(&run);
+        assert_eq!(run.status, 1, "{}", run.stderr);
+        let error = format!(
+            "/etc/systemd/system/{name}:3: {name}: NOT CONFINED: no drop-in can be written for it"
+        );
+        assert!(run.stderr.contains(&error), "{}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("1 unit(s) confined, 0 blocked, 1 NOT confined"),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("cannot write"), "{}", run.stderr);
+        let check = root.run(&["check"]);
+        assert_eq!(check.status, 1, "{}", check.stdout);
+        assert!(
+            check.stdout.contains(&format!(
+                "{name}: NOT CONFINED: no drop-in can be written for it (mode"
+            )),
+            "{}",
+            check.stdout
+        );
+        assert!(check.stdout.contains(&error), "{}", check.stdout);
+        assert!(
+            check
+                .stdout
+                .contains("2 annotated unit(s), 0 blocked, 1 NOT confined, 1 problem(s)"),
+            "{}",
+            check.stdout
+        );
+        // What systemd does with it: loads it, cleanly, and would start it
+        // (without any drop-in).
+        assert_eq!(root.verify(&name), "", "systemd loads {name}");
+    }
+}
+
+#[test]
+fn an_instance_too_long_for_its_own_dropin_directory_is_a_loud_error() {
+    // The instance has a unit file of its own (so its own drop-in would
+    // be needed), but `NAME.d` cannot exist: systemd gives it only its
+    // template's drop-in, made from the template's files, not its own.
+    let root = TestRoot::new("long-instance");
+    let app = annotated(&root, 10);
+    let unit = format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n");
+    root.unit("t@.service", &unit);
+    let instance = format!("t@{}.service", "i".repeat(254 - "t@.service".len()));
+    assert_eq!(instance.len(), 254);
+    root.unit(&instance, &unit);
     let run = root.generate();
     assert_no_panic(&run);
-    assert_eq!(run.status, 1);
+    assert_eq!(run.status, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
-            "{name}: cannot write {}/{name}.d/zz-confinement.conf",
-            root.out.display()
+            "{instance}: NOT CONFINED: no drop-in can be written for it, and systemd loads it \
+             with its template's drop-in only"
         )),
         "{}",
         run.stderr
     );
+    assert!(
+        run.stderr
+            .contains("2 unit(s) confined, 0 blocked, 1 NOT confined"),
+        "{}",
+        run.stderr
+    );
+    assert!(root.has_dropin("t@.service"));
+}
+
+#[test]
+fn a_dropin_no_name_can_follow_is_a_loud_error() {
+    // 250 `~`: no file name of at most 255 bytes sorts after it, so any
+    // drop-in of ours would be applied before it (and could be undone).
+    let root = TestRoot::new("no-later-name");
+    annotated(&root, 9);
+    let late = format!("{}.conf", "~".repeat(250));
+    root.write(
+        &format!("/etc/systemd/system/a.service.d/{late}"),
+        "[Service]\nBindReadOnlyPaths=\n",
+    );
+    let run = root.generate();
+    assert_no_panic(&run);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    let error = format!(
+        "/etc/systemd/system/a.service.d/{late}: a.service: NOT CONFINED: no drop-in can be written for it"
+    );
+    assert!(run.stderr.contains(&error), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("0 unit(s) confined, 0 blocked, 1 NOT confined"),
+        "{}",
+        run.stderr
+    );
+    assert!(!root.has_dropin("a.service"));
+    let check = root.run(&["check"]);
+    assert_eq!(check.status, 1, "{}", check.stdout);
+    assert!(check.stdout.contains(&error), "{}", check.stdout);
 }
 
 #[test]

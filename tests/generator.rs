@@ -606,6 +606,70 @@ fn our_dropin_sorts_after_every_other_dropin() {
 }
 
 #[test]
+fn our_dropin_sorts_after_dropins_of_the_longest_names() {
+    // A drop-in name of 244 bytes or more left no room for
+    // `<name>~confinement.conf`, one of 231 to 243 none for its temporary
+    // name: ours must still fit in 255 bytes and sort after it.
+    let root = TestRoot::new("long-dropins");
+    let app = program(&root, 115, "app");
+    let late_of = |length: usize| format!("zzz{}.conf", "x".repeat(length - "zzz.conf".len()));
+    let mut lates = Vec::new();
+    for length in [230, 231, 243, 244, 250, 255] {
+        lates.push((format!("a{length}.service"), late_of(length)));
+    }
+    // And a late name of bytes `~` cannot follow, but for one.
+    let tilde = format!("zz{}~{}.conf", "~".repeat(100), "\u{e9}".repeat(70));
+    lates.push(("b.service".to_owned(), tilde));
+    for (unit, late) in &lates {
+        root.unit(
+            unit,
+            &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+        );
+        // Would reset our binds if it were applied after us.
+        root.write(
+            &format!("/etc/systemd/system/{unit}.d/{late}"),
+            "[Service]\nBindReadOnlyPaths=\n",
+        );
+    }
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("7 unit(s) confined, 0 blocked"),
+        "{}",
+        run.stderr
+    );
+    for (unit, late) in &lates {
+        let names: Vec<String> = std::fs::read_dir(root.out.join(format!("{unit}.d")))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            names.len(),
+            1,
+            "{unit}: one file, no temporary one: {names:?}"
+        );
+        let ours = &names[0];
+        assert!(ours.len() <= 255, "{unit}: {} bytes", ours.len());
+        assert!(ours.ends_with(".conf") && !ours.starts_with('.'), "{ours}");
+        assert!(
+            ours.as_bytes() > late.as_bytes(),
+            "{unit}: {ours} sorts before {late}"
+        );
+        assert_eq!(
+            binds(&root.dropin_named(unit, ours)),
+            [app.as_str()],
+            "{unit}"
+        );
+        assert_verifies(&root, unit);
+    }
+    // Short enough: named after the late one as before.
+    let stem = late_of(230).replace(".conf", "~confinement.conf");
+    assert_eq!(binds(&root.dropin_named("a230.service", &stem)), [app]);
+    let check = root.run(&["check"]);
+    assert_eq!(check.status, 0, "{}", check.stdout);
+}
+
+#[test]
 fn unannotated_units_are_never_touched() {
     let root = TestRoot::new("untouched");
     let app = program(&root, 120, "app");

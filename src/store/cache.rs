@@ -38,9 +38,14 @@
 //! ```
 
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 
 use camino::Utf8Path;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat, renameat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 const MAGIC: &[u8; 8] = b"NCGCLOS\x04";
 /// A cache larger than this is not read (a damaged length field, or a file
@@ -525,15 +530,40 @@ impl FileStamp {
 
 /// [`read`], with the stamp of the file read.
 pub fn read_stamped(real: &Utf8Path) -> Result<Option<(ClosureCache, FileStamp)>, String> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(real)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{real}: {e}")),
+    let (dir, name) = crate::scratch::split_file(real)?;
+    match open_dir(dir) {
+        Ok(dir) => read_stamped_at(&dir, name, real),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(e) => Err(format!("{dir}: {}", e.desc())),
+    }
+}
+
+/// [`read_stamped`] of the file `name` in the open directory `dir`
+/// (`shown` is the path that messages name).
+pub fn read_stamped_at(
+    dir: &impl AsFd,
+    name: &str,
+    shown: &Utf8Path,
+) -> Result<Option<(ClosureCache, FileStamp)>, String> {
+    let file = match openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(file) => std::fs::File::from(file),
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(format!("{shown}: {}", e.desc())),
     };
+    read_file(file, shown)
+}
+
+/// Reads the cache from the open `file` when it is a file of ours (`real`:
+/// its path, for messages).
+fn read_file(
+    file: std::fs::File,
+    real: &Utf8Path,
+) -> Result<Option<(ClosureCache, FileStamp)>, String> {
     let metadata = file.metadata().map_err(|e| format!("{real}: {e}"))?;
     if !metadata.is_file() {
         return Err(format!("{real}: not a regular file"));
@@ -568,9 +598,7 @@ pub fn write_tables(
     store_dir: &str,
     tables: &impl Tables,
 ) -> Result<(), String> {
-    let dir = real
-        .parent()
-        .ok_or_else(|| format!("{real}: has no directory"))?;
+    let (dir, name) = crate::scratch::split_file(real)?;
     if !dir.as_std_path().is_dir() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -578,30 +606,52 @@ pub fn write_tables(
             .create(dir)
             .map_err(|e| format!("{dir}: {e}"))?;
     }
-    let name = real
-        .file_name()
-        .ok_or_else(|| format!("{real}: has no file name"))?;
-    let temporary = dir.join(format!(".{name}.{}", std::process::id()));
+    let dir = open_dir(dir).map_err(|e| format!("{dir}: {}", e.desc()))?;
+    write_tables_at(&dir, name, real, sources, store_dir, tables)
+}
+
+/// [`write_tables`] as the file `name` in the open directory `dir` (`shown`
+/// is the path that messages name): a new file in it, renamed over the old
+/// one.
+pub fn write_tables_at(
+    dir: &impl AsFd,
+    name: &str,
+    shown: &Utf8Path,
+    sources: &Sources,
+    store_dir: &str,
+    tables: &impl Tables,
+) -> Result<(), String> {
+    let temporary = format!(".{name}.{}", std::process::id());
     let result = (|| {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temporary)?;
+        let file = openat(
+            dir,
+            temporary.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
         // No fsync: the cache lives in /run, which does not outlive a
         // crash; a file cut short anywhere else is refused when read.
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(file));
         encode_to(&mut out, sources, store_dir, tables)?;
         out.flush()?;
         drop(out);
-        std::fs::rename(&temporary, real)
+        renameat(dir, temporary.as_str(), dir, name)?;
+        Ok::<(), std::io::Error>(())
     })();
     if let Err(e) = result {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(format!("{real}: {e}"));
+        let _ = unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir);
+        return Err(format!("{shown}: {e}"));
     }
     Ok(())
+}
+
+/// A directory on this machine, opened to read and write files in it.
+fn open_dir(dir: &Utf8Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(
+        dir.as_std_path(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 #[cfg(test)]

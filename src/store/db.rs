@@ -167,7 +167,11 @@ impl NixDb {
             message,
         };
         check_schema_version(root, &db_dir.join("schema"))?;
-        let real = root.join(&logical);
+        // Resolved inside the root: an absolute link, or `..` in StateDir=,
+        // must not lead to the host's database.
+        let real = root
+            .real(&logical)
+            .map_err(|e| error(format!("cannot be read: {e}")))?;
         match std::fs::metadata(&real) {
             Ok(m) if m.is_file() => {}
             Ok(_) => return Err(error("is not a regular file".into())),
@@ -864,7 +868,9 @@ fn check_schema_version(root: &Root, schema: &Utf8Path) -> Result<(), DbError> {
         path: schema.to_owned(),
         message,
     };
-    let text = std::fs::read_to_string(root.join(schema))
+    let text = root
+        .real(schema)
+        .and_then(std::fs::read_to_string)
         .map_err(|e| error(format!("cannot read the schema version: {e}")))?;
     let version: u32 = text
         .trim()

@@ -3,12 +3,14 @@
 //! a directory would be followed to the host's own, possibly writable, store).
 
 use crate::rootfs::Root;
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 
 /// Looks at store paths under the root's store directory.
 pub struct StoreProbe {
+    /// The store directory's real path, resolved inside the root.
+    real: Option<Utf8PathBuf>,
     dir: Option<OwnedFd>,
     /// With many paths to look at, one listing of the store directory (its
     /// entry types come with the listing) instead of one `fstatat()` each.
@@ -30,11 +32,19 @@ const LISTING_ENTRIES_PER_LOOKUP: u64 = 8;
 impl StoreProbe {
     /// Prepares to look at about `lookups` paths of `store_dir` under `root`.
     pub fn new(root: &Root, store_dir: &str, lookups: usize) -> StoreProbe {
-        let real = root.join(Utf8Path::new(store_dir));
+        // Not there: no path of it is a symlink (binding fails at start).
+        let Ok(real) = root.real(Utf8Path::new(store_dir)) else {
+            return StoreProbe {
+                real: None,
+                dir: None,
+                listing: None,
+            };
+        };
         let dir = nix::fcntl::open(
             real.as_std_path(),
             nix::fcntl::OFlag::O_PATH
                 | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_NOFOLLOW
                 | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
@@ -44,13 +54,17 @@ impl StoreProbe {
         let listing = (estimated_entries < lookups as u64 * LISTING_ENTRIES_PER_LOOKUP)
             .then(|| list(&real))
             .flatten();
-        StoreProbe { dir, listing }
+        StoreProbe {
+            real: Some(real),
+            dir,
+            listing,
+        }
     }
 
     /// Whether the store entry `name` (`<hash>-<name>`) is a symlink. A path
     /// that is not there is not one (binding it fails at start, as in the
     /// NixOS module).
-    pub fn is_symlink(&self, name: &str, real_path: &Utf8Path) -> bool {
+    pub fn is_symlink(&self, name: &str) -> bool {
         if let Some(listing) = &self.listing {
             if listing.symlinks.contains(name) {
                 return true;
@@ -64,7 +78,9 @@ impl StoreProbe {
                 nix::sys::stat::fstatat(dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
                     .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
             }
-            None => std::fs::symlink_metadata(real_path).is_ok_and(|m| m.file_type().is_symlink()),
+            None => self.real.as_ref().is_some_and(|real| {
+                std::fs::symlink_metadata(real.join(name)).is_ok_and(|m| m.file_type().is_symlink())
+            }),
         }
     }
 }
@@ -117,13 +133,33 @@ mod tests {
                 ("ddd-dangling", true),
                 ("eee-missing", false),
             ] {
-                let real = root.join(Utf8Path::new("/nix/store").join(name).as_path());
                 assert_eq!(
-                    probe.is_symlink(name, &real),
+                    probe.is_symlink(name),
                     expected,
                     "{name} with {lookups} lookups"
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_store_linked_out_of_the_root_is_looked_at_inside_it() {
+        let base = std::env::temp_dir().join(format!("ncg-probe-link-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        // On the host, where `root/nix` leads when the kernel follows it:
+        // a symlink. Inside the root, at the same path: a directory.
+        let host_nix = base.join("host-nix");
+        std::fs::create_dir_all(host_nix.join("store")).unwrap();
+        std::os::unix::fs::symlink("/nowhere", host_nix.join("store/aaa-x")).unwrap();
+        let root_dir = base.join("root");
+        let inside = root_dir.join(host_nix.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(inside.join("store/aaa-x")).unwrap();
+        std::os::unix::fs::symlink(&host_nix, root_dir.join("nix")).unwrap();
+        let root = Root::new(camino::Utf8PathBuf::from_path_buf(root_dir).unwrap());
+        for lookups in [0, 1_000_000] {
+            let probe = StoreProbe::new(&root, "/nix/store", lookups);
+            assert!(!probe.is_symlink("aaa-x"), "{lookups} lookups");
+        }
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

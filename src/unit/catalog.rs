@@ -310,7 +310,7 @@ const MAX_LINKS: usize = 40;
 /// Under `--root` the root rarely has a `/dev/null` of its own, so the link
 /// target is compared by name, as `systemctl --root` does
 /// (`null_or_empty_path_with_root()`), instead of being resolved.
-fn links_to_dev_null(root: &Root, path: &Utf8Path) -> bool {
+pub(crate) fn links_to_dev_null(root: &Root, path: &Utf8Path) -> bool {
     let mut current = path.to_owned();
     for _ in 0..MAX_LINKS {
         let (Some(parent), Some(name)) = (current.parent(), current.file_name()) else {
