@@ -183,7 +183,9 @@ impl State {
 /// Generator mode: blocking drop-ins first, then each replaced by the real
 /// one. Returns 0 when every annotated unit was confined. The process is
 /// to exit right after: what the run read is left for the kernel to free.
-fn run_generator(
+/// Public for the generator fuzz target (which leaks that memory, run after
+/// run).
+pub fn run_generator(
     root: &Root,
     normal: &camino::Utf8Path,
     env_unit_path: Option<&str>,

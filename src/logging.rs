@@ -98,7 +98,12 @@ impl Logger {
             _ => None,
         }
         .unwrap_or(Sink::Stderr);
-        let unit_journal = if generator_mode && std::path::Path::new(JOURNAL_SOCKET).exists() {
+        // Logging to the journal already gives each record its unit: a copy
+        // would show every problem twice in `journalctl -u`.
+        let unit_journal = if generator_mode
+            && !matches!(sink, Sink::Journal(_))
+            && std::path::Path::new(JOURNAL_SOCKET).exists()
+        {
             UnixDatagram::unbound()
                 .and_then(|s| s.set_nonblocking(true).map(|()| s))
                 .ok()
@@ -161,11 +166,14 @@ impl Logger {
                 let _ = writeln!(std::io::stderr().lock(), "{IDENTIFIER}: {message}");
             }
             Sink::Journal(journal) => {
+                // systemd-journal-logger sends Info as PRIORITY=5 (notice),
+                // Debug as 6 (info) and Trace as 7 (debug).
                 let level = match priority {
                     0..=3 => log::Level::Error,
                     4 => log::Level::Warn,
-                    5 | 6 => log::Level::Info,
-                    _ => log::Level::Debug,
+                    5 => log::Level::Info,
+                    6 => log::Level::Debug,
+                    _ => log::Level::Trace,
                 };
                 let unit_field = [("OBJECT_SYSTEMD_UNIT", unit.unwrap_or_default())];
                 let fields: &[(&str, &str)] = if unit.is_some() { &unit_field } else { &[] };

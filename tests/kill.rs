@@ -1,30 +1,227 @@
-//! Kill anywhere (issue 8): SIGKILL the generator at 200 moments spread over
-//! a run on a realistic root, and check after each kill that no drop-in is
-//! half-written and that, once the blocking drop-ins are all written, every
-//! annotated unit is blocked or fully confined — never open.
+//! Kill anywhere (issues 8 and 14): SIGKILL the generator at every system
+//! call that changes a file, in every kind of run, and check what each kill
+//! leaves behind.
 //!
-//! The generator's first act on the output is to write a blocking drop-in
-//! for every annotated unit; before the first of those writes nothing is
-//! there yet, and while they are being written some units are blocked and
-//! others not yet: one directory entry per unit cannot be created atomically.
-//! The test reports how many kills landed in that window.
+//! A kill changes no file by itself: what it leaves is what the run had
+//! changed so far, and files change only in system calls. So killing the run
+//! as it enters each call that changes a file (write, rename, link, unlink,
+//! mkdir and their `*at` forms), one run per call, visits every state a kill
+//! can leave (a call cut short leaves at most part of a temporary file,
+//! which no one reads). strace does the killing: `--inject=CALL:signal=KILL:
+//! when=N` kills the process as it enters its Nth CALL — exactly there on
+//! every run, and without a test hook in the binary, so that the binary under
+//! test is the one shipped. strace counts per thread: a call that both
+//! threads make is killed at the Nth of whichever thread gets there first,
+//! so the first calls of the writing thread are killed only where they are
+//! the same as a later one (one drop-in written like the next).
+//!
+//! Each killed call is classified by the paths it names (`strace -y`) and
+//! the call before it in its thread, and each kind of run must have had
+//! kills in each of its phases:
+//!
+//! - cold (no closure cache, no drop-in store: the first run after boot):
+//!   blocking drop-ins, drop-ins rendered and written, the cache written;
+//! - keeping (the cache is there, the store empty): drop-ins kept in the
+//!   store, then linked from it;
+//! - warm (cache and store filled): kept drop-ins linked;
+//! - grown (warm, and a new annotated unit): its drop-in rendered and
+//!   written, the others linked, the cache written again;
+//! - stale (warm, and the store holds the drop-in of a unit that is gone):
+//!   the store's unused file removed.
+//!
+//! After each kill: every file in a unit's drop-in directory that systemd
+//! would load is the complete blocking drop-in or the complete final one; no
+//! annotated unit is without a drop-in once any unit has its final one (while
+//! the blocking drop-ins are put in place, the units not reached yet have
+//! none: one directory entry per unit cannot all appear at once); every
+//! drop-in in the store is complete; and a complete run from the cache and
+//! store the kill left writes exactly what a run from scratch writes.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use support::{TestRoot, store_path};
 
-const ANNOTATED: usize = 40;
-const PLAIN: usize = 150;
-const KILLS: usize = 200;
+const ANNOTATED: usize = 8;
+const PLAIN: usize = 40;
+const DROPIN: &str = "zz-confinement.conf";
+const VIEW_UNIT: &str = "run-nix\\x2dconfinement\\x2dstore.mount";
+/// An annotated unit that only some kinds of run have: it appears for the
+/// grown run, and it is gone for the stale one.
+const EXTRA_UNIT: &str = "svc-extra.service";
+/// Where the closure cache and the drop-in store are by default (under the
+/// test root).
+const STATE_DIR: &str = "/run/nix-confinement-generator";
+const STORE_DIR: &str = "/run/nix-confinement-generator/dropins";
 
-fn realistic_root() -> (TestRoot, Vec<String>) {
+/// The system calls that change files. An `openat` with `O_TRUNC` changes
+/// a file too, but what it does shows at the `write` after it.
+const CHANGING_CALLS: &[&str] = &[
+    "write",
+    "writev",
+    "pwrite64",
+    "pwritev",
+    "rename",
+    "renameat",
+    "renameat2",
+    "link",
+    "linkat",
+    "unlink",
+    "unlinkat",
+    "mkdir",
+    "mkdirat",
+    "rmdir",
+    "ftruncate",
+    "truncate",
+    "symlink",
+    "symlinkat",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum RunKind {
+    Cold,
+    Keeping,
+    Warm,
+    Grown,
+    Stale,
+}
+
+const RUN_KINDS: [RunKind; 5] = [
+    RunKind::Cold,
+    RunKind::Keeping,
+    RunKind::Warm,
+    RunKind::Grown,
+    RunKind::Stale,
+];
+
+impl RunKind {
+    /// Complete runs before the killed one, from an empty state.
+    fn runs_before(self) -> usize {
+        match self {
+            RunKind::Cold => 0,
+            RunKind::Keeping => 1,
+            RunKind::Warm | RunKind::Grown | RunKind::Stale => 2,
+        }
+    }
+
+    /// Whether [`EXTRA_UNIT`] is there before the killed run, and in it.
+    fn extra_unit(self) -> (bool, bool) {
+        match self {
+            RunKind::Grown => (false, true),
+            RunKind::Stale => (true, false),
+            _ => (false, false),
+        }
+    }
+
+    /// The phases a run of this kind must have been killed in.
+    fn required_phases(self) -> &'static [Phase] {
+        match self {
+            RunKind::Cold => &[Phase::Blocking, Phase::FinalWritten, Phase::CacheWritten],
+            RunKind::Keeping => &[Phase::Blocking, Phase::StoreKept, Phase::KeptLinked],
+            RunKind::Warm => &[Phase::Blocking, Phase::KeptLinked],
+            RunKind::Grown => &[
+                Phase::Blocking,
+                Phase::FinalWritten,
+                Phase::KeptLinked,
+                Phase::CacheWritten,
+            ],
+            RunKind::Stale => &[Phase::Blocking, Phase::KeptLinked, Phase::StoreCleaned],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// The store view's mount unit written (before any drop-in).
+    ViewUnit,
+    /// The blocking drop-in written and linked into each unit's directory.
+    Blocking,
+    /// The directory of the closure cache or of the drop-in store made.
+    StateDirMade,
+    /// A drop-in rendered and written into a unit's directory.
+    FinalWritten,
+    /// A rendered drop-in written into the drop-in store.
+    StoreKept,
+    /// A drop-in of the store linked into a unit's directory.
+    KeptLinked,
+    /// An unused drop-in removed from the store.
+    StoreCleaned,
+    /// The shared blocking drop-in removed from the top of the output.
+    PendingRemoved,
+    /// The closure cache written.
+    CacheWritten,
+    /// A call the classification does not know (shown, checked the same).
+    Other,
+}
+
+/// Which phase a killed call (as strace prints it, with `-y`) belongs to,
+/// by the paths it names and the call its thread made before it.
+fn classify(call: &str, before: Option<&str>) -> Phase {
+    let name = call.split('(').next().unwrap_or_default();
+    let from_store = |call: &str| call.contains("nix-confinement-generator/dropins");
+    if name.starts_with("mkdir")
+        && (call.contains("/run/nix-confinement-generator")
+            || call.contains("/run>, \"nix-confinement-generator\""))
+    {
+        Phase::StateDirMade
+    } else if call.contains("x2dconfinement") {
+        Phase::ViewUnit
+    } else if call.contains(".nix-confinement-pending.conf") {
+        if name.starts_with("unlink") {
+            Phase::PendingRemoved
+        } else {
+            Phase::Blocking
+        }
+    } else if call.contains("nix-confinement-generator/closures")
+        || call.contains("nix-confinement-generator/.closures")
+        // Written relative to its directory's descriptor (strace -y).
+        || call.contains("nix-confinement-generator>, \".closures")
+    {
+        Phase::CacheWritten
+    } else if from_store(call) {
+        if name.starts_with("unlink") {
+            Phase::StoreCleaned
+        } else if call.contains(".service.d") {
+            Phase::KeptLinked
+        } else {
+            Phase::StoreKept
+        }
+    } else if name.starts_with("mkdir") && call.contains(".service.d") {
+        Phase::Blocking
+    } else if call.contains(".service.d") && call.contains(DROPIN) {
+        // The rename that puts a drop-in in place: after a link from the
+        // store, or after the drop-in was written.
+        if name.starts_with("rename") && before.is_some_and(from_store) {
+            Phase::KeptLinked
+        } else {
+            Phase::FinalWritten
+        }
+    } else {
+        Phase::Other
+    }
+}
+
+struct Scene {
+    root: TestRoot,
+    annotated: Vec<String>,
+    extra_unit_text: String,
+    /// What a complete run writes for each annotated unit (the extra one
+    /// included).
+    finals: BTreeMap<String, String>,
+    view_unit: String,
+    pending: String,
+    log: PathBuf,
+}
+
+fn realistic_root() -> Scene {
     let root = TestRoot::new("kill");
     // A layered graph: a base everybody uses, libraries, applications.
     let base: Vec<String> = (0..20).map(|i| store_path(i, "base")).collect();
     let libs: Vec<String> = (0..200).map(|i| store_path(1000 + i, "lib")).collect();
-    let apps: Vec<String> = (0..ANNOTATED + PLAIN)
+    let apps: Vec<String> = (0..=ANNOTATED + PLAIN)
         .map(|i| store_path(5000 + i as u64, "app"))
         .collect();
     let mut registrations: Vec<(String, Vec<String>)> = Vec::new();
@@ -48,8 +245,14 @@ fn realistic_root() -> (TestRoot, Vec<String>) {
         .collect();
     let slices: Vec<(&str, &[&str])> = borrowed.iter().map(|(p, r)| (*p, r.as_slice())).collect();
     root.register(&slices);
+    let unit_text = |i: usize, annotation: &str| {
+        format!(
+            "[Unit]\nDescription=Service {i}\nAfter=network.target\n\n[Service]\nExecStart={}/bin/app --serve\n{annotation}\n[Install]\nWantedBy=multi-user.target\n",
+            apps[i]
+        )
+    };
     let mut annotated = Vec::new();
-    for (i, app) in apps.iter().enumerate() {
+    for i in 0..ANNOTATED + PLAIN {
         let name = format!("svc-{i:03}.service");
         let annotation = if i < ANNOTATED {
             "X-ConfinementEnable=yes\n"
@@ -61,104 +264,334 @@ fn realistic_root() -> (TestRoot, Vec<String>) {
         } else {
             "/usr/lib/systemd/system"
         };
-        root.write(
-            &format!("{dir}/{name}"),
-            &format!(
-                "[Unit]\nDescription=Service {i}\nAfter=network.target\n\n[Service]\nExecStart={app}/bin/app --serve\n{annotation}\n[Install]\nWantedBy=multi-user.target\n"
-            ),
-        );
+        root.write(&format!("{dir}/{name}"), &unit_text(i, annotation));
         if i < ANNOTATED {
             annotated.push(name);
         }
     }
-    (root, annotated)
-}
-
-#[derive(Debug, Default)]
-struct Tally {
-    nothing_written: usize,
-    during_blocking_phase: usize,
-    all_blocked_or_confined: usize,
-    fully_finished: usize,
-}
-
-#[test]
-fn killing_the_generator_anywhere_never_leaves_a_half_written_or_open_unit() {
-    let (root, annotated) = realistic_root();
-    // The reference: what a complete run writes.
-    let reference = root.generate();
-    assert_eq!(reference.status, 0, "{}", reference.stderr);
-    let finals: BTreeMap<String, String> = annotated
-        .iter()
-        .map(|u| (u.clone(), root.dropin(u)))
-        .collect();
-    let mut durations = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        root.generate();
-        durations.push(started.elapsed());
+    let log = root.dir.parent().unwrap().join("strace.log");
+    let mut scene = Scene {
+        root,
+        annotated,
+        extra_unit_text: unit_text(ANNOTATED + PLAIN, "X-ConfinementEnable=yes\n"),
+        finals: BTreeMap::new(),
+        view_unit: String::new(),
+        pending: nix_confinement_generator::generate::pending_text(),
+        log,
+    };
+    // The reference: what a complete run from scratch writes, for every
+    // unit that any kind of run has.
+    scene.set_extra_unit(true);
+    scene.complete_run();
+    scene.set_extra_unit(false);
+    for unit in scene.annotated.iter().chain([&EXTRA_UNIT.to_owned()]) {
+        let text = scene.root.dropin(unit);
+        assert!(text.contains("\nRootDirectory="), "not confined:\n{text}");
+        scene.finals.insert(unit.clone(), text);
     }
-    durations.sort();
-    let run_time = durations[2];
+    scene.view_unit = std::fs::read_to_string(scene.root.out.join(VIEW_UNIT)).unwrap();
+    scene
+}
 
-    let mut tally = Tally::default();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for _ in 0..KILLS {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        // Spread the kills over 0–120 % of a normal run.
-        let delay = run_time.mul_f64((seed % 1200) as f64 / 1000.0);
-        let _ = std::fs::remove_dir_all(&root.out);
-        std::fs::create_dir_all(&root.out).unwrap();
-        let mut child = std::process::Command::new(support::GENERATOR)
+impl Scene {
+    fn set_extra_unit(&self, present: bool) {
+        let path = self.root.path(&format!("/etc/systemd/system/{EXTRA_UNIT}"));
+        if present {
+            std::fs::write(path, &self.extra_unit_text).unwrap();
+        } else {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// A complete run from scratch, which must confine every annotated unit.
+    fn complete_run(&self) {
+        let run = self.root.generate();
+        assert_eq!(run.status, 0, "{}", run.stderr);
+    }
+
+    /// Brings the closure cache and the drop-in store to the state a run of
+    /// `kind` starts from, and the units to those it has; returns them.
+    fn prepare(&self, kind: RunKind) -> Vec<String> {
+        let _ = std::fs::remove_dir_all(self.root.path(STATE_DIR));
+        let (extra_before, extra_in_run) = kind.extra_unit();
+        self.set_extra_unit(extra_before);
+        for _ in 0..kind.runs_before() {
+            self.complete_run();
+        }
+        self.set_extra_unit(extra_in_run);
+        let _ = std::fs::remove_dir_all(&self.root.out);
+        std::fs::create_dir_all(&self.root.out).unwrap();
+        let mut units = self.annotated.clone();
+        if extra_in_run {
+            units.push(EXTRA_UNIT.to_owned());
+        }
+        units
+    }
+
+    /// The generator under strace, which logs every call that changes a
+    /// file, and kills it as a thread enters its Nth call `kill_at`.
+    /// Returns whether it was killed. (strace's `--seccomp-bpf` would be
+    /// faster, but 6.1 then injects at the first call only.)
+    ///
+    /// With `only`, only the calls naming that directory are traced and
+    /// counted (`strace -P`: a call relative to its descriptor names it):
+    /// the cache is written by the main thread late in a run, and its Nth
+    /// call of a kind is reached after some other thread's Nth, so counting
+    /// every call never kills there.
+    fn traced_run(&self, kill_at: Option<(&str, usize)>, only: Option<&Path>) -> bool {
+        let mut command = Command::new("strace");
+        command
+            .args(["-f", "-qq", "-y", "-o"])
+            .arg(&self.log)
+            .arg(format!("--trace={}", CHANGING_CALLS.join(",")));
+        if let Some(dir) = only {
+            // strace matches an existing directory: a cold run finds it
+            // empty, which is the same as not finding it.
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            command.arg("-P").arg(dir);
+        }
+        if let Some((call, n)) = kill_at {
+            command.arg(format!("--inject={call}:signal=KILL:when={n}"));
+        }
+        let status = command
+            .arg(support::GENERATOR)
             .arg("--root")
-            .arg(&root.dir)
-            .arg(&root.out)
+            .arg(&self.root.dir)
+            .arg(&self.root.out)
+            .env_remove("SYSTEMD_UNIT_PATH")
             .env("SYSTEMD_LOG_TARGET", "console")
             .env("SYSTEMD_LOG_LEVEL", "emerg")
-            .spawn()
-            .unwrap();
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
+            .status()
+            .expect("strace must be installed (apt-get install strace)");
+        use std::os::unix::process::ExitStatusExt;
+        if status.signal() == Some(libc::SIGKILL) {
+            return true;
+        }
+        assert_eq!(status.code(), Some(0), "a run not killed failed");
+        false
+    }
 
-        let mut present = 0;
-        let mut finished = 0;
-        for unit in &annotated {
-            let path = root.out.join(format!("{unit}.d/zz-confinement.conf"));
-            let Ok(text) = std::fs::read_to_string(&path) else {
+    /// Checks what a kill left in the output directory and the drop-in
+    /// store; `units` are the annotated units of the run.
+    fn check_after_kill(&self, units: &[String], what: &str) {
+        let out = &self.root.out;
+        let (mut missing, mut finished) = (Vec::new(), Vec::new());
+        for unit in units {
+            let dir = out.join(format!("{unit}.d"));
+            for entry in std::fs::read_dir(&dir).into_iter().flatten() {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                // systemd loads `*.conf` only: temporary names are not seen.
+                assert!(
+                    name == DROPIN || !name.ends_with(".conf"),
+                    "{unit}: {name} in its drop-in directory after a kill {what}"
+                );
+            }
+            let Ok(text) = std::fs::read_to_string(dir.join(DROPIN)) else {
+                missing.push(unit.as_str());
                 continue;
             };
-            present += 1;
-            if text == finals[unit] {
-                finished += 1;
+            if text == self.finals[unit] {
+                finished.push(unit.as_str());
             } else {
-                // Anything else must be the complete blocking drop-in.
-                assert!(
-                    text.starts_with("# Generated by nix-confinement-generator: ")
-                        && text.contains("\n[Unit]\n")
-                        && text.contains("\nAssertPathExists=!/\n")
-                        && text.ends_with("did not finish computing the confinement\n"),
-                    "{unit} half-written or open after a kill at {delay:?}:\n{text}"
+                assert_eq!(
+                    text, self.pending,
+                    "{unit}: neither the blocking drop-in nor its final one after a kill {what}"
                 );
             }
         }
-        match present {
-            0 => tally.nothing_written += 1,
-            n if n < annotated.len() => tally.during_blocking_phase += 1,
-            _ if finished == annotated.len() => tally.fully_finished += 1,
-            _ => tally.all_blocked_or_confined += 1,
+        // Until every unit is blocked, none may be finished: the units
+        // without a drop-in are only those the blocking phase had not
+        // reached yet, whatever the order of the generator's work.
+        assert!(
+            missing.is_empty() || finished.is_empty(),
+            "annotated units without a drop-in after a kill {what}, when {finished:?} had their final one: {missing:?}"
+        );
+        for entry in std::fs::read_dir(out).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if name == VIEW_UNIT {
+                let text = std::fs::read_to_string(entry.path()).unwrap();
+                assert_eq!(
+                    text, self.view_unit,
+                    "the store view unit after a kill {what}"
+                );
+            } else if let Some(unit) = name.strip_suffix(".d") {
+                assert!(
+                    units.iter().any(|u| u == unit),
+                    "{name} in the output after a kill {what}: not an annotated unit's"
+                );
+            } else {
+                assert!(
+                    name.starts_with('.'),
+                    "{name} in the output after a kill {what}"
+                );
+            }
+        }
+        let finals: BTreeSet<&String> = self.finals.values().collect();
+        for entry in std::fs::read_dir(self.root.path(STORE_DIR))
+            .into_iter()
+            .flatten()
+        {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if name.starts_with('.') {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            assert!(
+                finals.contains(&text),
+                "the drop-in store's {name} is not a complete drop-in after a kill {what}:\n{text}"
+            );
         }
     }
-    eprintln!("run time {run_time:?}; after {KILLS} kills: {tally:?}");
-    assert_eq!(
-        tally.nothing_written
-            + tally.during_blocking_phase
-            + tally.all_blocked_or_confined
-            + tally.fully_finished,
-        KILLS
+
+    /// A complete run from the cache and the store a kill left writes what
+    /// a run from scratch writes.
+    fn check_next_run(&self, units: &[String], what: &str) {
+        let run = self.root.generate();
+        assert_eq!(run.status, 0, "the run after a kill {what}: {}", run.stderr);
+        for unit in units {
+            assert_eq!(
+                self.root.dropin(unit),
+                self.finals[unit],
+                "{unit}: the run after a kill {what} wrote another drop-in"
+            );
+        }
+    }
+}
+
+/// One system call in strace's log.
+struct Call {
+    thread: String,
+    text: String,
+    /// False for a call the kill cut (` = ?`).
+    returned: bool,
+}
+
+/// The calls in a log of `strace -f -o`: `PID name(args) = result`, or,
+/// split by another thread, `PID name(args <unfinished ...>` and later
+/// `PID <... name resumed>rest) = result`.
+fn calls_in(log: &str) -> Vec<Call> {
+    let mut calls: Vec<Call> = Vec::new();
+    let mut unfinished: BTreeMap<String, usize> = BTreeMap::new();
+    let returned = |text: &str| !text.trim_end().ends_with("= ?");
+    for line in log.lines() {
+        let Some((thread, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if rest.starts_with("+++") || rest.starts_with("---") {
+            continue;
+        }
+        if let Some(resumed) = rest.strip_prefix("<... ") {
+            if let Some(index) = unfinished.remove(thread) {
+                let tail = resumed.split_once("resumed>").map_or("", |(_, t)| t);
+                calls[index].text.push_str(tail);
+                calls[index].returned = returned(tail);
+            }
+        } else if let Some(text) = rest.strip_suffix(" <unfinished ...>") {
+            unfinished.insert(thread.to_owned(), calls.len());
+            calls.push(Call {
+                thread: thread.to_owned(),
+                text: text.to_owned(),
+                returned: false,
+            });
+        } else {
+            calls.push(Call {
+                thread: thread.to_owned(),
+                text: rest.to_owned(),
+                returned: returned(rest),
+            });
+        }
+    }
+    calls
+}
+
+fn call_name(call: &Call) -> &str {
+    call.text.split('(').next().unwrap_or_default()
+}
+
+/// How many times the busiest thread makes each call in a run of `kind`.
+fn calls_per_thread(scene: &Scene, kind: RunKind, only: Option<&Path>) -> BTreeMap<String, usize> {
+    scene.prepare(kind);
+    assert!(!scene.traced_run(None, only));
+    let log = std::fs::read_to_string(&scene.log).unwrap();
+    let mut counts: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let calls = calls_in(&log);
+    for call in &calls {
+        *counts.entry((&call.thread, call_name(call))).or_default() += 1;
+    }
+    let mut most: BTreeMap<String, usize> = BTreeMap::new();
+    for ((_, name), count) in counts {
+        let max = most.entry(name.to_owned()).or_default();
+        *max = (*max).max(count);
+    }
+    // (Only some runs write in the scratch directory itself.)
+    assert!(
+        !most.is_empty() || only.is_some(),
+        "{kind:?}: no call changed a file:\n{log}"
     );
-    // The kills must really have landed inside runs, not only before or after.
-    assert!(tally.all_blocked_or_confined > 0, "{tally:?}");
+    most
+}
+
+#[test]
+fn a_kill_at_any_file_change_of_any_run_leaves_every_annotated_unit_blocked_or_confined() {
+    let scene = realistic_root();
+    let mut tally: BTreeMap<RunKind, BTreeMap<Phase, usize>> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    let scratch = scene.root.path(STATE_DIR);
+    let passes = RUN_KINDS
+        .iter()
+        .flat_map(|&kind| [(kind, None), (kind, Some(scratch.as_path()))]);
+    for (kind, only) in passes {
+        for (call, count) in calls_per_thread(&scene, kind, only) {
+            for n in 1..=count {
+                let what = format!(
+                    "at {call} #{n}{} of a {kind:?} run",
+                    if only.is_some() {
+                        " in the scratch directory"
+                    } else {
+                        ""
+                    }
+                );
+                let units = scene.prepare(kind);
+                assert!(
+                    scene.traced_run(Some((&call, n)), only),
+                    "the run was not killed {what}: it made fewer such calls than the run before"
+                );
+                let log = std::fs::read_to_string(&scene.log).unwrap();
+                let calls = calls_in(&log);
+                let killed = calls
+                    .iter()
+                    .position(|c| !c.returned && call_name(c) == call)
+                    .unwrap_or_else(|| panic!("no killed call {what}:\n{log}"));
+                let before = calls[..killed]
+                    .iter()
+                    .rfind(|c| c.thread == calls[killed].thread)
+                    .map(|c| c.text.as_str());
+                let phase = classify(&calls[killed].text, before);
+                if phase == Phase::Other {
+                    unknown.push(format!("{kind:?}: {}", calls[killed].text));
+                }
+                *tally.entry(kind).or_default().entry(phase).or_default() += 1;
+                let what = format!("{what} ({phase:?}: {})", calls[killed].text);
+                scene.check_after_kill(&units, &what);
+                scene.check_next_run(&units, &what);
+            }
+        }
+    }
+    eprintln!("kills per kind of run and phase: {tally:?}");
+    if !unknown.is_empty() {
+        eprintln!("kills at calls of no known phase:\n{}", unknown.join("\n"));
+    }
+    for kind in RUN_KINDS {
+        let phases = tally.get(&kind).cloned().unwrap_or_default();
+        for phase in kind.required_phases() {
+            assert!(
+                phases.get(phase).copied().unwrap_or(0) > 0,
+                "no kill in phase {phase:?} of a {kind:?} run: {phases:?}"
+            );
+        }
+    }
 }

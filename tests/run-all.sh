@@ -13,6 +13,7 @@ command -v systemd-nspawn >/dev/null 2>&1 || packages+=(systemd-container)
 command -v debootstrap >/dev/null 2>&1 || packages+=(debootstrap)
 [ -x /bin/busybox ] || packages+=(busybox-static)
 command -v unshare >/dev/null 2>&1 || packages+=(util-linux)
+command -v strace >/dev/null 2>&1 || packages+=(strace)
 if [ ${#packages[@]} -gt 0 ]; then
     echo "== installing ${packages[*]}"
     apt-get update -qq

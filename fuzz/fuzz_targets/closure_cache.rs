@@ -2,20 +2,11 @@
 //! allocates beyond the input's size, and what decodes is a well-formed
 //! graph (every reference names an entry; encoding it again gives the same
 //! bytes).
+//! The body is in tests/fuzz_bodies/mod.rs, which tests/fuzz_corpus.rs
+//! also runs on this target's corpus.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use nix_confinement_generator::store::cache::ClosureCache;
+#[path = "../../tests/fuzz_bodies/mod.rs"]
+mod fuzz_bodies;
 
-fuzz_target!(|bytes: &[u8]| {
-    let Ok(cache) = ClosureCache::decode(bytes) else {
-        return;
-    };
-    for i in 0..cache.len() {
-        let _ = cache.path(i);
-        for &reference in cache.references(i) {
-            assert!((reference as usize) < cache.len());
-        }
-    }
-    assert_eq!(cache.encode(), bytes);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_bodies::closure_cache(data));

@@ -157,7 +157,14 @@ run_case() {
       bash -c 'set -euo pipefail; . "$1"; . "$2"' case-"$c" "$HERE/lib/helpers.sh" "$HERE/cases/$c/case.sh") \
       >"$WORK/logs/$c.log" 2>&1 || rc=$?
   else
-    (set -euo pipefail; default_case) >"$WORK/logs/$c.log" 2>&1 || rc=$?
+    # Not under `||`: that would turn `set -e` off inside.
+    set +e
+    (
+      set -euo pipefail
+      default_case
+    ) >"$WORK/logs/$c.log" 2>&1
+    rc=$?
+    set -e
   fi
   local secs
   secs=$(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')

@@ -4,7 +4,10 @@
 # {yes, no} x mode in {chroot-only, full-apivfs}. The expected maps are those
 # of nixpkgs nixos/tests/systemd-confinement (at most the listed level), with
 # bin, nix, tmp and var/tmp exact, plus checks that the host's files are not
-# there.
+# there. The checker also wants / and every entry of it listed: the empty
+# directories systemd makes in the root (dev, etc, proc, root, sys, usr, var
+# in chroot-only; etc, root, usr, var in full-apivfs) are listed exactly, as
+# measured with systemd 252 and 257.
 # As in that test, chroot-only cases set PrivateTmp= only to turn it on and
 # full-apivfs cases only to turn it off (so each mode's default is tested),
 # and full-apivfs is the default mode (no X-ConfinementMode= line).
@@ -45,10 +48,22 @@ EOF
       {
         echo "# Access map (ncg-check): nixpkgs systemd-confinement, $who, $mode $withtmp"
         echo "uid $uid"
+        echo "level / =readable"
         echo "level bin =readable"
         echo "level nix =readable"
+        echo "level etc =readable"
+        echo "level usr =readable"
+        echo "level var readable"
+        if [ "$uid" = root ]; then
+          echo "level root =readable"
+        else
+          echo "level root =none"
+        fi
         if [ "$mode" = chroot-only ]; then
           echo "level run readable"
+          echo "level dev =readable"
+          echo "level proc =readable"
+          echo "level sys =readable"
         elif [ "$uid" = root ]; then
           echo "level run writable"
           echo "level proc special"
@@ -64,7 +79,6 @@ EOF
         fi
         if [ "$tmp" = privatetmp ]; then
           echo "level tmp =sticky"
-          echo "level var readable"
           echo "level var/tmp =sticky"
         fi
         echo "# the host's files are not there"

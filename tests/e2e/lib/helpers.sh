@@ -189,6 +189,27 @@ restore_store_view() {
   fi
   ctl reset-failed "$STORE_VIEW_UNIT" 2>/dev/null || true
   ctl start "$STORE_VIEW_UNIT" || true
+  # What comes next must find the view as generated: a restore that did not
+  # work fails the case here (also from an EXIT trap).
+  [ "$(unit_prop "$STORE_VIEW_UNIT" LoadState)" = loaded ] ||
+    die "$STORE_VIEW_UNIT is $(unit_prop "$STORE_VIEW_UNIT" LoadState) after the restore"
+  expect_view_ro
+}
+
+# expect_view_writable: the store can be written through the view: a hostile
+# setup made it writable, so what follows attacks something.
+expect_view_writable() {
+  in_ct /bin/sh -c 'touch "$1/.ncg-e2e-probe" && rm "$1/.ncg-e2e-probe"' sh "$STORE_VIEW" ||
+    die "the store cannot be written through $STORE_VIEW: the setup did not make it writable"
+  ok "the setup worked: the store can be written through $STORE_VIEW"
+}
+
+# expect_view_unit_masked: the mask (and the daemon-reload after it) took.
+expect_view_unit_masked() {
+  local state
+  state=$(unit_prop "$STORE_VIEW_UNIT" LoadState)
+  [ "$state" = masked ] || die "$STORE_VIEW_UNIT is $state, not masked: the setup did not work"
+  ok "the setup worked: $STORE_VIEW_UNIT is masked"
 }
 
 # start_expect_safe UNIT DIR: start UNIT (a confined checker that probes
@@ -221,14 +242,25 @@ $(printf '%s\n' "$bad" | sed 's/^/      /')"
 
 # scenario DESCRIPTION CMD...: run CMD in a subshell (a `die` ends only this
 # scenario); a failed scenario is remembered in SCENARIOS_FAILED, so that a
-# case runs all its scenarios and then fails with `scenarios_done`.
+# case runs all its scenarios and then fails with `scenarios_done`. The
+# subshell's status is taken after it ran, not tested by `if` or `||`: bash
+# ignores `set -e` in everything run under a test, so a failed step of a
+# hostile setup (a mask, a mount) would go unnoticed and the scenario pass
+# without having attacked anything.
 SCENARIOS_FAILED=()
 scenario() {
-  local what=$1
+  local what=$1 rc
   shift
   say "--- $what"
-  if ! ("$@"); then
-    SCENARIOS_FAILED+=("$what")
+  set +e
+  (
+    set -e
+    "$@"
+  )
+  rc=$?
+  set -e
+  if [ "$rc" != 0 ]; then
+    SCENARIOS_FAILED+=("$what (status $rc)")
   fi
 }
 scenarios_done() {

@@ -19,12 +19,16 @@
 # listed as special. Written from scratch for busybox sh.
 #
 # Usage: ncg-check [OUTDIR]          (default /out)
-# Input:  OUTDIR/expect     optional, one directive a line:
+# Input:  OUTDIR/expect     required, one directive a line:
 #           uid root|nonroot
 #           level PATH LEVEL     PATH and what is below it: at most LEVEL
 #           level PATH =LEVEL    PATH itself: exactly LEVEL (below: at most)
 #           absent PATH          PATH must not exist (not even as a symlink)
 #           present PATH         PATH must exist
+#           skip-walk REASON     do not walk / (REASON required; no `level`)
+#         Unless it says skip-walk, it must list / itself and every entry
+#         of / (`level`): what the root holds, and at which level, is
+#         stated, never left to the default (for root, writable).
 #         OUTDIR/inside.sh  optional, sourced after the walk (helpers below)
 # Output: OUTDIR/verdict    first line PASS or FAIL, then one line a problem
 #         OUTDIR/levels     every walked path with its level
@@ -187,6 +191,8 @@ walk() {
     if lookup "$e"; then
       sub=$L_NUM
       ex=$L_EXACT
+    elif [ "$d" = / ] && [ "$e" != "$OUT" ]; then
+      fail "$e: in / but not listed in expect (every entry of / is listed with its level)"
     fi
     if [ "$e" = "$OUT" ]; then
       echo "harness $e" >>"$LEVELS"
@@ -329,10 +335,17 @@ rm -f "$OUT/verdict" "$OUT/.ncg-check-err"
 UID_NOW=$(id -u)
 note "running as uid $UID_NOW gid $(id -g), root entries: $(ls -A / | tr '\n' ' ')"
 
-if [ -f "$EXPECT" ]; then
+SKIP_WALK=
+if [ ! -f "$EXPECT" ]; then
+  fail "no $EXPECT: a case states what its service may see, or says why not (skip-walk REASON)"
+else
   while read -r kw a b; do
     case $kw in
       '' | '#'*) ;;
+      skip-walk)
+        [ -n "$a" ] || fail "expect: skip-walk needs a reason"
+        SKIP_WALK=yes
+        ;;
       uid)
         case $a in
           root) [ "$UID_NOW" = 0 ] || fail "uid is $UID_NOW, expected 0" ;;
@@ -362,10 +375,13 @@ $P $N $ex"
     esac
   done <"$EXPECT"
 
-  if [ "$UID_NOW" = 0 ]; then root_level=4; else root_level=1; fi
-  ex=no
-  if lookup /; then root_level=$L_NUM; ex=$L_EXACT; fi
-  walk / "$root_level" "$ex"
+  if [ -n "$SKIP_WALK" ]; then
+    [ -z "$MAP" ] || fail "expect: skip-walk with level directives"
+  elif lookup /; then
+    walk / "$L_NUM" "$L_EXACT"
+  else
+    fail "expect: the level of / is not listed (level / LEVEL)"
+  fi
 
   while read -r path num exact; do
     [ -n "$path" ] || continue

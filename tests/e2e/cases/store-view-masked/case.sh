@@ -16,6 +16,7 @@ masked() {
   unmount_view
   ctl mask "$STORE_VIEW_UNIT"
   ctl daemon-reload
+  expect_view_unit_masked
 }
 
 masked_empty() {
@@ -28,6 +29,7 @@ masked_symlink() {
   masked
   in_ct rmdir "$STORE_VIEW"
   in_ct ln -s /nix/store "$STORE_VIEW"
+  expect_view_writable
   expect_refused "$NCG_UNIT" "$NCG_OUT"
 }
 
@@ -36,6 +38,7 @@ masked_rw_bind() {
   in_ct mkdir -p "$STORE_VIEW"
   in_ct mount --bind /nix/store "$STORE_VIEW"
   view_state
+  expect_view_writable
   expect_refused "$NCG_UNIT" "$NCG_OUT"
 }
 

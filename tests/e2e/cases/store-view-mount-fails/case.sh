@@ -11,11 +11,21 @@ baseline() {
   expect_view_ro
 }
 
+# expect_what WHAT: the override took: the view's unit mounts WHAT (asked
+# once it is unmounted: a mounted unit shows what is mounted).
+expect_what() {
+  local what
+  what=$(unit_prop "$STORE_VIEW_UNIT" What)
+  [ "$what" = "$1" ] || die "$STORE_VIEW_UNIT has What=$what, not $1: the override did not take"
+  ok "the setup worked: $STORE_VIEW_UNIT has What=$1"
+}
+
 what_missing() {
   in_ct mkdir -p "$override"
   printf '[Mount]\nWhat=/nix/ncg-e2e-missing-store\n' | in_ct tee "$override/50-e2e.conf" >/dev/null
   ctl daemon-reload
   unmount_view
+  expect_what /nix/ncg-e2e-missing-store
   expect_refused "$NCG_UNIT" "$NCG_OUT"
 }
 
@@ -24,6 +34,7 @@ what_empty() {
   printf '[Mount]\nWhat=/run/ncg-e2e-empty-store\n' | in_ct tee "$override/50-e2e.conf" >/dev/null
   ctl daemon-reload
   unmount_view
+  expect_what /run/ncg-e2e-empty-store
   expect_refused "$NCG_UNIT" "$NCG_OUT"
 }
 
@@ -31,6 +42,7 @@ where_file() {
   unmount_view
   in_ct rmdir "$STORE_VIEW"
   in_ct touch "$STORE_VIEW"
+  in_ct test -f "$STORE_VIEW" || die "$STORE_VIEW is not a regular file: the setup did not work"
   expect_refused "$NCG_UNIT" "$NCG_OUT"
 }
 
@@ -39,6 +51,7 @@ where_symlink() {
   in_ct rmdir "$STORE_VIEW"
   in_ct mkdir -p /run/ncg-e2e-elsewhere
   in_ct ln -s /run/ncg-e2e-elsewhere "$STORE_VIEW"
+  in_ct test -L "$STORE_VIEW" || die "$STORE_VIEW is not a symlink: the setup did not work"
   expect_refused "$NCG_UNIT" "$NCG_OUT"
   in_ct mountpoint -q /run/ncg-e2e-elsewhere && die "the view was mounted through the symlink"
   return 0
