@@ -1,4 +1,4 @@
-//! The `X-Confinement*` keys (SPEC §3) of a merged unit, read into a typed
+//! The `X-Confinement*` keys (see nix-confinement(5)) of a merged unit, read into a typed
 //! request, with warnings for keys that look like annotations but are not.
 
 use crate::diag::{Diagnostic, Location};

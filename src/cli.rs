@@ -1,5 +1,5 @@
 //! The entry point: argv and the environment in, one of generator mode,
-//! `explain` or `check` out (SPEC §1).
+//! `explain` or `check` out (see nix-confinement-generator(8)).
 
 use crate::annotation::KNOWN_KEYS;
 use crate::diag::Diagnostic;

@@ -94,7 +94,7 @@ pub fn effective_private_tmp(unit: &MergedUnit, mode: Mode) -> bool {
 /// Where the generated mount unit puts a private, read-only bind of the
 /// store. Confined services bind their closure from here: a bind inherits the
 /// read-only flag of its source, so every bound path is read-only without the
-/// remount per path that makes `BindReadOnlyPaths=` quadratic (SPEC §10).
+/// remount per path that makes `BindReadOnlyPaths=` quadratic.
 pub const STORE_VIEW: &str = "/run/nix-confinement-store";
 /// `systemd-escape --path --suffix=mount /run/nix-confinement-store`.
 pub const STORE_VIEW_UNIT: &str = "run-nix\\x2dconfinement\\x2dstore.mount";
@@ -127,7 +127,7 @@ pub fn render_store_view_mount(store_dir: &str) -> String {
 /// The confinement drop-in. It reproduces the NixOS module line by line,
 /// except that the closure is bound from the read-only store view onto an
 /// empty read-only `/nix/store`, which starts in linear instead of quadratic
-/// time with exactly the same visibility (SPEC §10).
+/// time with exactly the same visibility.
 pub fn render_confinement(c: &Confinement<'_>) -> String {
     // Sized for the bind lines (most of the file) so that it is not copied
     // while it grows: two copies of each path and 40 bytes around them.

@@ -1,4 +1,4 @@
-//! Where messages go (SPEC §6): `/dev/kmsg` in generator mode (stderr when a
+//! Where messages go: `/dev/kmsg` in generator mode (stderr when a
 //! container has none), stderr by hand, the journal when asked or when stderr
 //! is the journal. At `daemon-reload` each problem of a unit is also sent to
 //! the journal with `OBJECT_SYSTEMD_UNIT=`, so `systemctl status` shows it —

@@ -1,4 +1,4 @@
-//! The roots of a confined unit's closure (SPEC §4 "Roots of the closure"):
+//! The roots of a confined unit's closure:
 //! store paths in its Exec lines, in the whole unit with
 //! `X-ConfinementFullUnit=yes`, in `X-ConfinementPackages=`, and the resolved
 //! `/bin/sh`.
