@@ -208,10 +208,20 @@ find_binary() {
     [ -x "$BINARY" ] || fatal "NCG_E2E_BINARY=$BINARY is not executable"
     return
   fi
+  # Where cargo puts it, not target/: CARGO_TARGET_DIR or a cargo config
+  # may move the build elsewhere.
   BINARY=$REPO/target/release/nix-confinement-generator
   if [ "$BUILD" = 1 ] && command -v cargo >/dev/null; then
     log "cargo build --release"
-    (cd "$REPO" && cargo build --release --quiet) >&2 || fatal "cargo build --release failed"
+    BINARY=$(cd "$REPO" && cargo build --release --quiet --message-format=json-render-diagnostics |
+      sed -n 's|.*"executable":"\([^"]*/nix-confinement-generator\)".*|\1|p' | tail -n1) ||
+      fatal "cargo build --release failed"
+    [ -n "$BINARY" ] || fatal "cargo build --release reported no nix-confinement-generator executable"
+  elif command -v cargo >/dev/null; then
+    local dir
+    dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+      sed -n 's|.*"target_directory":"\([^"]*\)".*|\1|p') || true
+    [ -z "$dir" ] || BINARY=$dir/release/nix-confinement-generator
   fi
   [ -x "$BINARY" ] || fatal "no generator binary at $BINARY (cargo build --release, or NCG_E2E_BINARY=...)"
 }
