@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # The e2e harness: the cached Debian tree, the cached Nix store built with
 # real Nix, the generator binary, the container's work directory and the
-# systemd-nspawn boot. Sourced by tests/e2e/run.sh (the suite) and by
-# benches/start-time/run.sh (the start-time benchmark), after
-# tests/e2e/lib/helpers.sh. It defines functions and defaults only; the
-# caller sets `trap cleanup EXIT` once it has a work directory.
+# systemd-nspawn boot. Sourced by tests/e2e/run.sh (the suite),
+# benches/start-time/run.sh (the start-time benchmark) and tests/demo/run.sh
+# (the demo), after tests/e2e/lib/helpers.sh. It defines functions and
+# defaults only; the caller sets `trap cleanup EXIT` once it has a work
+# directory.
 #
 # Sets HERE (tests/e2e) and REPO. Settings, from the environment unless the
 # caller changes them after sourcing: SUITE CACHE KEEP FAKE BINARY BUILD
