@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's second command: the whole test suite, as root on Debian.
 # Installs what the tests need when missing, then runs the style checks,
-# the unit and integration tests (real Nix, real systemd-analyze), and the
-# end-to-end suite in a booted systemd container.
+# the unit and integration tests (real Nix, real systemd-analyze), the demo,
+# the end-to-end suite in booted systemd containers and the packaging tests.
+# SKIP_DEMO=1, SKIP_E2E=1, SKIP_PACKAGING=1 leave those out.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -26,6 +27,17 @@ echo "== cargo clippy -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --quiet 2>&1 | tee /tmp/nix-confinement-generator-cargo-test.log
+if [ -z "${SKIP_DEMO:-}" ]; then
+    # The README's first command doubles as a test: its services must run
+    # confined in a booted container. Its whole output only when it fails.
+    log=/tmp/nix-confinement-generator-demo.log
+    echo "== demo (tests/demo/run.sh, output in $log)"
+    if ! tests/demo/run.sh >"$log" 2>&1; then
+        cat "$log"
+        exit 1
+    fi
+    tail -n 1 "$log"
+fi
 if [ -z "${SKIP_E2E:-}" ] && [ -x tests/e2e/run.sh ]; then
     cargo build --release --quiet
     echo "== end-to-end suite, Debian bookworm (systemd 252)"

@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # The e2e harness: the cached Debian tree, the cached Nix store built with
 # real Nix, the generator binary, the container's work directory and the
-# systemd-nspawn boot. Sourced by tests/e2e/run.sh (the suite) and by
-# benches/start-time/run.sh (the start-time benchmark), after
-# tests/e2e/lib/helpers.sh. It defines functions and defaults only; the
-# caller sets `trap cleanup EXIT` once it has a work directory.
+# systemd-nspawn boot. Sourced by tests/e2e/run.sh (the suite),
+# benches/start-time/run.sh (the start-time benchmark) and tests/demo/run.sh
+# (the demo), after tests/e2e/lib/helpers.sh. It defines functions and
+# defaults only; the caller sets `trap cleanup EXIT` once it has a work
+# directory.
 #
 # Sets HERE (tests/e2e) and REPO. Settings, from the environment unless the
 # caller changes them after sourcing: SUITE CACHE KEEP FAKE BINARY BUILD
@@ -208,10 +209,20 @@ find_binary() {
     [ -x "$BINARY" ] || fatal "NCG_E2E_BINARY=$BINARY is not executable"
     return
   fi
+  # Where cargo puts it, not target/: CARGO_TARGET_DIR or a cargo config
+  # may move the build elsewhere.
   BINARY=$REPO/target/release/nix-confinement-generator
   if [ "$BUILD" = 1 ] && command -v cargo >/dev/null; then
     log "cargo build --release"
-    (cd "$REPO" && cargo build --release --quiet) >&2 || fatal "cargo build --release failed"
+    BINARY=$(cd "$REPO" && cargo build --release --quiet --message-format=json-render-diagnostics |
+      sed -n 's|.*"executable":"\([^"]*/nix-confinement-generator\)".*|\1|p' | tail -n1) ||
+      fatal "cargo build --release failed"
+    [ -n "$BINARY" ] || fatal "cargo build --release reported no nix-confinement-generator executable"
+  elif command -v cargo >/dev/null; then
+    local dir
+    dir=$(cd "$REPO" && cargo metadata --format-version 1 --no-deps |
+      sed -n 's|.*"target_directory":"\([^"]*\)".*|\1|p') || true
+    [ -z "$dir" ] || BINARY=$dir/release/nix-confinement-generator
   fi
   [ -x "$BINARY" ] || fatal "no generator binary at $BINARY (cargo build --release, or NCG_E2E_BINARY=...)"
 }
