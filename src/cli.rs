@@ -17,15 +17,26 @@ const USAGE: &str = "\
 usage: nix-confinement-generator [--root DIR] NORMAL [EARLY LATE]
        nix-confinement-generator [--root DIR] explain UNIT
        nix-confinement-generator [--root DIR] check
+       nix-confinement-generator [--root DIR] view start|stop DIGEST
 
 Confines services annotated with X-ConfinementEnable=yes to their Nix store
 closure. See nix-confinement-generator(8) and nix-confinement(5).";
 
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Generate { normal: Utf8PathBuf },
-    Explain { unit: String },
+    Generate {
+        normal: Utf8PathBuf,
+    },
+    Explain {
+        unit: String,
+    },
     Check,
+    /// Mounts (`start`) or unmounts a closure view: run by the unit that
+    /// confined services require, not by hand.
+    View {
+        start: bool,
+        digest: String,
+    },
     Help,
     Version,
 }
@@ -62,6 +73,13 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         [c, unit] if c == "explain" => Command::Explain { unit: unit.clone() },
         [c, ..] if c == "explain" => return Err("explain takes exactly one unit name".into()),
         [c] if c == "check" => Command::Check,
+        [c, action, digest] if c == "view" && (action == "start" || action == "stop") => {
+            Command::View {
+                start: action == "start",
+                digest: digest.clone(),
+            }
+        }
+        [c, ..] if c == "view" => return Err("view takes start or stop and a digest".into()),
         [c, ..] if c == "check" => return Err("check takes no arguments".into()),
         [normal] | [normal, _, _] if !normal.starts_with('-') => Command::Generate {
             normal: Utf8PathBuf::from(normal),
@@ -117,6 +135,7 @@ pub fn main() -> i32 {
             explain(&root, &unit, env_unit_path.as_deref(), &logger)
         }
         Command::Check => check(&root, env_unit_path.as_deref()),
+        Command::View { start, digest } => crate::view::run(&root, start, &digest),
     }
 }
 
