@@ -113,7 +113,7 @@ fn a_view_shows_exactly_the_closure_read_only() {
     );
     let (ok, stdout, stderr) = in_namespace(&s.root, &digest, &script);
     assert!(ok, "{stdout}{stderr}");
-    let mut closure = vec![name(&s.directory), name(&s.file), name(&s.symlink)];
+    let mut closure = [name(&s.directory), name(&s.file), name(&s.symlink)];
     closure.sort();
     let expected = format!(
         "{}\n---\nanswer = 42\napp\n{}\n444 12\nabsent\n{digest}\nstopped\n",
