@@ -9,6 +9,7 @@ use crate::generate::{self, Computed, Database, Outcome, Plan, pending_text};
 use crate::logging::{self, LOG_NOTICE, Logger};
 use crate::output::OutputDir;
 use crate::rootfs::Root;
+use crate::view::record::Views;
 use camino::Utf8PathBuf;
 use std::collections::HashSet;
 use std::io::Write;
@@ -265,10 +266,17 @@ pub fn run_generator(
         };
     let Plan { config, units, .. } = &mut plan;
     let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
+    if !pending_units.is_empty() {
+        db.views = views_for_run(root, config, &output, logger, &mut write_failed);
+    }
     // The drop-ins of the last run, to link again (only with the closure
-    // cache: a kept drop-in's closure is named by it).
+    // cache: a kept drop-in's closure is named by it; and not with views:
+    // their drop-ins are small, and a kept one names a view whose record
+    // this run would not know it needs).
     let store = match (&config.dropin_store, &config.closure_cache) {
-        (Some(path), Some(cache)) if !pending_units.is_empty() => {
+        (Some(path), Some(cache))
+            if !pending_units.is_empty() && matches!(db.views, Views::Off(_)) =>
+        {
             match DropinStore::open(root, path, &output, Some(cache)) {
                 Ok(store) => Some(store),
                 Err(not_used) => {
@@ -456,6 +464,17 @@ pub fn run_generator(
             ),
         );
     }
+    if let Views::Record(recorder) = &db.views {
+        let removed = recorder.remove_unused();
+        logger.log(
+            logging::LOG_DEBUG,
+            &format!(
+                "closure views: {} recorded in {}, {removed} no unit needs any more removed",
+                recorder.used(),
+                recorder.path()
+            ),
+        );
+    }
     // Each unit's directory keeps its own link to the blocking drop-in
     // until its final one replaced it; the name at the top is not needed.
     if pending_written {
@@ -527,6 +546,61 @@ pub fn run_generator(
     std::mem::forget(plan);
     std::mem::forget(db);
     i32::from(blocked > 0 || unconfined > 0 || write_failed)
+}
+
+/// Closure views for this run, with the unit that mounts them written
+/// into the output directory; else why not, logged.
+fn views_for_run(
+    root: &Root,
+    config: &crate::config::Config,
+    output: &OutputDir,
+    logger: &Logger,
+    write_failed: &mut bool,
+) -> Views {
+    let program = match std::env::current_exe().map(camino::Utf8PathBuf::from_path_buf) {
+        Ok(Ok(program)) => program,
+        Ok(Err(program)) => {
+            return off(
+                logger,
+                format!("this program's path {program:?} is not UTF-8"),
+            );
+        }
+        Err(error) => return off(logger, format!("this program's path: {error}")),
+    };
+    let views = Views::for_run(root, config.views.as_deref());
+    match &views {
+        Views::Off(reason) if config.views.is_none() => {
+            logger.log(
+                logging::LOG_DEBUG,
+                &format!("closure views not used ({reason}): each store path is bound on its own"),
+            );
+        }
+        Views::Off(reason) => return off(logger, reason.clone()),
+        Views::Record(recorder) => {
+            let text = crate::dropin::render_view_template(
+                program.as_str(),
+                config.store_dir.as_str(),
+                recorder.path().as_str(),
+            );
+            if let Err(error) = output.write_unit(crate::dropin::VIEW_TEMPLATE, &text) {
+                logger.log(logging::LOG_ERR, &error.to_string());
+                *write_failed = true;
+                return off(logger, error.to_string());
+            }
+        }
+        Views::Preview => {}
+    }
+    views
+}
+
+/// Views off for `reason`, said in the log: the machine cannot have them
+/// (confinement is as strict without, starts take longer).
+fn off(logger: &Logger, reason: String) -> Views {
+    logger.log(
+        LOG_NOTICE,
+        &format!("closure views not used ({reason}): each store path is bound on its own"),
+    );
+    Views::Off(reason)
 }
 
 /// Where `outcome` leaves the unit; logs why it is blocked.

@@ -14,6 +14,7 @@
 pub mod closure_list;
 pub mod layer;
 pub mod mount;
+pub mod record;
 
 use crate::config;
 use crate::rootfs::Root;
