@@ -646,6 +646,7 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     };
     let mut db = Database::new();
     let Plan { config, units, .. } = &mut plan;
+    db.views = Views::preview(config.views.as_deref());
     let unit = &mut units[index];
     let outcome = generate::compute(root, config, &mut db, unit, true);
     let mut out = std::io::stdout().lock();
@@ -662,7 +663,8 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
         let _ = writeln!(out, "# warning: {warning}");
     }
     match &outcome {
-        Outcome::Confined { closure, .. } => {
+        Outcome::Confined { closure, view, .. } => {
+            let _ = writeln!(out, "\n# {}", binding_of(view.as_deref(), &db.views));
             let _ = writeln!(out, "\n# Why each path is bound ({} paths):", closure.len());
             for reached in closure {
                 let origin = &reached.origin;
@@ -686,6 +688,22 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     }
 }
 
+/// How a confined unit's closure reaches its store, for `check` and
+/// `explain`.
+fn binding_of(view: Option<&str>, views: &Views) -> String {
+    match (view, views) {
+        (Some(digest), _) => format!(
+            "store: the closure's read-only view {digest}, mounted at {} by {}",
+            crate::dropin::view_path(digest),
+            crate::dropin::view_unit(digest)
+        ),
+        (None, Views::Off(reason)) => {
+            format!("store: each path bound on its own (closure views not used: {reason})")
+        }
+        (None, _) => "store: each path bound on its own".to_owned(),
+    }
+}
+
 fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut plan = generate::plan(root, env_unit_path);
     let mut out = std::io::stdout().lock();
@@ -694,6 +712,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut db = Database::new();
     let (mut blocked, mut unconfined) = (0, 0);
     let Plan { config, units, .. } = &mut plan;
+    db.views = Views::preview(config.views.as_deref());
     generate::resolve_closures(root, config, &mut db, units);
     for unit in units.iter_mut() {
         let outcome = generate::compute(root, config, &mut db, unit, false);
@@ -702,7 +721,10 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
                 unconfined += 1;
                 "NOT CONFINED: no drop-in can be written for it".to_owned()
             }
-            Outcome::Confined { paths, .. } => format!("confined, {paths} store paths"),
+            Outcome::Confined { paths, view, .. } => format!(
+                "confined, {paths} store paths; {}",
+                binding_of(view.as_deref(), &db.views)
+            ),
             Outcome::Blocked { .. } => {
                 blocked += 1;
                 "BLOCKED".to_owned()

@@ -93,6 +93,9 @@ pub enum Outcome {
         paths: usize,
         /// Why each is bound; only computed for `explain`.
         closure: Vec<Reached>,
+        /// The digest of the closure's view, when the closure is bound
+        /// through one (else each path is bound on its own).
+        view: Option<String>,
     },
     Blocked {
         text: String,
@@ -1182,6 +1185,7 @@ pub fn compute_with_store(
             text,
             paths: nodes.len(),
             closure: reached,
+            view: digest,
         },
         keep_as,
     }

@@ -1083,9 +1083,34 @@ fn explain_names_the_key_line_and_reference_chain() {
     );
     let run = root.run(&["explain", "a.service"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
+    // The drop-in the generator would write, with the closure's view.
+    let digest = support::view_of(&run.stdout).expect("the drop-in binds a view");
+    assert!(
+        run.stdout.contains(&format!(
+            "\n# store: the closure's read-only view {digest}, mounted at \
+             /run/nix-confinement-views/{digest} by nix-confinement-view@{digest}.service\n"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(root.generate().status, 0);
+    assert_eq!(
+        support::view_of(&root.dropin("a.service")).as_deref(),
+        Some(digest.as_str()),
+        "the view explain names is the one the generator uses"
+    );
+    root.bind_each_path();
+    let run = root.run(&["explain", "a.service"]);
     assert!(
         run.stdout
             .contains(&format!("BindPaths={}:{libc}\n", view(&libc))),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "\n# store: each path bound on its own (closure views not used: [Generator] Views= is empty)\n"
+        ),
         "{}",
         run.stdout
     );
@@ -1102,11 +1127,18 @@ fn explain_names_the_key_line_and_reference_chain() {
         "{}",
         run.stdout
     );
+    let _ = std::fs::remove_dir_all(&root.out);
+    std::fs::create_dir_all(&root.out).unwrap();
+    let _ = std::fs::remove_dir_all(root.path("/run"));
+    std::fs::remove_file(root.path("/etc/systemd/nix-confinement-generator.conf.d/per-path.conf"))
+        .unwrap();
+    assert_eq!(root.run(&["explain", "a.service"]).status, 0);
     assert_eq!(
         std::fs::read_dir(&root.out).unwrap().count(),
         0,
         "explain writes nothing"
     );
+    assert!(!root.path("/run").exists(), "not even a closure's record");
 }
 
 #[test]
@@ -1124,8 +1156,9 @@ fn check_lists_annotations_and_problems() {
     let run = root.run(&["check"]);
     assert_eq!(run.status, 0, "{}", run.stdout);
     assert!(
-        run.stdout
-            .contains("good.service: confined, 1 store paths (mode full-apivfs)\n"),
+        run.stdout.lines().any(|line| line.starts_with(
+            "good.service: confined, 1 store paths; store: the closure's read-only view "
+        ) && line.ends_with(".service (mode full-apivfs)")),
         "{}",
         run.stdout
     );
