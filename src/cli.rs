@@ -9,6 +9,7 @@ use crate::generate::{self, Computed, Database, Outcome, Plan, pending_text};
 use crate::logging::{self, LOG_NOTICE, Logger};
 use crate::output::OutputDir;
 use crate::rootfs::Root;
+use crate::view::record::Views;
 use camino::Utf8PathBuf;
 use std::collections::HashSet;
 use std::io::Write;
@@ -17,15 +18,26 @@ const USAGE: &str = "\
 usage: nix-confinement-generator [--root DIR] NORMAL [EARLY LATE]
        nix-confinement-generator [--root DIR] explain UNIT
        nix-confinement-generator [--root DIR] check
+       nix-confinement-generator [--root DIR] view start|stop DIGEST
 
 Confines services annotated with X-ConfinementEnable=yes to their Nix store
 closure. See nix-confinement-generator(8) and nix-confinement(5).";
 
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Generate { normal: Utf8PathBuf },
-    Explain { unit: String },
+    Generate {
+        normal: Utf8PathBuf,
+    },
+    Explain {
+        unit: String,
+    },
     Check,
+    /// Mounts (`start`) or unmounts a closure view: run by the unit that
+    /// confined services require, not by hand.
+    View {
+        start: bool,
+        digest: String,
+    },
     Help,
     Version,
 }
@@ -62,6 +74,13 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
         [c, unit] if c == "explain" => Command::Explain { unit: unit.clone() },
         [c, ..] if c == "explain" => return Err("explain takes exactly one unit name".into()),
         [c] if c == "check" => Command::Check,
+        [c, action, digest] if c == "view" && (action == "start" || action == "stop") => {
+            Command::View {
+                start: action == "start",
+                digest: digest.clone(),
+            }
+        }
+        [c, ..] if c == "view" => return Err("view takes start or stop and a digest".into()),
         [c, ..] if c == "check" => return Err("check takes no arguments".into()),
         [normal] | [normal, _, _] if !normal.starts_with('-') => Command::Generate {
             normal: Utf8PathBuf::from(normal),
@@ -117,6 +136,7 @@ pub fn main() -> i32 {
             explain(&root, &unit, env_unit_path.as_deref(), &logger)
         }
         Command::Check => check(&root, env_unit_path.as_deref()),
+        Command::View { start, digest } => crate::view::run(&root, start, &digest),
     }
 }
 
@@ -246,10 +266,17 @@ pub fn run_generator(
         };
     let Plan { config, units, .. } = &mut plan;
     let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
+    if !pending_units.is_empty() {
+        db.views = views_for_run(root, config, &output, logger, &mut write_failed);
+    }
     // The drop-ins of the last run, to link again (only with the closure
-    // cache: a kept drop-in's closure is named by it).
+    // cache: a kept drop-in's closure is named by it; and not with views:
+    // their drop-ins are small, and a kept one names a view whose record
+    // this run would not know it needs).
     let store = match (&config.dropin_store, &config.closure_cache) {
-        (Some(path), Some(cache)) if !pending_units.is_empty() => {
+        (Some(path), Some(cache))
+            if !pending_units.is_empty() && matches!(db.views, Views::Off(_)) =>
+        {
             match DropinStore::open(root, path, &output, Some(cache)) {
                 Ok(store) => Some(store),
                 Err(not_used) => {
@@ -437,6 +464,17 @@ pub fn run_generator(
             ),
         );
     }
+    if let Views::Record(recorder) = &db.views {
+        let removed = recorder.remove_unused();
+        logger.log(
+            logging::LOG_DEBUG,
+            &format!(
+                "closure views: {} recorded in {}, {removed} no unit needs any more removed",
+                recorder.used(),
+                recorder.path()
+            ),
+        );
+    }
     // Each unit's directory keeps its own link to the blocking drop-in
     // until its final one replaced it; the name at the top is not needed.
     if pending_written {
@@ -510,6 +548,61 @@ pub fn run_generator(
     i32::from(blocked > 0 || unconfined > 0 || write_failed)
 }
 
+/// Closure views for this run, with the unit that mounts them written
+/// into the output directory; else why not, logged.
+fn views_for_run(
+    root: &Root,
+    config: &crate::config::Config,
+    output: &OutputDir,
+    logger: &Logger,
+    write_failed: &mut bool,
+) -> Views {
+    let program = match std::env::current_exe().map(camino::Utf8PathBuf::from_path_buf) {
+        Ok(Ok(program)) => program,
+        Ok(Err(program)) => {
+            return off(
+                logger,
+                format!("this program's path {program:?} is not UTF-8"),
+            );
+        }
+        Err(error) => return off(logger, format!("this program's path: {error}")),
+    };
+    let views = Views::for_run(root, config.views.as_deref());
+    match &views {
+        Views::Off(reason) if config.views.is_none() => {
+            logger.log(
+                logging::LOG_DEBUG,
+                &format!("closure views not used ({reason}): each store path is bound on its own"),
+            );
+        }
+        Views::Off(reason) => return off(logger, reason.clone()),
+        Views::Record(recorder) => {
+            let text = crate::dropin::render_view_template(
+                program.as_str(),
+                config.store_dir.as_str(),
+                recorder.path().as_str(),
+            );
+            if let Err(error) = output.write_unit(crate::dropin::VIEW_TEMPLATE, &text) {
+                logger.log(logging::LOG_ERR, &error.to_string());
+                *write_failed = true;
+                return off(logger, error.to_string());
+            }
+        }
+        Views::Preview => {}
+    }
+    views
+}
+
+/// Views off for `reason`, said in the log: the machine cannot have them
+/// (confinement is as strict without, starts take longer).
+fn off(logger: &Logger, reason: String) -> Views {
+    logger.log(
+        LOG_NOTICE,
+        &format!("closure views not used ({reason}): each store path is bound on its own"),
+    );
+    Views::Off(reason)
+}
+
 /// Where `outcome` leaves the unit; logs why it is blocked.
 fn state_of(outcome: &Outcome, unit: &generate::UnitPlan, logger: &Logger) -> State {
     match outcome {
@@ -553,6 +646,7 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     };
     let mut db = Database::new();
     let Plan { config, units, .. } = &mut plan;
+    db.views = Views::preview(config.views.as_deref());
     let unit = &mut units[index];
     let outcome = generate::compute(root, config, &mut db, unit, true);
     let mut out = std::io::stdout().lock();
@@ -569,7 +663,8 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
         let _ = writeln!(out, "# warning: {warning}");
     }
     match &outcome {
-        Outcome::Confined { closure, .. } => {
+        Outcome::Confined { closure, view, .. } => {
+            let _ = writeln!(out, "\n# {}", binding_of(view.as_deref(), &db.views));
             let _ = writeln!(out, "\n# Why each path is bound ({} paths):", closure.len());
             for reached in closure {
                 let origin = &reached.origin;
@@ -593,6 +688,22 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     }
 }
 
+/// How a confined unit's closure reaches its store, for `check` and
+/// `explain`.
+fn binding_of(view: Option<&str>, views: &Views) -> String {
+    match (view, views) {
+        (Some(digest), _) => format!(
+            "store: the closure's read-only view {digest}, mounted at {} by {}",
+            crate::dropin::view_path(digest),
+            crate::dropin::view_unit(digest)
+        ),
+        (None, Views::Off(reason)) => {
+            format!("store: each path bound on its own (closure views not used: {reason})")
+        }
+        (None, _) => "store: each path bound on its own".to_owned(),
+    }
+}
+
 fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut plan = generate::plan(root, env_unit_path);
     let mut out = std::io::stdout().lock();
@@ -601,6 +712,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let mut db = Database::new();
     let (mut blocked, mut unconfined) = (0, 0);
     let Plan { config, units, .. } = &mut plan;
+    db.views = Views::preview(config.views.as_deref());
     generate::resolve_closures(root, config, &mut db, units);
     for unit in units.iter_mut() {
         let outcome = generate::compute(root, config, &mut db, unit, false);
@@ -609,7 +721,10 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
                 unconfined += 1;
                 "NOT CONFINED: no drop-in can be written for it".to_owned()
             }
-            Outcome::Confined { paths, .. } => format!("confined, {paths} store paths"),
+            Outcome::Confined { paths, view, .. } => format!(
+                "confined, {paths} store paths; {}",
+                binding_of(view.as_deref(), &db.views)
+            ),
             Outcome::Blocked { .. } => {
                 blocked += 1;
                 "BLOCKED".to_owned()

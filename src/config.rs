@@ -25,6 +25,8 @@ pub const CONFIG_DIRS: &[&str] = &[
 /// next boot, which is what a cache checked against the database needs.
 pub const DEFAULT_CLOSURE_CACHE: &str = "/run/nix-confinement-generator/closures";
 pub const DEFAULT_DROPIN_STORE: &str = "/run/nix-confinement-generator/dropins";
+/// Where closures are recorded for their views unless configured.
+pub const DEFAULT_VIEWS: &str = crate::view::CLOSURE_LISTS;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -45,6 +47,9 @@ pub struct Config {
     /// [`crate::dropin_store`]); `None` turns it off. Used only with the
     /// closure cache.
     pub dropin_store: Option<Utf8PathBuf>,
+    /// Where closures are recorded for their views (see [`crate::view`]);
+    /// `None`: no views, every store path is bound on its own.
+    pub views: Option<Utf8PathBuf>,
     /// Files read, in order.
     pub sources: Vec<Utf8PathBuf>,
 }
@@ -59,6 +64,7 @@ impl Default for Config {
             default_bin_sh: Some(Utf8PathBuf::from("/bin/sh")),
             closure_cache: Some(Utf8PathBuf::from(DEFAULT_CLOSURE_CACHE)),
             dropin_store: Some(Utf8PathBuf::from(DEFAULT_DROPIN_STORE)),
+            views: Some(Utf8PathBuf::from(DEFAULT_VIEWS)),
             sources: Vec::new(),
         }
     }
@@ -213,6 +219,13 @@ fn apply(config: &mut Config, ini: &ini::Ini, file: &Utf8Path, errors: &mut Vec<
                     Some(path) => config.dropin_store = path,
                     None => error(
                         "[Generator] DropinStore",
+                        format!("{value:?} is not an absolute path"),
+                    ),
+                },
+                ("Generator", "Views") => match optional_absolute(value) {
+                    Some(path) => config.views = path,
+                    None => error(
+                        "[Generator] Views",
                         format!("{value:?} is not an absolute path"),
                     ),
                 },

@@ -30,6 +30,17 @@ pub struct ClosurePath<'a> {
     pub symlink_target: Option<&'a str>,
 }
 
+/// How the closure reaches the service's `/nix/store`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding<'a> {
+    /// The closure's view (its digest, see [`crate::view`]): one read-only
+    /// overlay, bound whole.
+    View(&'a str),
+    /// Each store path bound on its own from the read-only store view
+    /// [`STORE_VIEW`] (where views cannot be mounted).
+    PerPath,
+}
+
 /// Everything the confinement drop-in says, already decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confinement<'a> {
@@ -42,6 +53,7 @@ pub struct Confinement<'a> {
     pub closure: &'a [ClosurePath<'a>],
     /// `(source, target)` binds for Exec programs named outside the store.
     pub extra_binds: &'a [(String, String)],
+    pub binding: Binding<'a>,
 }
 
 /// The value of a boolean-ish unit setting as systemd reads it for our
@@ -125,13 +137,19 @@ pub fn render_store_view_mount(store_dir: &str) -> String {
 }
 
 /// The confinement drop-in. It reproduces the NixOS module line by line,
-/// except that the closure is bound from the read-only store view onto an
-/// empty read-only `/nix/store`, which starts in linear instead of quadratic
-/// time with exactly the same visibility.
+/// except that the closure reaches `/nix/store` through its read-only view
+/// (one bind, whatever the closure's size) or, where views cannot be
+/// mounted, path by path from the read-only store view onto an empty
+/// read-only `/nix/store`; both start faster than the module's one
+/// read-only bind per path, with the same visibility.
 pub fn render_confinement(c: &Confinement<'_>) -> String {
-    // Sized for the bind lines (most of the file) so that it is not copied
-    // while it grows: two copies of each path and 40 bytes around them.
-    let binds: usize = c.closure.iter().map(|p| 2 * p.path.len() + 40).sum();
+    // Sized for the bind lines (most of the file when each path is bound)
+    // so that it is not copied while it grows: two copies of each path and
+    // 40 bytes around them.
+    let binds: usize = match c.binding {
+        Binding::View(_) => 0,
+        Binding::PerPath => c.closure.iter().map(|p| 2 * p.path.len() + 40).sum(),
+    };
     let mut out = String::with_capacity(2048 + binds);
     render_header(&mut out, c.unit);
     let _ = writeln!(
@@ -145,16 +163,33 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
         "# `{GENERATOR} explain {}` says why each path is here.",
         escape_comment(&c.unit.name)
     );
-    // The unit starts only with the read-only store view in place: an
-    // explicit dependency (RequiresMountsFor= alone ignores a masked mount
-    // unit) and an assertion that the view is not writable (it can be
-    // remounted read-write, or covered by a writable bind, after it was
-    // mounted), measured in systemd 252 and 257.
     out.push_str("[Unit]\n");
-    let _ = writeln!(out, "RequiresMountsFor={STORE_VIEW}");
-    let _ = writeln!(out, "Requires={STORE_VIEW_UNIT}");
-    let _ = writeln!(out, "After={STORE_VIEW_UNIT}");
-    let _ = writeln!(out, "AssertPathIsReadWrite=!{STORE_VIEW}");
+    let source = match c.binding {
+        Binding::View(digest) => {
+            // The view is mounted by its unit, shared by every unit with this
+            // closure; the unit starts only with the view mounted and not
+            // writable (something could be mounted over it).
+            let unit = view_unit(digest);
+            let path = view_path(digest);
+            let _ = writeln!(out, "Requires={unit}");
+            let _ = writeln!(out, "After={unit}");
+            let _ = writeln!(out, "AssertPathIsMountPoint={path}");
+            let _ = writeln!(out, "AssertPathIsReadWrite=!{path}");
+            format!("{path}/{}", crate::view::layer::STORE_ENTRY)
+        }
+        Binding::PerPath => {
+            // The unit starts only with the read-only store view in place: an
+            // explicit dependency (RequiresMountsFor= alone ignores a masked
+            // mount unit) and an assertion that the view is not writable (it
+            // can be remounted read-write, or covered by a writable bind,
+            // after it was mounted), measured in systemd 252 and 257.
+            let _ = writeln!(out, "RequiresMountsFor={STORE_VIEW}");
+            let _ = writeln!(out, "Requires={STORE_VIEW_UNIT}");
+            let _ = writeln!(out, "After={STORE_VIEW_UNIT}");
+            let _ = writeln!(out, "AssertPathIsReadWrite=!{STORE_VIEW}");
+            STORE_VIEW.to_owned()
+        }
+    };
     out.push_str("[Service]\n");
     // %n is the full unit name, and for a template each instance's name: no
     // two units or instances share a root (unlike the module's mkPathSafeName).
@@ -176,32 +211,99 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
         }
     }
     if let Some(bin_sh) = c.bin_sh {
-        push_bind(&mut out, c.store_dir, bin_sh.as_str(), "/bin/sh");
+        push_bind(&mut out, c.store_dir, &source, bin_sh.as_str(), "/bin/sh");
     }
     if !effective_private_tmp(c.unit, c.mode) {
         out.push_str("InaccessiblePaths=-+/tmp\n");
         out.push_str("InaccessiblePaths=-+/var/tmp\n");
     }
-    let _ = writeln!(out, "TemporaryFileSystem={}:ro", escape_path(c.store_dir));
-    let view_prefix_len = c.store_dir.len();
-    for path in c.closure {
-        match path.symlink_target {
-            Some(target) => push_bind(&mut out, c.store_dir, target, path.path),
-            None => {
-                // Closure paths are validated store paths: nothing to escape.
-                out.push_str("BindPaths=");
-                out.push_str(STORE_VIEW);
-                out.push_str(&path.path[view_prefix_len..]);
-                out.push(':');
-                out.push_str(path.path);
-                out.push('\n');
+    match c.binding {
+        Binding::View(_) => {
+            // Read-only twice over: the overlay has no upper layer, and the
+            // bind is remounted read-only (one mount: no cost to speak of).
+            let _ = writeln!(
+                out,
+                "BindReadOnlyPaths={}:{}",
+                escape_path(&source),
+                escape_path(c.store_dir)
+            );
+        }
+        Binding::PerPath => {
+            let _ = writeln!(out, "TemporaryFileSystem={}:ro", escape_path(c.store_dir));
+            let view_prefix_len = c.store_dir.len();
+            for path in c.closure {
+                match path.symlink_target {
+                    Some(target) => push_bind(&mut out, c.store_dir, &source, target, path.path),
+                    None => {
+                        // Closure paths are validated store paths: nothing to
+                        // escape.
+                        out.push_str("BindPaths=");
+                        out.push_str(STORE_VIEW);
+                        out.push_str(&path.path[view_prefix_len..]);
+                        out.push(':');
+                        out.push_str(path.path);
+                        out.push('\n');
+                    }
+                }
             }
         }
     }
-    for (source, target) in c.extra_binds {
-        push_bind(&mut out, c.store_dir, source, target);
+    for (bind_source, target) in c.extra_binds {
+        push_bind(&mut out, c.store_dir, &source, bind_source, target);
     }
     out
+}
+
+/// The unit that mounts the view `digest`: an instance of
+/// [`VIEW_TEMPLATE`].
+pub fn view_unit(digest: &str) -> String {
+    format!("nix-confinement-view@{digest}.service")
+}
+
+/// Where the view `digest` is mounted.
+pub fn view_path(digest: &str) -> String {
+    format!("{}/{digest}", crate::view::VIEWS)
+}
+
+/// The template of the units that mount views.
+pub const VIEW_TEMPLATE: &str = "nix-confinement-view@.service";
+
+/// [`VIEW_TEMPLATE`]'s text: `program` is this program, which mounts and
+/// unmounts views (`view start|stop DIGEST`). Stopped when no unit needs
+/// its view any more: running services keep their own mount of it.
+pub fn render_view_template(program: &str, store_dir: &str, lists_dir: &str) -> String {
+    let program = escape_exec_word(program);
+    format!(
+        "# Generated by {GENERATOR}: mounts the read-only view of one closure, named\n\
+         # by the instance (its digest), for the confined services that need it.\n\
+         [Unit]\n\
+         Description=Read-only Nix store view %i for confined services\n\
+         Documentation=man:nix-confinement-generator(8)\n\
+         DefaultDependencies=no\n\
+         RequiresMountsFor={} {}\n\
+         Conflicts=umount.target\n\
+         Before=umount.target\n\
+         StopWhenUnneeded=yes\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={program} view start %i\n\
+         ExecStop={program} view stop %i\n",
+        escape_path(store_dir),
+        escape_path(lists_dir)
+    )
+}
+
+/// A word of an Exec line that systemd reads back as `word`: quoted when
+/// it holds a space or a quote, `%` doubled (a specifier otherwise).
+fn escape_exec_word(word: &str) -> String {
+    let word = word.replace('%', "%%");
+    if word.contains([' ', '\t', '"', '\'', '\\']) {
+        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        word
+    }
 }
 
 /// Appends everything [`render_confinement`] reads, except the closure, to
@@ -219,6 +321,7 @@ pub fn encode_inputs(c: &Confinement<'_>, out: &mut Vec<u8>) {
         bin_sh,
         closure: _,
         extra_binds,
+        binding,
     } = c;
     let MergedUnit {
         name,
@@ -234,6 +337,14 @@ pub fn encode_inputs(c: &Confinement<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(s.as_bytes());
     };
     text(out, name);
+    // A view's digest follows from the closure, which the key names.
+    text(
+        out,
+        match binding {
+            Binding::View(_) => "view",
+            Binding::PerPath => "per path",
+        },
+    );
     text(out, store_dir);
     text(out, mode.as_str());
     // A path cannot hold a NUL: "no /bin/sh" is no path's encoding.
@@ -264,16 +375,17 @@ pub fn encode_inputs(c: &Confinement<'_>, out: &mut Vec<u8>) {
 }
 
 /// Binds `source` at `target`, read-only. A source in the store is taken from
-/// the read-only store view; anything else (a symlink store path pointing out
-/// of the store) gets an explicit read-only bind, as the module does.
-fn push_bind(out: &mut String, store_dir: &str, source: &str, target: &str) {
+/// `view`, the read-only store view or the closure's view, where the store's
+/// paths are below it; anything else (a symlink store path pointing out of
+/// the store) gets an explicit read-only bind, as the module does.
+fn push_bind(out: &mut String, store_dir: &str, view: &str, source: &str, target: &str) {
     let in_store = source
         .strip_prefix(store_dir)
         .filter(|rest| rest.starts_with('/'));
     match in_store {
         Some(rest) => {
             out.push_str("BindPaths=");
-            out.push_str(STORE_VIEW);
+            out.push_str(view);
             out.push_str(&escape_path(rest));
             out.push(':');
         }

@@ -57,6 +57,11 @@ impl Key {
     pub fn file_name(&self) -> String {
         format!("{:016x}{:016x}.conf", self.0, self.1)
     }
+
+    /// The digest's two halves.
+    pub fn parts(&self) -> (u64, u64) {
+        (self.0, self.1)
+    }
 }
 
 /// Two SipHash-1-3 (std's `DefaultHasher`, fixed keys) over the same input,

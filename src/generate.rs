@@ -11,7 +11,7 @@
 use crate::annotation::{self, Mode, Request};
 use crate::config::{self, Config};
 use crate::diag::{Diagnostic, Location};
-use crate::dropin::{self, ClosurePath, Confinement};
+use crate::dropin::{self, Binding, ClosurePath, Confinement};
 use crate::dropin_store::{DropinStore, Key, KeyHasher};
 use crate::output::NAME_MAX;
 use crate::rootfs::Root;
@@ -24,6 +24,7 @@ use crate::store::{DbError, NixDb};
 use crate::unit::merged::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
+use crate::view::record::{NameHashes, Views};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -92,6 +93,9 @@ pub enum Outcome {
         paths: usize,
         /// Why each is bound; only computed for `explain`.
         closure: Vec<Reached>,
+        /// The digest of the closure's view, when the closure is bound
+        /// through one (else each path is bound on its own).
+        view: Option<String>,
     },
     Blocked {
         text: String,
@@ -602,6 +606,11 @@ pub struct Database {
     /// Units whose drop-in the drop-in store holds: the file, and the roots
     /// (their closure is not walked unless the cache is written again).
     kept: HashMap<String, (String, Vec<NodeId>)>,
+    /// Whether units are confined through views in this run (see
+    /// [`crate::view`]); off unless set.
+    pub views: Views,
+    /// The hash of each store path's name, for the views' digests.
+    name_hashes: NameHashes,
     /// Units whose drop-in may be kept in the store once rendered: the file
     /// name to keep it as.
     keep_as: HashMap<String, String>,
@@ -629,6 +638,8 @@ impl Database {
             sources: None,
             opening: None,
             kept: HashMap::new(),
+            views: Views::Off("not asked for".to_owned()),
+            name_hashes: NameHashes::default(),
             keep_as: HashMap::new(),
         }
     }
@@ -1136,10 +1147,34 @@ pub fn compute_with_store(
                 .and_then(|target| target.as_deref()),
         })
         .collect();
+    // The closure's view, recorded for its unit to mount; where that fails
+    // (the record cannot be written), the paths are bound one by one.
+    let numbered: Vec<(NodeId, &str)> = nodes
+        .iter()
+        .zip(&closure)
+        .map(|(&node, path)| (node, path.path))
+        .collect();
+    let recorded = db
+        .views
+        .digest(config.store_dir.as_str(), &numbered, &mut db.name_hashes);
+    let digest = match &recorded {
+        Ok(digest) => digest.map(|d| d.to_string()),
+        Err(_) => None,
+    };
     let text = dropin::render_confinement(&Confinement {
         closure: &closure,
+        binding: digest.as_deref().map_or(Binding::PerPath, Binding::View),
         ..inputs
     });
+    if let Err(error) = recorded {
+        unit.warnings.push(Diagnostic::warning(
+            Some(&unit.name),
+            None,
+            format!(
+                "its closure's view cannot be recorded ({error}): each store path is bound instead"
+            ),
+        ));
+    }
     let reached = if explain {
         explain_closure(db, unit, &closure, &nodes)
     } else {
@@ -1150,6 +1185,7 @@ pub fn compute_with_store(
             text,
             paths: nodes.len(),
             closure: reached,
+            view: digest,
         },
         keep_as,
     }
@@ -1180,6 +1216,7 @@ fn confinement_inputs<'a>(
         bin_sh: unit.roots.bin_sh.as_deref(),
         closure: &[],
         extra_binds,
+        binding: Binding::PerPath,
     }
 }
 

@@ -22,3 +22,4 @@ pub mod rootfs;
 pub mod scratch;
 pub mod store;
 pub mod unit;
+pub mod view;

@@ -8,7 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
-use support::{TestRoot, binds, store_path};
+use support::{TestRoot, store_path};
 
 fn db_dir(root: &TestRoot) -> std::path::PathBuf {
     root.path("/nix/var/nix/db")
@@ -85,7 +85,7 @@ fn a_closed_database_is_read_without_creating_files() {
     assert!(!before.iter().any(|n| n.ends_with("-wal")), "{before:?}");
     let run = root.generate();
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(binds(&root.dropin("a.service")), [app]);
+    assert_eq!(root.binds(&root.dropin("a.service")), [app]);
     assert_eq!(listing(&root), before, "no -wal or -shm was created");
 }
 
@@ -108,7 +108,7 @@ fn rows_only_in_the_wal_are_seen_and_nothing_is_created() {
     assert!(wal_size > 0);
     let run = root.generate();
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(binds(&root.dropin("late.service")), [late]);
+    assert_eq!(root.binds(&root.dropin("late.service")), [late]);
     assert_eq!(listing(&root), before);
     drop(holder);
 }
@@ -140,7 +140,7 @@ fn a_writer_holding_a_transaction_does_not_stop_the_generator() {
     writer.stdin.take().unwrap().write_all(b"").unwrap();
     let _ = writer.wait();
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(binds(&root.dropin("a.service")), [app]);
+    assert_eq!(root.binds(&root.dropin("a.service")), [app]);
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn a_read_only_database_directory_without_wal() {
     let (root, app) = root_with_unit("ro-closed", 5);
     let run = generate_read_only(&root);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(binds(&root.dropin("a.service")), [app]);
+    assert_eq!(root.binds(&root.dropin("a.service")), [app]);
 }
 
 #[test]
@@ -166,8 +166,8 @@ fn a_read_only_database_directory_with_wal_and_shm() {
     // SQLite reads the WAL of a read-only directory when -shm exists; rows
     // still only in the WAL are then seen.
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(binds(&root.dropin("a.service")), [app]);
-    assert_eq!(binds(&root.dropin("late.service")), [late]);
+    assert_eq!(root.binds(&root.dropin("a.service")), [app]);
+    assert_eq!(root.binds(&root.dropin("late.service")), [late]);
     assert_eq!(listing(&root), before);
     drop(holder);
 }
@@ -196,7 +196,7 @@ fn a_wal_without_shm_is_not_read_through_and_says_so() {
         "{}",
         run.stderr
     );
-    assert_eq!(binds(&root.dropin("a.service")), [app]);
+    assert_eq!(root.binds(&root.dropin("a.service")), [app]);
     // The late path is not seen: its unit is blocked, never open.
     assert_eq!(run.status, 1);
     assert!(
@@ -232,7 +232,10 @@ fn a_real_nix_store_registering_paths_at_the_same_time() {
             "run {runs} while nix-store writes: {}",
             run.stderr
         );
-        assert_eq!(binds(&root.dropin("a.service")), std::slice::from_ref(&app));
+        assert_eq!(
+            root.binds(&root.dropin("a.service")),
+            std::slice::from_ref(&app)
+        );
         runs += 1;
     }
     feeder.join().unwrap().unwrap();

@@ -15,6 +15,9 @@ const STORE: &str = "/run/nix-confinement-generator/dropins";
 /// An app with a library; the unit runs the app.
 fn system(name: &str, seed: u64) -> (TestRoot, String, String) {
     let root = TestRoot::new(name);
+    // The store keeps drop-ins that bind each path: with closure views it
+    // is not used.
+    root.bind_each_path();
     let lib = store_path(seed, "libfoo");
     let app = store_path(seed + 1, "app");
     root.register(&[(&lib, &[]), (&app, &[&lib])]);
@@ -133,6 +136,7 @@ fn a_changed_symlink_target_in_the_closure_is_rendered_again() {
     // A store path that is a symlink is bound from its target, resolved
     // through the host's files, which can change between runs.
     let root = TestRoot::new("store-symlink");
+    root.bind_each_path();
     let one = store_path(12200, "one");
     let two = store_path(12201, "two");
     let link = store_path(12202, "link");
@@ -149,13 +153,14 @@ fn a_changed_symlink_target_in_the_closure_is_rendered_again() {
     generate_ok(&root);
     generate_ok(&root);
     assert!(
-        binds(&root.dropin("app.service")).contains(&format!("{one}:{link}")),
+        root.binds(&root.dropin("app.service"))
+            .contains(&format!("{one}:{link}")),
         "{}",
         root.dropin("app.service")
     );
     root.symlink(&two, "/etc/current");
     generate_ok(&root);
-    let bound = binds(&root.dropin("app.service"));
+    let bound = root.binds(&root.dropin("app.service"));
     assert!(bound.contains(&format!("{two}:{link}")), "{bound:?}");
     assert!(!bound.contains(&format!("{one}:{link}")), "{bound:?}");
 }
@@ -226,7 +231,7 @@ fn a_shared_directory_is_refused_and_nothing_in_it_removed() {
         );
         assert_eq!(names(&shared), before, "nothing removed, nothing added");
         assert_eq!(
-            sorted(binds(&root.dropin("app.service"))),
+            sorted(root.binds(&root.dropin("app.service"))),
             sorted(vec![app.clone(), lib.clone()])
         );
     }
@@ -310,7 +315,7 @@ fn a_cache_written_again_still_holds_the_closures_of_linked_units() {
     let run = generate_ok(&root);
     assert_logged(&run, "2 drop-in(s) in use, 0 removed");
     assert_eq!(
-        sorted(binds(&root.dropin("app.service"))),
+        sorted(root.binds(&root.dropin("app.service"))),
         sorted(vec![app, lib])
     );
 }

@@ -27,15 +27,19 @@
 //! - grown (warm, and a new annotated unit): its drop-in rendered and
 //!   written, the others linked, the cache written again;
 //! - stale (warm, and the store holds the drop-in of a unit that is gone):
-//!   the store's unused file removed.
+//!   the store's unused file removed;
+//! - the cold, warm and grown runs again with closure views (the drop-in
+//!   store is not used then): closures recorded for their views, drop-ins
+//!   written, the cache written.
 //!
 //! After each kill: every file in a unit's drop-in directory that systemd
 //! would load is the complete blocking drop-in or the complete final one; no
 //! annotated unit is without a drop-in once any unit has its final one (while
 //! the blocking drop-ins are put in place, the units not reached yet have
 //! none: one directory entry per unit cannot all appear at once); every
-//! drop-in in the store is complete; and a complete run from the cache and
-//! store the kill left writes exactly what a run from scratch writes.
+//! drop-in in the store is complete; every closure record in place is the
+//! one a complete run writes; and a complete run from the cache, store and
+//! records the kill left writes exactly what a run from scratch writes.
 
 mod support;
 
@@ -49,6 +53,9 @@ const ANNOTATED: usize = 8;
 const PLAIN: usize = 40;
 const DROPIN: &str = "zz-confinement.conf";
 const VIEW_UNIT: &str = "run-nix\\x2dconfinement\\x2dstore.mount";
+/// The template of the units that mount closure views.
+const TEMPLATE: &str = "nix-confinement-view@.service";
+const RECORDS_DIR: &str = "/run/nix-confinement-generator/views";
 /// An annotated unit that only some kinds of run have: it appears for the
 /// grown run, and it is gone for the stale one.
 const EXTRA_UNIT: &str = "svc-extra.service";
@@ -87,30 +94,50 @@ enum RunKind {
     Warm,
     Grown,
     Stale,
+    /// The same with closure views (the drop-in store is not used then).
+    ViewCold,
+    ViewWarm,
+    ViewGrown,
 }
 
-const RUN_KINDS: [RunKind; 5] = [
+const RUN_KINDS: [RunKind; 8] = [
     RunKind::Cold,
     RunKind::Keeping,
     RunKind::Warm,
     RunKind::Grown,
     RunKind::Stale,
+    RunKind::ViewCold,
+    RunKind::ViewWarm,
+    RunKind::ViewGrown,
 ];
 
 impl RunKind {
     /// Complete runs before the killed one, from an empty state.
     fn runs_before(self) -> usize {
         match self {
-            RunKind::Cold => 0,
+            RunKind::Cold | RunKind::ViewCold => 0,
             RunKind::Keeping => 1,
-            RunKind::Warm | RunKind::Grown | RunKind::Stale => 2,
+            RunKind::Warm
+            | RunKind::Grown
+            | RunKind::Stale
+            | RunKind::ViewWarm
+            | RunKind::ViewGrown => 2,
         }
+    }
+
+    /// Whether the run confines through closure views (else each store
+    /// path is bound, and the drop-in store is used).
+    fn views(self) -> bool {
+        matches!(
+            self,
+            RunKind::ViewCold | RunKind::ViewWarm | RunKind::ViewGrown
+        )
     }
 
     /// Whether [`EXTRA_UNIT`] is there before the killed run, and in it.
     fn extra_unit(self) -> (bool, bool) {
         match self {
-            RunKind::Grown => (false, true),
+            RunKind::Grown | RunKind::ViewGrown => (false, true),
             RunKind::Stale => (true, false),
             _ => (false, false),
         }
@@ -129,6 +156,13 @@ impl RunKind {
                 Phase::CacheWritten,
             ],
             RunKind::Stale => &[Phase::Blocking, Phase::KeptLinked, Phase::StoreCleaned],
+            RunKind::ViewCold | RunKind::ViewGrown => &[
+                Phase::Blocking,
+                Phase::FinalWritten,
+                Phase::ViewRecorded,
+                Phase::CacheWritten,
+            ],
+            RunKind::ViewWarm => &[Phase::Blocking, Phase::FinalWritten],
         }
     }
 }
@@ -153,6 +187,8 @@ enum Phase {
     PendingRemoved,
     /// The closure cache written.
     CacheWritten,
+    /// A closure recorded for its view.
+    ViewRecorded,
     /// A call the classification does not know (shown, checked the same).
     Other,
 }
@@ -167,8 +203,10 @@ fn classify(call: &str, before: Option<&str>) -> Phase {
             || call.contains("/run>, \"nix-confinement-generator\""))
     {
         Phase::StateDirMade
-    } else if call.contains("x2dconfinement") {
+    } else if call.contains("x2dconfinement") || call.contains(TEMPLATE) {
         Phase::ViewUnit
+    } else if call.contains("nix-confinement-generator/views") {
+        Phase::ViewRecorded
     } else if call.contains(".nix-confinement-pending.conf") {
         if name.starts_with("unlink") {
             Phase::PendingRemoved
@@ -209,8 +247,12 @@ struct Scene {
     annotated: Vec<String>,
     extra_unit_text: String,
     /// What a complete run writes for each annotated unit (the extra one
-    /// included).
+    /// included), binding each path and through views.
     finals: BTreeMap<String, String>,
+    view_finals: BTreeMap<String, String>,
+    /// The view template and the closures' records a complete run writes.
+    template: String,
+    records: BTreeMap<String, String>,
     view_unit: String,
     pending: String,
     log: PathBuf,
@@ -275,13 +317,37 @@ fn realistic_root() -> Scene {
         annotated,
         extra_unit_text: unit_text(ANNOTATED + PLAIN, "X-ConfinementEnable=yes\n"),
         finals: BTreeMap::new(),
+        view_finals: BTreeMap::new(),
+        template: String::new(),
+        records: BTreeMap::new(),
         view_unit: String::new(),
         pending: nix_confinement_generator::generate::pending_text(),
         log,
     };
     // The reference: what a complete run from scratch writes, for every
-    // unit that any kind of run has.
+    // unit that any kind of run has, through views and binding each path.
     scene.set_extra_unit(true);
+    scene.set_views(true);
+    let _ = std::fs::remove_dir_all(scene.root.path(STATE_DIR));
+    scene.complete_run();
+    for unit in scene.annotated.iter().chain([&EXTRA_UNIT.to_owned()]) {
+        let text = scene.root.dropin(unit);
+        assert!(
+            text.contains("/run/nix-confinement-views/"),
+            "not through a view:\n{text}"
+        );
+        scene.view_finals.insert(unit.clone(), text);
+    }
+    scene.template = std::fs::read_to_string(scene.root.out.join(TEMPLATE)).unwrap();
+    for entry in std::fs::read_dir(scene.root.path(RECORDS_DIR)).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        scene
+            .records
+            .insert(name, std::fs::read_to_string(entry.path()).unwrap());
+    }
+    scene.set_views(false);
+    let _ = std::fs::remove_dir_all(scene.root.path(STATE_DIR));
     scene.complete_run();
     scene.set_extra_unit(false);
     for unit in scene.annotated.iter().chain([&EXTRA_UNIT.to_owned()]) {
@@ -294,6 +360,27 @@ fn realistic_root() -> Scene {
 }
 
 impl Scene {
+    /// Closure views, or each store path bound (and the drop-in store).
+    fn set_views(&self, on: bool) {
+        let config = self
+            .root
+            .path("/etc/systemd/nix-confinement-generator.conf.d/per-path.conf");
+        if on {
+            let _ = std::fs::remove_file(config);
+        } else {
+            self.root.bind_each_path();
+        }
+    }
+
+    /// What a complete run writes for each unit, in `kind`'s way.
+    fn finals_of(&self, kind: RunKind) -> &BTreeMap<String, String> {
+        if kind.views() {
+            &self.view_finals
+        } else {
+            &self.finals
+        }
+    }
+
     fn set_extra_unit(&self, present: bool) {
         let path = self.root.path(&format!("/etc/systemd/system/{EXTRA_UNIT}"));
         if present {
@@ -313,6 +400,7 @@ impl Scene {
     /// `kind` starts from, and the units to those it has; returns them.
     fn prepare(&self, kind: RunKind) -> Vec<String> {
         let _ = std::fs::remove_dir_all(self.root.path(STATE_DIR));
+        self.set_views(kind.views());
         let (extra_before, extra_in_run) = kind.extra_unit();
         self.set_extra_unit(extra_before);
         for _ in 0..kind.runs_before() {
@@ -345,11 +433,15 @@ impl Scene {
             .arg(&self.log)
             .arg(format!("--trace={}", CHANGING_CALLS.join(",")));
         if let Some(dir) = only {
-            // strace matches an existing directory: a cold run finds it
-            // empty, which is the same as not finding it.
-            std::fs::create_dir_all(dir).unwrap();
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-            command.arg("-P").arg(dir);
+            // strace matches existing directories: a cold run finds them
+            // empty, which is the same as not finding them. The records of
+            // closure views are in a directory of their own below.
+            let records = dir.join("views");
+            for dir in [dir, records.as_path()] {
+                std::fs::create_dir_all(dir).unwrap();
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+                command.arg("-P").arg(dir);
+            }
         }
         if let Some((call, n)) = kill_at {
             command.arg(format!("--inject={call}:signal=KILL:when={n}"));
@@ -374,7 +466,8 @@ impl Scene {
 
     /// Checks what a kill left in the output directory and the drop-in
     /// store; `units` are the annotated units of the run.
-    fn check_after_kill(&self, units: &[String], what: &str) {
+    fn check_after_kill(&self, kind: RunKind, units: &[String], what: &str) {
+        let finals = self.finals_of(kind);
         let out = &self.root.out;
         let (mut missing, mut finished) = (Vec::new(), Vec::new());
         for unit in units {
@@ -391,7 +484,7 @@ impl Scene {
                 missing.push(unit.as_str());
                 continue;
             };
-            if text == self.finals[unit] {
+            if text == finals[unit] {
                 finished.push(unit.as_str());
             } else {
                 assert_eq!(
@@ -416,6 +509,9 @@ impl Scene {
                     text, self.view_unit,
                     "the store view unit after a kill {what}"
                 );
+            } else if name == TEMPLATE && kind.views() {
+                let text = std::fs::read_to_string(entry.path()).unwrap();
+                assert_eq!(text, self.template, "the view template after a kill {what}");
             } else if let Some(unit) = name.strip_suffix(".d") {
                 assert!(
                     units.iter().any(|u| u == unit),
@@ -427,6 +523,24 @@ impl Scene {
                     "{name} in the output after a kill {what}"
                 );
             }
+        }
+        // A closure's record, once in place, is the one a complete run
+        // writes (a temporary name is not read).
+        for entry in std::fs::read_dir(self.root.path(RECORDS_DIR))
+            .into_iter()
+            .flatten()
+        {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            if name.starts_with('.') {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            assert_eq!(
+                Some(&text),
+                self.records.get(&name),
+                "the view record {name} after a kill {what}"
+            );
         }
         let finals: BTreeSet<&String> = self.finals.values().collect();
         for entry in std::fs::read_dir(self.root.path(STORE_DIR))
@@ -448,13 +562,13 @@ impl Scene {
 
     /// A complete run from the cache and the store a kill left writes what
     /// a run from scratch writes.
-    fn check_next_run(&self, units: &[String], what: &str) {
+    fn check_next_run(&self, kind: RunKind, units: &[String], what: &str) {
         let run = self.root.generate();
         assert_eq!(run.status, 0, "the run after a kill {what}: {}", run.stderr);
         for unit in units {
             assert_eq!(
                 self.root.dropin(unit),
-                self.finals[unit],
+                self.finals_of(kind)[unit],
                 "{unit}: the run after a kill {what} wrote another drop-in"
             );
         }
@@ -576,8 +690,8 @@ fn a_kill_at_any_file_change_of_any_run_leaves_every_annotated_unit_blocked_or_c
                 }
                 *tally.entry(kind).or_default().entry(phase).or_default() += 1;
                 let what = format!("{what} ({phase:?}: {})", calls[killed].text);
-                scene.check_after_kill(&units, &what);
-                scene.check_next_run(&units, &what);
+                scene.check_after_kill(kind, &units, &what);
+                scene.check_next_run(kind, &units, &what);
             }
         }
     }

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use support::{TestRoot, assert_logged, binds, store_path};
+use support::{TestRoot, assert_logged, store_path};
 
 /// An app with a library; the unit runs the app.
 fn system(name: &str, seed: u64) -> (TestRoot, String, String) {
@@ -84,7 +84,7 @@ fn a_closure_cache_path_climbing_out_is_placed_inside_the_root() {
     assert_eq!(cached.len(), 2);
     assert_logged(&second, "read 2 store paths");
     assert_eq!(
-        sorted(binds(&root.dropin("app.service"))),
+        sorted(root.binds(&root.dropin("app.service"))),
         sorted(vec![app, lib])
     );
 }
@@ -96,9 +96,13 @@ fn a_dropin_store_path_climbing_out_is_placed_inside_the_root() {
     for file in ["a", "b"] {
         std::fs::write(victim.join(file), "precious").unwrap();
     }
+    // The drop-in store is used when each store path is bound.
     root.write(
         "/etc/systemd/nix-confinement-generator.conf",
-        &format!("[Generator]\nDropinStore={}\n", climbing(&root, &victim)),
+        &format!(
+            "[Generator]\nDropinStore={}\nViews=\n",
+            climbing(&root, &victim)
+        ),
     );
     for _ in 0..2 {
         generate_ok(&root);
@@ -122,8 +126,13 @@ fn a_run_directory_linked_out_of_the_root_is_resolved_inside_it() {
     }
     assert_eq!(names(&host_run), ["pid"], "nothing made there");
     let scratch = inside(&root, &host_run).join("nix-confinement-generator");
-    assert_eq!(names(&scratch), ["closures", "dropins"]);
-    assert_eq!(names(&scratch.join("dropins")).len(), 1);
+    // With closure views, their records (the drop-in store is not used).
+    assert_eq!(names(&scratch), ["closures", "views"]);
+    assert_eq!(names(&scratch.join("views")).len(), 1);
+    root.bind_each_path();
+    generate_ok(&root);
+    assert_eq!(names(&host_run), ["pid"], "nothing made there");
+    assert_eq!(names(&scratch), ["closures", "dropins", "views"]);
 }
 
 #[test]
@@ -155,7 +164,7 @@ fn configuration_files_are_read_inside_the_root() {
         "chroot-only: {dropin}"
     );
     assert!(!dropin.contains(":/bin/sh"), "no /bin/sh: {dropin}");
-    assert!(binds(&dropin).contains(&app));
+    assert!(root.binds(&dropin).contains(&app));
 }
 
 #[test]
@@ -175,7 +184,7 @@ fn the_nix_database_is_read_inside_the_root() {
     );
     generate_ok(&root);
     assert_eq!(
-        sorted(binds(&root.dropin("app.service"))),
+        sorted(root.binds(&root.dropin("app.service"))),
         sorted(vec![app, lib])
     );
 }

@@ -45,6 +45,8 @@ TARGET_RATIO = 50.0
 STORE = "/nix/store"
 CLOSURE_CACHE = "/run/nix-confinement-generator/closures"
 DROPIN_STORE = "/run/nix-confinement-generator/dropins"
+VIEWS = "/run/nix-confinement-views"
+VIEW_RECORDS = "/run/nix-confinement-generator/views"
 
 
 def log(msg: str) -> None:
@@ -207,9 +209,19 @@ def split_colons(word: str) -> list[str]:
     return [p.replace("%%", "%") for p in parts]
 
 
-def read_binds(unit_dir: str) -> tuple[dict[str, str], set[str], list[str]]:
+def view_paths(root: str, digest: str) -> list[str]:
+    """The store paths of the closure view `digest`, as the generator
+    recorded them for the view's unit to mount."""
+    with open(os.path.join(root, VIEW_RECORDS.lstrip("/"), digest)) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "nix-confinement-generator closure view 1", lines[0]
+    return [f"{lines[1]}/{name}" for name in lines[2:]]
+
+
+def read_binds(unit_dir: str, root: str) -> tuple[dict[str, str], set[str], list[str]]:
     """The binds of every drop-in in unit_dir: {destination: source}, the
-    directives seen, and lines of concern (blocking assertions)."""
+    directives seen, and lines of concern (blocking assertions). A closure
+    view counts as binding each path of its closure at itself."""
     binds: dict[str, str] = {}
     keys: set[str] = set()
     concerns: list[str] = []
@@ -228,7 +240,8 @@ def read_binds(unit_dir: str) -> tuple[dict[str, str], set[str], list[str]]:
             # store view's read-only check (AssertPathIsReadWrite=!…) is
             # part of every confined unit and is not a block.
             blocking = key.startswith("Assert") and not (
-                key == "AssertPathIsReadWrite" and value.startswith("!")
+                (key == "AssertPathIsReadWrite" and value.startswith("!"))
+                or (key == "AssertPathIsMountPoint" and value.startswith(VIEWS + "/"))
             )
             if blocking or "BLOCKED" in line:
                 concerns.append(f"{name}: {line}")
@@ -239,6 +252,12 @@ def read_binds(unit_dir: str) -> tuple[dict[str, str], set[str], list[str]]:
             keys.add(key)
             if value == "":
                 binds.clear()  # an empty assignment resets the list
+                continue
+            view = re.fullmatch(re.escape(VIEWS) + r"/([0-9a-f]{32})/s:" + re.escape(STORE), value)
+            if view:
+                keys.add("closure view")
+                for path in view_paths(root, view.group(1)):
+                    binds[path] = path
                 continue
             for word in split_words(value):
                 if word.startswith("-"):
@@ -283,13 +302,16 @@ def check_output(out: str, root: str, units: list[dict], closures: dict[str, lis
         errors.append(f"{extra}: a drop-in was written for a unit that is not annotated")
     styles: set[str] = set()
     checked = full_checked = 0
+    dropin_bytes = [sum(os.path.getsize(os.path.join(out, d + ".d", f))
+                        for f in os.listdir(os.path.join(out, d + ".d")))
+                    for d in sorted(produced & annotated)]
     for u in units:
         name = u["name"]
         expected = set(closures[name])
         if name not in produced:
             errors.append(f"{name}: no drop-in was written")
             continue
-        binds, keys, concerns = read_binds(os.path.join(out, name + ".d"))
+        binds, keys, concerns = read_binds(os.path.join(out, name + ".d"), root)
         styles |= keys
         if concerns:
             errors.append(f"{name}: blocked or asserting: {concerns[0]}")
@@ -308,7 +330,9 @@ def check_output(out: str, root: str, units: list[dict], closures: dict[str, lis
         # symlink store path), wherever the generator takes it from.
         for dest in bound:
             real = root + dest
-            want = os.path.basename(os.path.realpath(real)) if os.path.islink(real) \
+            # A view shows a symlink store path as the symlink it is.
+            viewed = binds[dest] == dest and "closure view" in keys
+            want = os.path.basename(os.path.realpath(real)) if os.path.islink(real) and not viewed \
                 else os.path.basename(dest)
             if os.path.basename(binds[dest].rstrip("/")) != want:
                 errors.append(f"{name}: {dest} is bound from {binds[dest]}, expected …/{want}")
@@ -316,7 +340,7 @@ def check_output(out: str, root: str, units: list[dict], closures: dict[str, lis
         checked += 1
         full_checked += u["full_unit"]
     return errors, {"checked": checked, "full_checked": full_checked,
-                    "styles": sorted(styles)}
+                    "styles": sorted(styles), "dropin_bytes": dropin_bytes}
 
 
 # ---------------------------------------------------------------------------
@@ -486,12 +510,14 @@ def measure_in(args, res: dict, root: str, units: list, db: str, out_parent: str
             tempfile.TemporaryDirectory(prefix="ncg-bench-out-", dir=out_parent) as out_base:
         cache_file = os.path.join(root, CLOSURE_CACHE.lstrip("/"))
         store_dir = os.path.join(root, DROPIN_STORE.lstrip("/"))
+        records_dir = os.path.join(root, VIEW_RECORDS.lstrip("/"))
 
         def drop_cache() -> None:
             # A boot: nothing in /run.
             if os.path.exists(cache_file):
                 os.remove(cache_file)
             shutil.rmtree(store_dir, ignore_errors=True)
+            shutil.rmtree(records_dir, ignore_errors=True)
 
         # No cache first (removed before each run), then with the cache the
         # previous run left (the warm-up runs make it).
@@ -718,6 +744,9 @@ def main() -> int:
         print(f"(hyperfine -N cross-check of the generator median: "
               f"{fmt_ms(spec['hyperfine_median'])} ms)")
     print(f"Bind directives seen: {', '.join(spec['check']['styles']) or 'none'}")
+    sizes = spec["check"].get("dropin_bytes") or [0]
+    print(f"Drop-in bytes per annotated unit: median {statistics.median(sizes):,.0f}, "
+          f"max {max(sizes):,}, all {sum(sizes):,}")
     fl = spec.get("floor")
     if fl:
         print(f"I/O floor (benches/generation/floor.c, C, one thread, median of {args.runs}): reading "

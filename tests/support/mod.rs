@@ -186,6 +186,15 @@ impl TestRoot {
         std::os::unix::fs::symlink(target, path).unwrap();
     }
 
+    /// Turns closure views off under this root: each store path is bound
+    /// on its own, as on a machine that cannot mount views.
+    pub fn bind_each_path(&self) {
+        self.write(
+            "/etc/systemd/nix-confinement-generator.conf.d/per-path.conf",
+            "[Generator]\nViews=\n",
+        );
+    }
+
     pub fn unit(&self, name: &str, text: &str) {
         self.write(&format!("/etc/systemd/system/{name}"), text);
     }
@@ -309,6 +318,46 @@ impl Drop for TestRoot {
 
 /// The store view the generated mount unit provides.
 pub const STORE_VIEW: &str = "/run/nix-confinement-store";
+/// Where closure views are mounted, and where their closures are recorded.
+pub const VIEWS: &str = "/run/nix-confinement-views";
+pub const VIEW_RECORDS: &str = "/run/nix-confinement-generator/views";
+
+impl TestRoot {
+    /// What a drop-in makes visible in the service, in store terms (see
+    /// [`binds`]): with a closure view, the store paths of the closure
+    /// recorded for it (each as `PATH`: the view shows a symlink store path
+    /// as the symlink it is), then the other binds.
+    pub fn binds(&self, dropin: &str) -> Vec<String> {
+        let Some(digest) = view_of(dropin) else {
+            return binds(dropin);
+        };
+        let record = self.path(&format!("{VIEW_RECORDS}/{digest}"));
+        let text = std::fs::read_to_string(&record)
+            .unwrap_or_else(|e| panic!("{}: {e}", record.display()));
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("nix-confinement-generator closure view 1")
+        );
+        let store_dir = lines.next().expect("the store directory").to_owned();
+        let mut bound: Vec<String> = lines.map(|name| format!("{store_dir}/{name}")).collect();
+        bound.extend(binds(dropin));
+        bound
+    }
+}
+
+/// The digest of the closure view a drop-in binds, if it binds one.
+pub fn view_of(dropin: &str) -> Option<String> {
+    dropin.lines().find_map(|line| {
+        let value = line.strip_prefix("BindReadOnlyPaths=")?;
+        let (source, target) = value.split_once(':')?;
+        let digest = source
+            .strip_prefix(VIEWS)?
+            .strip_prefix('/')?
+            .strip_suffix("/s")?;
+        (target == "/nix/store").then(|| digest.to_owned())
+    })
+}
 
 /// What a drop-in binds, in order and in store terms: `PATH` for a path bound
 /// at itself, `SOURCE:TARGET` otherwise. A `BindPaths=` source must be in the
@@ -320,10 +369,20 @@ pub fn binds(dropin: &str) -> Vec<String> {
         .filter_map(|line| {
             let (source, target) = if let Some(value) = line.strip_prefix("BindPaths=") {
                 let (source, target) = value.split_once(':').expect("BindPaths= with a target");
-                let rest = source.strip_prefix(STORE_VIEW).unwrap_or_else(|| {
-                    panic!("BindPaths= not from the read-only store view: {line}")
-                });
+                let rest = source
+                    .strip_prefix(STORE_VIEW)
+                    .or_else(|| {
+                        let in_view = source.strip_prefix(VIEWS)?.strip_prefix('/')?;
+                        Some(&in_view[in_view.find("/s/")? + 2..])
+                    })
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "BindPaths= not from the read-only store view or a closure view: {line}"
+                        )
+                    });
                 (format!("/nix/store{rest}"), target.to_owned())
+            } else if view_of(line).is_some() {
+                return None;
             } else if let Some(value) = line.strip_prefix("BindReadOnlyPaths=") {
                 match value.split_once(':') {
                     Some((source, target)) => (source.to_owned(), target.to_owned()),

@@ -1,0 +1,119 @@
+//! Closure views: one read-only overlayfs per closure, bound at the store's
+//! place in each confined service that has that closure.
+//!
+//! The generator records each confined unit's closure in
+//! [`CLOSURE_LISTS`]`/<digest>` and makes the unit require
+//! `nix-confinement-view@<digest>.service`, which runs
+//! `nix-confinement-generator view start <digest>` at the first start of a
+//! unit that needs it: the view is mounted at [`VIEWS`]`/<digest>` and its
+//! store directory bound at the store's place in the service. Units with
+//! the same closure share one view; when no unit needs it any more the
+//! view unit stops (`view stop`) and the host's mount goes. See
+//! nix-confinement-generator(8).
+
+pub mod closure_list;
+pub mod layer;
+pub mod mount;
+pub mod record;
+
+use crate::config;
+use crate::rootfs::Root;
+use camino::Utf8Path;
+use closure_list::{ClosureList, Digest};
+
+/// Where views are mounted.
+pub const VIEWS: &str = "/run/nix-confinement-views";
+/// Where the generator records the closures views are built from.
+pub const CLOSURE_LISTS: &str = "/run/nix-confinement-generator/views";
+
+/// `view start DIGEST` or `view stop DIGEST`; returns the exit status.
+/// Messages go to standard error, which systemd puts in the view unit's
+/// journal.
+pub fn run(root: &Root, start: bool, digest: &str) -> i32 {
+    let Some(digest) = Digest::parse(digest) else {
+        eprintln!("nix-confinement-generator: view: {digest:?} is not a view's digest");
+        return 2;
+    };
+    let target = mount::view_path(root.join(Utf8Path::new(VIEWS)).as_std_path(), digest);
+    let result = if start {
+        start_view(root, digest, &target)
+    } else {
+        mount::unmount_view(&target)
+            .map(|()| format!("{}: unmounted", target.display()))
+            .map_err(Into::into)
+    };
+    match result {
+        Ok(done) => {
+            eprintln!("nix-confinement-generator: view {digest}: {done}");
+            0
+        }
+        Err(error) => {
+            eprintln!("nix-confinement-generator: view {digest}: {error}");
+            1
+        }
+    }
+}
+
+fn start_view(
+    root: &Root,
+    digest: Digest,
+    target: &std::path::Path,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let (config, errors) = config::load(root);
+    if let Some(error) = errors.first() {
+        return Err(error.to_string().into());
+    }
+    let lists = root.join(Utf8Path::new(CLOSURE_LISTS));
+    let file = lists.join(digest.to_string());
+    let text = read_private_file(file.as_std_path())?;
+    let list = ClosureList::decode(&text).map_err(|e| format!("{file}: {e}"))?;
+    if list.digest() != digest {
+        return Err(format!("{file}: its content does not have the digest it is named by").into());
+    }
+    if list.store_dir != config.store_dir.as_str() {
+        return Err(format!(
+            "{file}: made for the store {}, not {}",
+            list.store_dir,
+            config.store_dir.as_str()
+        )
+        .into());
+    }
+    let store = root.join(Utf8Path::new(config.store_dir.as_str()));
+    let staging = lists.join(format!(".layer-{digest}-{}", std::process::id()));
+    let built = mount::mount_view(&list, store.as_std_path(), staging.as_std_path(), target)?;
+    Ok(format!(
+        "mounted at {} ({} directories, {} files, {} symlinks)",
+        target.display(),
+        built.directories,
+        built.files,
+        built.symlinks
+    ))
+}
+
+/// The file's text, when it is a regular file of ours that no one else can
+/// write (what it names becomes visible to confined services).
+fn read_private_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !metadata.is_file()
+        || metadata.uid() != nix::unistd::geteuid().as_raw()
+        || metadata.mode() & 0o022 != 0
+    {
+        return Err(format!(
+            "{}: not a regular file of ours that no one else can write",
+            path.display()
+        ));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text)
+}

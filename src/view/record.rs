@@ -1,0 +1,343 @@
+//! The generator's side of closure views: the directory where it records
+//! each confined unit's closure (see [`super::closure_list`]), whether the
+//! kernel can mount views at all, and the removal of records no unit names
+//! any more.
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+
+use camino::Utf8Path;
+use nix::dir::{Dir, Type};
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use super::closure_list::{self, ClosureList, Digest};
+use crate::rootfs::Root;
+use crate::scratch::ScratchDir;
+
+/// Whether this run confines through views, and how.
+pub enum Views {
+    /// Each store path is bound on its own: why.
+    Off(String),
+    /// Views are used; closures are recorded for their units to mount.
+    Record(Recorder),
+    /// Views would be used (`explain`, `check`): digests are computed,
+    /// nothing is written.
+    Preview,
+}
+
+impl Views {
+    /// Views for a generator run: on when configured (`lists`, where
+    /// closures are recorded) and possible on this machine.
+    pub fn for_run(root: &Root, lists: Option<&Utf8Path>) -> Views {
+        match lists {
+            None => Views::Off("[Generator] Views= is empty".to_owned()),
+            Some(path) => match Recorder::open(root, path) {
+                Ok(recorder) => Views::Record(recorder),
+                Err(reason) => Views::Off(reason),
+            },
+        }
+    }
+
+    /// What [`Views::for_run`] would decide, found without writing
+    /// anything (for `explain` and `check`).
+    pub fn preview(lists: Option<&Utf8Path>) -> Views {
+        match (lists, kernel_cannot_mount_views()) {
+            (None, _) => Views::Off("[Generator] Views= is empty".to_owned()),
+            (Some(_), Some(reason)) => Views::Off(reason),
+            (Some(_), None) if !in_first_user_namespace() => Views::Off(
+                "in a user namespace of its own, trusted extended attributes cannot be set"
+                    .to_owned(),
+            ),
+            (Some(_), None) => Views::Preview,
+        }
+    }
+
+    /// The digest of the view of a closure (its store paths, sorted, with
+    /// the run's number of each, which names its hash in `hashes`),
+    /// recorded when this run records: `Ok(None)` when views are off.
+    pub fn digest(
+        &mut self,
+        store_dir: &str,
+        closure: &[(u32, &str)],
+        hashes: &mut NameHashes,
+    ) -> Result<Option<Digest>, String> {
+        let recorder = match self {
+            Views::Off(_) => return Ok(None),
+            Views::Record(recorder) => Some(recorder),
+            Views::Preview => None,
+        };
+        let names = closure
+            .iter()
+            .map(|(number, path)| hashes.get(*number, &path[store_dir.len() + 1..]));
+        let digest = closure_list::digest_of_hashes(store_dir, names);
+        if let Some(recorder) = recorder {
+            recorder.record(digest, || {
+                ClosureList::new(store_dir, closure.iter().map(|(_, path)| *path))
+            })?;
+        }
+        Ok(Some(digest))
+    }
+}
+
+/// The hashes of the run's store path names, each computed once (see
+/// [`closure_list::name_hash`]).
+#[derive(Default)]
+pub struct NameHashes(Vec<Option<u64>>);
+
+impl NameHashes {
+    fn get(&mut self, number: u32, name: &str) -> u64 {
+        let index = number as usize;
+        if self.0.len() <= index {
+            self.0.resize(index + 1, None);
+        }
+        *self.0[index].get_or_insert_with(|| closure_list::name_hash(name))
+    }
+}
+
+/// Whether this process is in the first user namespace, where
+/// `CAP_SYS_ADMIN` allows `trusted.*` attributes.
+fn in_first_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+}
+
+/// The directory closures are recorded in, for one generator run.
+pub struct Recorder {
+    dir: ScratchDir,
+    /// The records there when it was opened.
+    present: HashSet<Digest>,
+    /// Temporary files killed runs left there.
+    stale: Vec<String>,
+    /// The records this run's units name.
+    used: HashSet<Digest>,
+}
+
+impl Recorder {
+    /// Opens (makes) the directory `path` under `root` and checks that views
+    /// can be mounted on this machine. `Err` says why views are not used:
+    /// confined units then bind each store path instead.
+    pub fn open(root: &Root, path: &Utf8Path) -> Result<Recorder, String> {
+        if let Some(reason) = kernel_cannot_mount_views() {
+            return Err(reason);
+        }
+        let dir = ScratchDir::create(root, path)?;
+        trusted_attributes_work(&dir)?;
+        let Listing { records, stale } = list_records(&dir)?;
+        Ok(Recorder {
+            dir,
+            present: records,
+            stale,
+            used: HashSet::new(),
+        })
+    }
+
+    /// Where the records are (logical, for messages).
+    pub fn path(&self) -> &Utf8Path {
+        self.dir.path()
+    }
+
+    /// Records the closure `list` makes under its `digest` (written whole,
+    /// unless the record is there already: a digest names one content).
+    pub fn record(
+        &mut self,
+        digest: Digest,
+        list: impl FnOnce() -> ClosureList,
+    ) -> Result<(), String> {
+        if !self.present.contains(&digest) && !self.used.contains(&digest) {
+            write_record(&self.dir, &digest.to_string(), list().encode().as_bytes())?;
+        }
+        self.used.insert(digest);
+        Ok(())
+    }
+
+    /// Removes the records of the last runs that no unit of this one names
+    /// (a view mounted from one keeps its layer: it needs it no more).
+    /// Returns how many.
+    pub fn remove_unused(&self) -> usize {
+        for name in &self.stale {
+            let _ = unlinkat(self.dir.fd(), name.as_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        self.present
+            .iter()
+            .filter(|digest| !self.used.contains(*digest))
+            .filter(|digest| {
+                unlinkat(
+                    self.dir.fd(),
+                    digest.to_string().as_str(),
+                    UnlinkatFlags::NoRemoveDir,
+                )
+                .is_ok()
+            })
+            .count()
+    }
+
+    /// How many records this run's units name.
+    pub fn used(&self) -> usize {
+        self.used.len()
+    }
+}
+
+/// Why the running kernel cannot mount a view, if it cannot: overlayfs
+/// must be there (built in, loaded, or a module it can load) and follow
+/// redirects and metacopy (Linux 4.19).
+fn kernel_cannot_mount_views() -> Option<String> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|text| text.trim().to_owned())
+        .unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if version < (4, 19) {
+        return Some(format!(
+            "Linux {release} is older than 4.19 (overlayfs metacopy)"
+        ));
+    }
+    let listed = std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|text| text.lines().any(|l| l.trim_end().ends_with("\toverlay")));
+    let module = || {
+        std::path::Path::new("/sys/module/overlay").exists()
+            || std::fs::read_to_string(format!("/lib/modules/{release}/modules.dep"))
+                .is_ok_and(|text| text.contains("/overlay.ko"))
+    };
+    if !listed && !module() {
+        return Some("the kernel has no overlayfs (not built in, no module)".to_owned());
+    }
+    None
+}
+
+/// A view's layer carries `trusted.*` attributes, which take
+/// `CAP_SYS_ADMIN` in the first user namespace (not in a container's own)
+/// and a file system that keeps them: tried on `dir` itself (nothing is
+/// created that a killed run could leave behind).
+fn trusted_attributes_work(dir: &ScratchDir) -> Result<(), String> {
+    let key = CString::new("trusted.nix-confinement-probe").expect("no NUL");
+    let fd = dir.fd().as_raw_fd();
+    // SAFETY: an open descriptor, a NUL-terminated name, one byte of value.
+    let set = unsafe { libc::fsetxattr(fd, key.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+    let errno = nix::errno::Errno::last();
+    // SAFETY: as above.
+    unsafe { libc::fremovexattr(fd, key.as_ptr()) };
+    if set == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "trusted extended attributes cannot be set here ({}: {})",
+            dir.path(),
+            errno.desc()
+        ))
+    }
+}
+
+/// What a directory of records holds: the records, and the temporary
+/// files a killed run left.
+#[derive(Default)]
+struct Listing {
+    records: HashSet<Digest>,
+    stale: Vec<String>,
+}
+
+/// The records in `dir`. Anything there that a run or a view unit did not
+/// make means the directory is not ours alone: refused, nothing removed.
+fn list_records(dir: &ScratchDir) -> Result<Listing, String> {
+    let shown = dir.path();
+    let mut listing = Dir::openat(
+        dir.fd(),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{shown}: {}", e.desc()))?;
+    let mut found = Listing::default();
+    for entry in listing.iter() {
+        let entry = entry.map_err(|e| format!("{shown}: {}", e.desc()))?;
+        let Ok(name) = entry.file_name().to_str() else {
+            return Err(format!("{shown} holds a name that is not UTF-8"));
+        };
+        if name == "." || name == ".." {
+            continue;
+        }
+        let kind = entry.file_type().or_else(|| {
+            fstatat(dir.fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .ok()
+                .map(|stat| match stat.st_mode & libc::S_IFMT {
+                    libc::S_IFDIR => Type::Directory,
+                    libc::S_IFREG => Type::File,
+                    _ => Type::Symlink,
+                })
+        });
+        match (Digest::parse(name), kind) {
+            (Some(digest), Some(Type::File)) => {
+                found.records.insert(digest);
+            }
+            // A record being written (by a run that was killed: one run at
+            // a time), or a layer being staged by a view unit (a mount
+            // point, removed when the view is mounted).
+            _ if is_temporary(name, ".", ".tmp") && kind == Some(Type::File) => {
+                found.stale.push(name.to_owned());
+            }
+            _ if is_temporary(name, ".layer-", "") && kind == Some(Type::Directory) => {}
+            _ => {
+                return Err(format!(
+                    "{shown} holds {name:?}, which views did not make; views are recorded only \
+                     in a directory of their own"
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `<prefix><digest><sep><pid><suffix>`: what a process with that pid
+/// writes or stages for a digest.
+fn is_temporary(name: &str, prefix: &str, suffix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_suffix(suffix))
+        .and_then(|rest| rest.get(..32).zip(rest.get(33..)))
+        .is_some_and(|(digest, pid)| {
+            Digest::parse(digest).is_some()
+                && !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Writes a record whole: a temporary file renamed into place, mode 0600.
+fn write_record(dir: &ScratchDir, name: &str, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let temporary = format!(".{name}.{}.tmp", std::process::id());
+    let shown = dir.path().join(name);
+    let result = (|| {
+        let file = openat(
+            dir.fd(),
+            temporary.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        std::fs::File::from(file).write_all(bytes)?;
+        renameat(dir.fd(), temporary.as_str(), dir.fd(), name)?;
+        Ok::<(), std::io::Error>(())
+    })();
+    result.map_err(|e| {
+        let _ = unlinkat(dir.fd(), temporary.as_str(), UnlinkatFlags::NoRemoveDir);
+        format!("{shown}: {e}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_are_told_apart_from_strangers() {
+        let digest = "0123456789abcdef0123456789abcdef";
+        assert!(is_temporary(&format!(".{digest}.42.tmp"), ".", ".tmp"));
+        assert!(is_temporary(&format!(".layer-{digest}-42"), ".layer-", ""));
+        assert!(!is_temporary(&format!(".{digest}.tmp"), ".", ".tmp"));
+        assert!(!is_temporary(&format!(".{digest}.4x.tmp"), ".", ".tmp"));
+        assert!(!is_temporary(".layer-abc-1", ".layer-", ""));
+        assert!(!is_temporary(&format!("{digest}.42.tmp"), ".", ".tmp"));
+    }
+}
