@@ -26,7 +26,7 @@ pub const CONFIG_DIRS: &[&str] = &[
 pub const DEFAULT_CLOSURE_CACHE: &str = "/run/nix-confinement-generator/closures";
 pub const DEFAULT_DROPIN_STORE: &str = "/run/nix-confinement-generator/dropins";
 /// Where closures are recorded for their views unless configured.
-pub const DEFAULT_VIEWS: &str = crate::view::CLOSURE_LISTS;
+pub const DEFAULT_VIEWS: &str = "/run/nix-confinement-generator/views";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

@@ -21,7 +21,7 @@ use crate::store::db::NodeId;
 use crate::store::disk::StoreProbe;
 use crate::store::roots::{Origin, Roots, collect_roots};
 use crate::store::{DbError, NixDb};
-use crate::unit::merged::FileReader;
+use crate::unit::files::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};
 use crate::view::record::{NameHashes, Views};

@@ -265,7 +265,7 @@ fn render_unit(out: &mut String, root: &Root, catalog: &Catalog, name: &str) {
         }
     }
     let merged = match MergedUnit::load(
-        &mut nix_confinement_generator::unit::merged::FileReader::new(root),
+        &mut nix_confinement_generator::unit::files::FileReader::new(root),
         &files,
     ) {
         Ok(merged) => merged,

@@ -6,7 +6,7 @@
 //! drop-ins come from every search directory with same-name hiding by
 //! priority and application in lexical order of file names.
 
-use super::merged::FileReader;
+use super::files::FileReader;
 use super::name::{UnitName, dropin_dir_names};
 use crate::diag::{Diagnostic, Location};
 use crate::fast_map::FastMap;
@@ -174,7 +174,7 @@ impl Listing {
                 } else if let Some((index, real)) = file_jobs.get(job - dir_jobs.len()) {
                     let read = match (&search_dirs[*index], real.file_name()) {
                         (Some(dir), Some(name)) => {
-                            super::merged::read_file_at(dir, name, &mut buffer)
+                            super::files::read_file_at(dir, name, &mut buffer)
                                 .map_err(|e| e.to_string())
                         }
                         _ => read_under(root_dir, real, &mut buffer),
@@ -205,14 +205,14 @@ impl Listing {
     }
 }
 
-type FileRead = super::merged::FileContents;
+type FileRead = super::files::FileContents;
 
 /// A `.d` directory listed on a worker: its search directory's index, its
 /// name, its listing, and its plain `.conf` files read.
 type ListedDropinDir = (usize, String, Listing, Vec<(Utf8PathBuf, FileRead)>);
 
 fn read_under(root_dir: &Utf8Path, real: &Utf8Path, buffer: &mut Vec<u8>) -> FileRead {
-    super::merged::read_file(&crate::diag::under_root(root_dir, real), buffer)
+    super::files::read_file(&crate::diag::under_root(root_dir, real), buffer)
         .map_err(|e| e.to_string())
 }
 

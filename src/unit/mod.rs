@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod exec;
+pub mod files;
 pub mod merged;
 pub mod name;
 pub mod search_path;

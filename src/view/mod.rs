@@ -2,7 +2,7 @@
 //! place in each confined service that has that closure.
 //!
 //! The generator records each confined unit's closure in
-//! [`CLOSURE_LISTS`]`/<digest>` and makes the unit require
+//! `<[Generator] Views=>/<digest>` and makes the unit require
 //! `nix-confinement-view@<digest>.service`, which runs
 //! `nix-confinement-generator view start <digest>` at the first start of a
 //! unit that needs it: the view is mounted at [`VIEWS`]`/<digest>` and its
@@ -23,8 +23,6 @@ use closure_list::{ClosureList, Digest};
 
 /// Where views are mounted.
 pub const VIEWS: &str = "/run/nix-confinement-views";
-/// Where the generator records the closures views are built from.
-pub const CLOSURE_LISTS: &str = "/run/nix-confinement-generator/views";
 
 /// `view start DIGEST` or `view stop DIGEST`; returns the exit status.
 /// Messages go to standard error, which systemd puts in the view unit's
@@ -63,7 +61,14 @@ fn start_view(
     if let Some(error) = errors.first() {
         return Err(error.to_string().into());
     }
-    let lists = root.join(Utf8Path::new(CLOSURE_LISTS));
+    // Where this configuration's generator recorded the closure, found as
+    // it found it: inside the root, through a directory of ours.
+    let Some(lists) = config.views.as_deref() else {
+        return Err("[Generator] Views= is empty: closure views are not used".into());
+    };
+    let found = crate::scratch::ScratchDir::find(root, lists)?
+        .ok_or_else(|| format!("{lists}: no closure is recorded there"))?;
+    let lists = root.join(found.path());
     let file = lists.join(digest.to_string());
     let text = read_private_file(file.as_std_path())?;
     let list = ClosureList::decode(&text).map_err(|e| format!("{file}: {e}"))?;
