@@ -423,7 +423,13 @@ fn plan_unit(
         .mode
         .as_ref()
         .map_or(config.default_mode, |m| m.value);
-    let mut roots = collect_roots(root, config, &merged, &request);
+    let mut roots = collect_roots(
+        root,
+        &config.store_dir,
+        config.default_bin_sh.as_deref(),
+        &merged,
+        &request,
+    );
     errors.append(&mut roots.errors);
     let mut warnings = merged.warnings.clone();
     warnings.append(&mut roots.warnings);

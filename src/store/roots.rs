@@ -5,7 +5,6 @@
 
 use super::path::{Found, StoreDir};
 use crate::annotation::{self, BinSh, Request};
-use crate::config::Config;
 use crate::diag::{Diagnostic, Location};
 use crate::rootfs::Root;
 use crate::unit::exec::split_exec_value;
@@ -308,11 +307,18 @@ impl Collector<'_> {
     }
 }
 
-/// Collects the roots of `unit`'s confinement.
-pub fn collect_roots(root: &Root, config: &Config, unit: &MergedUnit, request: &Request) -> Roots {
+/// Collects the roots of `unit`'s confinement in the store `store`;
+/// `default_bin_sh` is the `/bin/sh` of units that do not choose theirs.
+pub fn collect_roots(
+    root: &Root,
+    store: &StoreDir,
+    default_bin_sh: Option<&Utf8Path>,
+    unit: &MergedUnit,
+    request: &Request,
+) -> Roots {
     let mut collector = Collector {
         root,
-        store: &config.store_dir,
+        store,
         unit: &unit.name,
         roots: Roots::default(),
     };
@@ -329,7 +335,7 @@ pub fn collect_roots(root: &Root, config: &Config, unit: &MergedUnit, request: &
     for package in &request.packages {
         collector.package(&package.value, package.location.as_ref());
     }
-    collector.bin_sh(&request.bin_sh, config.default_bin_sh.as_deref());
+    collector.bin_sh(&request.bin_sh, default_bin_sh);
     collector.roots
 }
 
