@@ -2,16 +2,16 @@
 //! `explain` or `check` out (see nix-confinement-generator(8)).
 
 use crate::annotation::KNOWN_KEYS;
+use crate::closure::Closures;
+use crate::config::Config;
+use crate::confine::{Confiner, Outcome};
 use crate::diag::Diagnostic;
-use crate::dropin::PENDING_DROPIN;
-use crate::dropin_store::{DropinStore, NotUsed};
-use crate::generate::{self, Computed, Database, Outcome, Plan, pending_text};
-use crate::logging::{self, LOG_NOTICE, Logger};
-use crate::output::OutputDir;
+use crate::generator::run_generator;
+use crate::logging::{self, Logger};
+use crate::plan::{self, Plan};
 use crate::rootfs::Root;
 use crate::view::record::Views;
 use camino::Utf8PathBuf;
-use std::collections::HashSet;
 use std::io::Write;
 
 const USAGE: &str = "\
@@ -140,485 +140,23 @@ pub fn main() -> i32 {
     }
 }
 
-/// What the writer thread does for a unit (`index` in the plan).
-enum Job {
-    /// Writes `text`; first keeps it in the drop-in store as `keep_as`, and
-    /// links it from there, when that is given.
-    Write {
-        unit: String,
-        file_name: String,
-        text: String,
-        keep_as: Option<String>,
-        index: usize,
-    },
-    /// Links the drop-in the store keeps as `kept`; when that fails, the
-    /// unit is rendered after all.
-    Link {
-        unit: String,
-        file_name: String,
-        kept: String,
-        index: usize,
-    },
-}
-
-/// What the writer thread did.
-#[derive(Default)]
-struct Written {
-    errors: Vec<String>,
-    /// The store's files it used.
-    used: HashSet<String>,
-    /// The units whose kept drop-in it could not link.
-    not_linked: Vec<usize>,
-    /// The units whose blocking drop-in it could not write.
-    pending_failed: HashSet<usize>,
-    /// The units whose final drop-in it could not write.
-    final_failed: Vec<usize>,
-}
-
-/// Where a unit stands after a run, as the summary counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Its final drop-in confines it.
-    Confined,
-    /// A drop-in makes its every start fail.
-    Blocked,
-    /// No drop-in of ours applies to it: it starts unconfined.
-    Unconfined,
-    /// An instance opting out of its template's confinement.
-    OptedOut,
-}
-
-impl State {
-    /// What a unit whose final drop-in could not be written is left with:
-    /// its blocking drop-in, when that one was written.
-    fn after_failed_write(self, blocking_written: bool) -> State {
-        match self {
-            State::Confined | State::Blocked if !blocking_written => State::Unconfined,
-            State::Confined => State::Blocked,
-            other => other,
-        }
-    }
-}
-
-/// Generator mode: blocking drop-ins first, then each replaced by the real
-/// one. Returns 0 when every annotated unit was confined. The process is
-/// to exit right after: what the run read is left for the kernel to free.
-/// Public for the generator fuzz target (which leaks that memory, run after
-/// run).
-pub fn run_generator(
-    root: &Root,
-    normal: &camino::Utf8Path,
-    env_unit_path: Option<&str>,
-    logger: &Logger,
-) -> i32 {
-    let output = match OutputDir::open(normal) {
-        Ok(output) => output,
-        Err(error) => {
-            logger.log(logging::LOG_ERR, &error.to_string());
-            return 1;
-        }
-    };
-    let started = std::time::Instant::now();
+/// The plan and what confines its units, as the generator would, without
+/// writing anything (for `explain` and `check`).
+fn plan_without_writing(root: &Root, env_unit_path: Option<&str>) -> (Plan, Closures) {
     let loaded = crate::config::load(root);
-    let opening = generate::Opening::start(root, &loaded.0);
-    let mut plan = generate::plan_with_config(root, loaded, env_unit_path, &|roots| {
-        opening.roots_found(roots)
+    let closures = Closures::start(root, &loaded.0);
+    let plan = plan::plan(root, loaded, env_unit_path, &|roots| {
+        closures.read_ahead(roots)
     });
-    let planned = started.elapsed();
-    for warning in &plan.warnings {
-        logger.diagnostic(warning);
-    }
-    let mut write_failed = false;
-    // The read-only store view the confined units bind from.
-    if plan.units.iter().any(|u| u.request.is_some())
-        && let Err(error) = output.write_unit(
-            crate::dropin::STORE_VIEW_UNIT,
-            &crate::dropin::render_store_view_mount(plan.config.store_dir.as_str()),
-        )
-    {
-        logger.log(logging::LOG_ERR, &error.to_string());
-        write_failed = true;
-    }
-    // Every annotated unit is blocked until its drop-in is ready: a second
-    // thread links the blocking drop-in into the directories of all of them
-    // first, then writes each drop-in as it is computed here (the closures
-    // are resolved meanwhile; half of the writing is the kernel copying to
-    // tmpfs).
-    // (A unit whose drop-in cannot be written at all is reported below.)
-    let pending_units: Vec<(usize, String, String)> = plan
-        .units
-        .iter()
-        .enumerate()
-        .filter(|(_, unit)| unit.dropin_fits())
-        .map(|(index, unit)| (index, unit.name.clone(), unit.dropin_name.clone()))
-        .collect();
-    // When it cannot be written or linked, each unit gets a copy (or the
-    // error).
-    let pending = pending_text();
-    let pending_written = pending_units.is_empty()
-        || match output.write_unit(PENDING_DROPIN, &pending) {
-            Ok(()) => true,
-            Err(error) => {
-                logger.log(logging::LOG_ERR, &error.to_string());
-                write_failed = true;
-                false
-            }
-        };
-    let Plan { config, units, .. } = &mut plan;
-    let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
-    if !pending_units.is_empty() {
-        db.views = views_for_run(root, config, &output, logger, &mut write_failed);
-    }
-    // The drop-ins of the last run, to link again (only with the closure
-    // cache: a kept drop-in's closure is named by it; and not with views:
-    // their drop-ins are small, and a kept one names a view whose record
-    // this run would not know it needs).
-    let store = match (&config.dropin_store, &config.closure_cache) {
-        (Some(path), Some(cache))
-            if !pending_units.is_empty() && matches!(db.views, Views::Off(_)) =>
-        {
-            match DropinStore::open(root, path, &output, Some(cache)) {
-                Ok(store) => Some(store),
-                Err(not_used) => {
-                    let level = match not_used {
-                        NotUsed::Elsewhere(_) => logging::LOG_DEBUG,
-                        NotUsed::Refused(_) => logging::LOG_WARNING,
-                    };
-                    logger.log(level, &format!("drop-in store not used: {not_used}"));
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
-    let unit_count = units.len();
-    let mut states = vec![State::OptedOut; unit_count];
-    let mut resolved = planned;
-    let written: Written = std::thread::scope(|scope| {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(2);
-        let output = &output;
-        let store = store.as_ref();
-        let writer = scope.spawn(move || {
-            let mut written = Written::default();
-            let mut dirs = std::collections::HashMap::new();
-            for (index, unit, file_name) in pending_units {
-                let result = if pending_written {
-                    output
-                        .link_dropin_with(&mut dirs, &unit, &file_name, PENDING_DROPIN)
-                        .or_else(|_| {
-                            output.write_dropin_with(&mut dirs, &unit, &file_name, &pending)
-                        })
-                } else {
-                    output.write_dropin_with(&mut dirs, &unit, &file_name, &pending)
-                };
-                if let Err(error) = result {
-                    written.errors.push(format!("{unit}: {error}"));
-                    written.pending_failed.insert(index);
-                }
-            }
-            for job in receiver {
-                match job {
-                    Job::Write {
-                        unit,
-                        file_name,
-                        text,
-                        keep_as,
-                        index,
-                    } => {
-                        // Kept first, then linked: the unit's drop-in and
-                        // the store's are one file. Failing that, a copy.
-                        let linked = store.zip(keep_as).is_some_and(|(store, name)| {
-                            let kept = store.keep(&name, &text).is_ok();
-                            if kept {
-                                written.used.insert(name.clone());
-                            }
-                            kept && output
-                                .replace_dropin_with_link(
-                                    &mut dirs,
-                                    &unit,
-                                    &file_name,
-                                    store.dir(),
-                                    &name,
-                                )
-                                .is_ok()
-                        });
-                        if !linked
-                            && let Err(error) =
-                                output.write_dropin_with(&mut dirs, &unit, &file_name, &text)
-                        {
-                            written.errors.push(format!("{unit}: {error}"));
-                            written.final_failed.push(index);
-                        }
-                    }
-                    Job::Link {
-                        unit,
-                        file_name,
-                        kept,
-                        index,
-                    } => {
-                        let linked = store.is_some_and(|store| {
-                            output
-                                .replace_dropin_with_link(
-                                    &mut dirs,
-                                    &unit,
-                                    &file_name,
-                                    store.dir(),
-                                    &kept,
-                                )
-                                .is_ok()
-                        });
-                        if linked {
-                            written.used.insert(kept);
-                        } else {
-                            written.not_linked.push(index);
-                        }
-                    }
-                }
-            }
-            // A hundred directory descriptors: the kernel closes them at
-            // the exit that follows, without a system call each.
-            std::mem::forget(dirs);
-            written
-        });
-        generate::resolve_closures_with_store(root, config, &mut db, units, store);
-        resolved = started.elapsed();
-        for (index, unit) in units.iter_mut().enumerate() {
-            if !unit.dropin_fits() {
-                // Nothing can be written for it: its error (its warning,
-                // for an instance opting out) says so.
-                for problem in unit.warnings.iter().chain(&unit.errors) {
-                    logger.diagnostic(problem);
-                }
-                if unit.request.is_some() {
-                    states[index] = State::Unconfined;
-                }
-                continue;
-            }
-            let computed = generate::compute_with_store(root, config, &mut db, unit, false, store);
-            for warning in &unit.warnings {
-                logger.diagnostic(warning);
-            }
-            let (unit_name, file_name) = (unit.name.clone(), unit.dropin_name.clone());
-            let job = match computed {
-                Computed::Kept { file } => {
-                    states[index] = State::Confined;
-                    Job::Link {
-                        unit: unit_name,
-                        file_name,
-                        kept: file,
-                        index,
-                    }
-                }
-                Computed::Rendered { outcome, keep_as } => {
-                    states[index] = state_of(&outcome, unit, logger);
-                    Job::Write {
-                        unit: unit_name,
-                        file_name,
-                        text: outcome.into_text(),
-                        keep_as,
-                        index,
-                    }
-                }
-            };
-            if sender.send(job).is_err() {
-                break; // the writer is gone: its panic is reported below
-            }
-        }
-        drop(sender);
-        // Whatever it did is unknown: no unit is counted as confined.
-        writer.join().unwrap_or_else(|_| Written {
-            errors: vec!["the thread writing drop-ins failed".to_owned()],
-            final_failed: (0..unit_count).collect(),
-            ..Written::default()
-        })
-    });
-    let Written {
-        errors: mut write_errors,
-        used,
-        not_linked,
-        pending_failed,
-        mut final_failed,
-    } = written;
-    // A kept drop-in that could not be linked (the store changed under
-    // this run): rendered and written as without a store.
-    for index in not_linked {
-        let unit = &mut units[index];
-        let outcome = generate::compute(root, config, &mut db, unit, false);
-        states[index] = state_of(&outcome, unit, logger);
-        if let Err(error) = output.write_dropin(&unit.name, &unit.dropin_name, outcome.text()) {
-            write_errors.push(format!("{}: {error}", unit.name));
-            final_failed.push(index);
-        }
-    }
-    for index in final_failed {
-        states[index] = states[index].after_failed_write(!pending_failed.contains(&index));
-    }
-    if let Some(store) = &store {
-        let removed = store.remove_unused(&used);
-        logger.log(
-            logging::LOG_DEBUG,
-            &format!(
-                "drop-in store {}: {} drop-in(s) in use, {removed} removed",
-                store.path(),
-                used.len()
-            ),
-        );
-    }
-    if let Views::Record(recorder) = &db.views {
-        let removed = recorder.remove_unused();
-        logger.log(
-            logging::LOG_DEBUG,
-            &format!(
-                "closure views: {} recorded in {}, {removed} no unit needs any more removed",
-                recorder.used(),
-                recorder.path()
-            ),
-        );
-    }
-    // Each unit's directory keeps its own link to the blocking drop-in
-    // until its final one replaced it; the name at the top is not needed.
-    if pending_written {
-        output.remove(PENDING_DROPIN);
-    }
-    for error in &write_errors {
-        logger.log(logging::LOG_ERR, error);
-    }
-    write_failed |= !write_errors.is_empty();
-    if let Err(error) = db.save_cache(root, config) {
-        logger.log(logging::LOG_WARNING, &error);
-    }
-    if let Some(Ok(nix_db)) = db.opened() {
-        let (paths, references) = nix_db.statistics();
-        logger.log(
-            logging::LOG_DEBUG,
-            &format!(
-                "{}: {paths} store paths and {references} references known, the references of {} read from the database",
-                nix_db.path, nix_db.read_from_database
-            ),
-        );
-    }
-    for note in &db.cache_notes {
-        logger.log(logging::LOG_DEBUG, &format!("closure cache {note}"));
-    }
-    if let Some(Ok(nix_db)) = db.opened()
-        && nix_db.mode == crate::store::db::OpenMode::ImmutableIgnoringWal
-    {
-        logger.log(
-            logging::LOG_WARNING,
-            &format!(
-                "{}: a -wal file exists but could not be read through; paths registered since the last checkpoint are not seen",
-                nix_db.path
-            ),
-        );
-    }
-    logger.log(
-        logging::LOG_DEBUG,
-        &format!(
-            "timing: units planned at {:.1} ms, closures resolved at {:.1} ms, \
-             drop-ins written at {:.1} ms",
-            planned.as_secs_f64() * 1e3,
-            resolved.as_secs_f64() * 1e3,
-            started.elapsed().as_secs_f64() * 1e3
-        ),
-    );
-    let count = |state: State| states.iter().filter(|&&s| s == state).count();
-    let (confined, blocked) = (count(State::Confined), count(State::Blocked));
-    let unconfined = count(State::Unconfined);
-    let mut summary = format!("{confined} unit(s) confined, {blocked} blocked");
-    if unconfined > 0 {
-        summary.push_str(&format!(
-            ", {unconfined} NOT confined (no drop-in of ours could be written)"
-        ));
-    }
-    logger.log(
-        if unconfined > 0 {
-            logging::LOG_ERR
-        } else if blocked > 0 {
-            logging::LOG_WARNING
-        } else {
-            LOG_NOTICE
-        },
-        &summary,
-    );
-    // The process exits now: its memory (every unit file read, the units,
-    // the reference graph) goes back to the kernel at once, not a piece at
-    // a time through free() (measured: about 1 ms of a 30 ms run).
-    std::mem::forget(plan);
-    std::mem::forget(db);
-    i32::from(blocked > 0 || unconfined > 0 || write_failed)
+    (plan, closures)
 }
 
-/// Closure views for this run, with the unit that mounts them written
-/// into the output directory; else why not, logged.
-fn views_for_run(
-    root: &Root,
-    config: &crate::config::Config,
-    output: &OutputDir,
-    logger: &Logger,
-    write_failed: &mut bool,
-) -> Views {
-    let program = match std::env::current_exe().map(camino::Utf8PathBuf::from_path_buf) {
-        Ok(Ok(program)) => program,
-        Ok(Err(program)) => {
-            return off(
-                logger,
-                format!("this program's path {program:?} is not UTF-8"),
-            );
-        }
-        Err(error) => return off(logger, format!("this program's path: {error}")),
-    };
-    let views = Views::for_run(root, config.views.as_deref());
-    match &views {
-        Views::Off(reason) if config.views.is_none() => {
-            logger.log(
-                logging::LOG_DEBUG,
-                &format!("closure views not used ({reason}): each store path is bound on its own"),
-            );
-        }
-        Views::Off(reason) => return off(logger, reason.clone()),
-        Views::Record(recorder) => {
-            let text = crate::dropin::render_view_template(
-                program.as_str(),
-                config.store_dir.as_str(),
-                recorder.path().as_str(),
-            );
-            if let Err(error) = output.write_unit(crate::dropin::VIEW_TEMPLATE, &text) {
-                logger.log(logging::LOG_ERR, &error.to_string());
-                *write_failed = true;
-                return off(logger, error.to_string());
-            }
-        }
-        Views::Preview => {}
-    }
-    views
-}
-
-/// Views off for `reason`, said in the log: the machine cannot have them
-/// (confinement is as strict without, starts take longer).
-fn off(logger: &Logger, reason: String) -> Views {
-    logger.log(
-        LOG_NOTICE,
-        &format!("closure views not used ({reason}): each store path is bound on its own"),
-    );
-    Views::Off(reason)
-}
-
-/// Where `outcome` leaves the unit; logs why it is blocked.
-fn state_of(outcome: &Outcome, unit: &generate::UnitPlan, logger: &Logger) -> State {
-    match outcome {
-        Outcome::Blocked { .. } => {
-            for error in &unit.errors {
-                logger.diagnostic(error);
-            }
-            State::Blocked
-        }
-        Outcome::Confined { .. } => State::Confined,
-        Outcome::Empty => State::OptedOut,
-    }
+fn previewing<'c>(config: &'c Config, closures: Closures) -> Confiner<'c> {
+    Confiner::new(config, closures, Views::preview(config.views.as_deref()))
 }
 
 fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &Logger) -> i32 {
-    let mut plan = generate::plan(root, env_unit_path);
+    let (mut plan, closures) = plan_without_writing(root, env_unit_path);
     for warning in plan
         .warnings
         .iter()
@@ -644,11 +182,10 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
         );
         return 0;
     };
-    let mut db = Database::new();
     let Plan { config, units, .. } = &mut plan;
-    db.views = Views::preview(config.views.as_deref());
+    let mut confiner = previewing(config, closures);
     let unit = &mut units[index];
-    let outcome = generate::compute(root, config, &mut db, unit, true);
+    let outcome = confiner.confine(unit, true);
     let mut out = std::io::stdout().lock();
     if unit.name != unit_name {
         let _ = writeln!(
@@ -664,7 +201,7 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     }
     match &outcome {
         Outcome::Confined { closure, view, .. } => {
-            let _ = writeln!(out, "\n# {}", binding_of(view.as_deref(), &db.views));
+            let _ = writeln!(out, "\n# {}", binding_of(view.as_deref(), &confiner.views));
             let _ = writeln!(out, "\n# Why each path is bound ({} paths):", closure.len());
             for reached in closure {
                 let origin = &reached.origin;
@@ -705,17 +242,16 @@ fn binding_of(view: Option<&str>, views: &Views) -> String {
 }
 
 fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
-    let mut plan = generate::plan(root, env_unit_path);
+    let (mut plan, closures) = plan_without_writing(root, env_unit_path);
     let mut out = std::io::stdout().lock();
     let mut problems: Vec<Diagnostic> = plan.warnings.clone();
     let unconfinable = plan.unconfinable.len();
-    let mut db = Database::new();
     let (mut blocked, mut unconfined) = (0, 0);
     let Plan { config, units, .. } = &mut plan;
-    db.views = Views::preview(config.views.as_deref());
-    generate::resolve_closures(root, config, &mut db, units);
+    let mut confiner = previewing(config, closures);
+    confiner.closures.resolve(units);
     for unit in units.iter_mut() {
-        let outcome = generate::compute(root, config, &mut db, unit, false);
+        let outcome = confiner.confine(unit, false);
         let status = match &outcome {
             _ if !unit.dropin_fits() && unit.request.is_some() => {
                 unconfined += 1;
@@ -723,7 +259,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
             }
             Outcome::Confined { paths, view, .. } => format!(
                 "confined, {paths} store paths; {}",
-                binding_of(view.as_deref(), &db.views)
+                binding_of(view.as_deref(), &confiner.views)
             ),
             Outcome::Blocked { .. } => {
                 blocked += 1;

@@ -24,7 +24,6 @@ pub const CONFIG_DIRS: &[&str] = &[
 /// Where the closure cache is kept unless configured: `/run` lasts until the
 /// next boot, which is what a cache checked against the database needs.
 pub const DEFAULT_CLOSURE_CACHE: &str = "/run/nix-confinement-generator/closures";
-pub const DEFAULT_DROPIN_STORE: &str = "/run/nix-confinement-generator/dropins";
 /// Where closures are recorded for their views unless configured.
 pub const DEFAULT_VIEWS: &str = "/run/nix-confinement-generator/views";
 
@@ -43,10 +42,6 @@ pub struct Config {
     /// The closure cache kept between runs (see [`crate::store::cache`]);
     /// `None` turns it off.
     pub closure_cache: Option<Utf8PathBuf>,
-    /// Where the drop-ins of the last run are kept to be linked again (see
-    /// [`crate::dropin_store`]); `None` turns it off. Used only with the
-    /// closure cache.
-    pub dropin_store: Option<Utf8PathBuf>,
     /// Where closures are recorded for their views (see [`crate::view`]);
     /// `None`: no views, every store path is bound on its own.
     pub views: Option<Utf8PathBuf>,
@@ -63,7 +58,6 @@ impl Default for Config {
             default_mode: Mode::FullApivfs,
             default_bin_sh: Some(Utf8PathBuf::from("/bin/sh")),
             closure_cache: Some(Utf8PathBuf::from(DEFAULT_CLOSURE_CACHE)),
-            dropin_store: Some(Utf8PathBuf::from(DEFAULT_DROPIN_STORE)),
             views: Some(Utf8PathBuf::from(DEFAULT_VIEWS)),
             sources: Vec::new(),
         }
@@ -215,13 +209,10 @@ fn apply(config: &mut Config, ini: &ini::Ini, file: &Utf8Path, errors: &mut Vec<
                         format!("{value:?} is not an absolute path"),
                     ),
                 },
-                ("Generator", "DropinStore") => match optional_absolute(value) {
-                    Some(path) => config.dropin_store = path,
-                    None => error(
-                        "[Generator] DropinStore",
-                        format!("{value:?} is not an absolute path"),
-                    ),
-                },
+                // A store of rendered drop-ins that earlier versions kept;
+                // its setting is accepted so that a configuration naming it
+                // does not block every annotated unit.
+                ("Generator", "DropinStore") => {}
                 ("Generator", "Views") => match optional_absolute(value) {
                     Some(path) => config.views = path,
                     None => error(
@@ -367,16 +358,12 @@ mod tests {
         )]));
         assert!(errors.is_empty());
         assert_eq!(config.closure_cache, None);
-        assert_eq!(
-            config.dropin_store.as_deref(),
-            Some(Utf8Path::new(DEFAULT_DROPIN_STORE))
-        );
-        let (config, errors) = load(&root_with(&[(
+        // No longer used: accepted, so that it blocks nothing.
+        let (_, errors) = load(&root_with(&[(
             "/etc/systemd/nix-confinement-generator.conf",
-            "[Generator]\nDropinStore=\n",
+            "[Generator]\nDropinStore=/run/nix-confinement-generator/dropins\n",
         )]));
         assert!(errors.is_empty());
-        assert_eq!(config.dropin_store, None);
         let (_, errors) = load(&root_with(&[(
             "/etc/systemd/nix-confinement-generator.conf",
             "[Generator]\nClosureCache=closures\n",

@@ -2,22 +2,26 @@
 //! their Nix store closure, as the NixOS option
 //! `systemd.services.<name>.confinement` does at system build time.
 //!
-//! The data flows one way and the modules follow it:
-//! unit files (`unit`) → annotations (`annotation`) → roots and closure
-//! (`store`) → drop-in text (`dropin`) → files (`output`). `generate` runs the
-//! pipeline; `cli` is the thin entry point. Everything below `cli` takes the
-//! root directory as a parameter, so tests need no privileges.
+//! The data flows one way and the modules follow it: the configuration
+//! (`config`) and unit files (`unit`) → annotations (`annotation`) → a plan
+//! per service with its roots (`plan`, `store::roots`) → closures from the
+//! Nix database (`closure`, `store`) → views (`view`) → drop-in text
+//! (`confine`, `dropin`) → files (`output`). `cli` reads argv and runs one
+//! mode: the generator, `explain`, `check` or `view`. Everything below `cli`
+//! takes the root directory as a parameter, so tests need no privileges.
 
 pub mod annotation;
 pub mod cli;
+pub mod closure;
 pub mod config;
+pub mod confine;
 pub mod diag;
 pub mod dropin;
-pub mod dropin_store;
 pub mod fast_map;
-pub mod generate;
+pub mod generator;
 pub mod logging;
 pub mod output;
+pub mod plan;
 pub mod rootfs;
 pub mod scratch;
 pub mod store;

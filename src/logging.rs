@@ -130,6 +130,32 @@ impl Logger {
         self.log_with_unit(priority, message, None);
     }
 
+    pub fn error(&self, message: impl std::fmt::Display) {
+        self.log(LOG_ERR, &message.to_string());
+    }
+
+    pub fn warning(&self, message: impl std::fmt::Display) {
+        self.log(LOG_WARNING, &message.to_string());
+    }
+
+    pub fn notice(&self, message: impl std::fmt::Display) {
+        self.log(LOG_NOTICE, &message.to_string());
+    }
+
+    /// Formatted only when it will be written (the run's details).
+    pub fn debug(&self, message: impl FnOnce() -> String) {
+        if self.max_priority >= LOG_DEBUG {
+            self.log(LOG_DEBUG, &message());
+        }
+    }
+
+    /// Each of `diagnostics`, at its severity.
+    pub fn diagnostics<'d>(&self, diagnostics: impl IntoIterator<Item = &'d Diagnostic>) {
+        for diagnostic in diagnostics {
+            self.diagnostic(diagnostic);
+        }
+    }
+
     pub fn diagnostic(&self, diagnostic: &Diagnostic) {
         let priority = match diagnostic.severity {
             Severity::Error => LOG_ERR,

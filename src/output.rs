@@ -8,7 +8,7 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -99,33 +99,6 @@ impl OutputDir {
         shared: &str,
     ) -> Result<(), OutputError> {
         // Refused before the unit's directory is made for it.
-        self.link_dropin(dirs, unit, file_name, &self.dir, shared, false)
-    }
-
-    /// [`OutputDir::link_dropin_with`] of a file `shared` in the directory
-    /// `source` (on the same file system) over a drop-in known to be there
-    /// (the blocking one): straight through a temporary name, two system
-    /// calls instead of four.
-    pub fn replace_dropin_with_link(
-        &self,
-        dirs: &mut HashMap<String, OwnedFd>,
-        unit: &str,
-        file_name: &str,
-        source: &OwnedFd,
-        shared: &str,
-    ) -> Result<(), OutputError> {
-        self.link_dropin(dirs, unit, file_name, source, shared, true)
-    }
-
-    fn link_dropin(
-        &self,
-        dirs: &mut HashMap<String, OwnedFd>,
-        unit: &str,
-        file_name: &str,
-        source: &OwnedFd,
-        shared: &str,
-        replacing: bool,
-    ) -> Result<(), OutputError> {
         if !is_plain_name(shared) {
             return Err(OutputError {
                 path: self.path.join(shared),
@@ -133,14 +106,10 @@ impl OutputDir {
             });
         }
         let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
+        let source = &self.dir;
         let link =
             |name: &str| linkat(source, shared, unit_dir, name, nix::fcntl::AtFlags::empty());
-        let linked = if replacing {
-            Err(Errno::EEXIST)
-        } else {
-            link(file_name)
-        };
-        match linked {
+        match link(file_name) {
             Ok(()) => Ok(()),
             // Something is there already: replaced the way a written file
             // is, through a temporary name (one a killed run left is
@@ -225,6 +194,110 @@ impl OutputDir {
             ));
         }
         write_atomically(&self.dir, name, content).map_err(error)
+    }
+}
+
+/// The drop-ins of one generator run: every annotated unit is blocked
+/// first — one blocking drop-in, written once at the top of the output
+/// directory under `shared` (not a unit name: systemd does not load it
+/// there) and hard-linked into each unit's directory — and then each unit's
+/// blocking drop-in is replaced, atomically, by its final one. A kill at any
+/// moment after the blocking phase leaves every unit blocked or finished.
+pub struct DropinWriter<'o> {
+    output: &'o OutputDir,
+    /// Each unit's directory, open from its blocking drop-in to its final.
+    dirs: HashMap<String, OwnedFd>,
+    /// The shared blocking drop-in's name, while it is there.
+    shared: Option<&'o str>,
+    report: WriteReport,
+}
+
+/// What a [`DropinWriter`] could not do.
+#[derive(Debug, Default)]
+pub struct WriteReport {
+    pub errors: Vec<OutputError>,
+    /// The units (by number) whose blocking drop-in could not be written.
+    pub not_blocked: HashSet<usize>,
+    /// The units whose final drop-in could not be written.
+    pub not_finished: HashSet<usize>,
+}
+
+/// A unit to block: its number, its name and its drop-in's file name.
+pub struct ToBlock<'u> {
+    pub number: usize,
+    pub unit: &'u str,
+    pub file_name: &'u str,
+}
+
+impl<'o> DropinWriter<'o> {
+    /// Blocks `units` with the drop-in `text`, written as `shared` and
+    /// linked into each unit's directory (a copy where a link fails).
+    pub fn block<'u>(
+        output: &'o OutputDir,
+        shared: &'o str,
+        text: &str,
+        units: impl IntoIterator<Item = ToBlock<'u>>,
+    ) -> DropinWriter<'o> {
+        let mut writer = DropinWriter {
+            output,
+            dirs: HashMap::new(),
+            shared: None,
+            report: WriteReport::default(),
+        };
+        let mut units = units.into_iter().peekable();
+        if units.peek().is_none() {
+            return writer;
+        }
+        match output.write_unit(shared, text) {
+            Ok(()) => writer.shared = Some(shared),
+            Err(error) => writer.report.errors.push(error),
+        }
+        for ToBlock {
+            number,
+            unit,
+            file_name,
+        } in units
+        {
+            let dirs = &mut writer.dirs;
+            let linked = match writer.shared {
+                Some(shared) => output.link_dropin_with(dirs, unit, file_name, shared),
+                None => Err(OutputError {
+                    path: output.path.join(shared),
+                    message: "not written".into(),
+                }),
+            };
+            if let Err(error) =
+                linked.or_else(|_| output.write_dropin_with(dirs, unit, file_name, text))
+            {
+                writer.report.errors.push(error);
+                writer.report.not_blocked.insert(number);
+            }
+        }
+        writer
+    }
+
+    /// Replaces the blocking drop-in of `unit` (number `number`) with `text`.
+    pub fn finish_unit(&mut self, number: usize, unit: &str, file_name: &str, text: &str) {
+        if let Err(error) = self
+            .output
+            .write_dropin_with(&mut self.dirs, unit, file_name, text)
+        {
+            self.report.errors.push(error);
+            self.report.not_finished.insert(number);
+        }
+    }
+
+    /// Removes the shared blocking drop-in from the top (each unit's
+    /// directory kept its own link until its final drop-in replaced it) and
+    /// says what could not be done.
+    pub fn finish(self) -> WriteReport {
+        if let Some(shared) = self.shared {
+            self.output.remove(shared);
+        }
+        // A hundred directory descriptors: the kernel closes them at the
+        // exit that follows, without a system call each.
+        std::mem::forget(self.dirs);
+        self.report
     }
 }
 
@@ -388,31 +461,6 @@ mod tests {
     }
 
     #[test]
-    fn replaces_a_dropin_with_a_link_through_a_temporary_name() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = temp_dir("replace");
-        let out = OutputDir::open(&dir).unwrap();
-        out.write_unit("kept.conf", "final").unwrap();
-        let mut dirs = HashMap::new();
-        out.write_dropin_with(&mut dirs, "a.service", "zz.conf", "blocked")
-            .unwrap();
-        // What a killed run of the same pid would have left.
-        std::fs::write(dir.join("a.service.d").join(temporary_name("zz.conf")), "x").unwrap();
-        for unit in ["a.service", "b.service"] {
-            out.replace_dropin_with_link(&mut dirs, unit, "zz.conf", out.dir(), "kept.conf")
-                .unwrap();
-            let path = dir.join(format!("{unit}.d/zz.conf"));
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), "final");
-            assert_eq!(
-                entries_in(path.parent().unwrap()),
-                1,
-                "{unit}: no temporary file is left behind"
-            );
-        }
-        assert_eq!(std::fs::metadata(dir.join("kept.conf")).unwrap().nlink(), 3);
-    }
-
-    #[test]
     fn writes_and_replaces_a_dropin_of_the_longest_name() {
         use std::os::unix::fs::MetadataExt;
         let dir = temp_dir("longest");
@@ -427,14 +475,15 @@ mod tests {
             assert!(temporary_name(&name).len() <= NAME_MAX);
             out.write_dropin_with(&mut dirs, "a.service", &name, "one")
                 .unwrap();
-            out.write_dropin_with(&mut dirs, "a.service", &name, "two")
-                .unwrap();
-            out.write_unit("kept.conf", "kept").unwrap();
-            out.replace_dropin_with_link(&mut dirs, "a.service", &name, out.dir(), "kept.conf")
+            out.write_unit("blocked.conf", "blocked").unwrap();
+            out.link_dropin_with(&mut dirs, "a.service", &name, "blocked.conf")
                 .unwrap();
             let path = dir.join("a.service.d").join(&name);
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), "kept");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "blocked");
             assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 2);
+            out.write_dropin_with(&mut dirs, "a.service", &name, "two")
+                .unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
             std::fs::remove_file(&path).unwrap();
             assert_eq!(entries_in(&dir.join("a.service.d")), 0);
         }

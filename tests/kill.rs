@@ -10,40 +10,35 @@
 //! which no one reads). strace does the killing: `--inject=CALL:signal=KILL:
 //! when=N` kills the process as it enters its Nth CALL — exactly there on
 //! every run, and without a test hook in the binary, so that the binary under
-//! test is the one shipped. strace counts per thread: a call that both
-//! threads make is killed at the Nth of whichever thread gets there first,
-//! so the first calls of the writing thread are killed only where they are
-//! the same as a later one (one drop-in written like the next).
+//! test is the one shipped. strace counts per thread: a call that two
+//! threads make (the database worker makes few) is killed at the Nth of
+//! whichever thread gets there first; a second pass counts only the calls
+//! in the scratch directories (`strace -P`).
 //!
 //! Each killed call is classified by the paths it names (`strace -y`) and
 //! the call before it in its thread, and each kind of run must have had
 //! kills in each of its phases:
 //!
-//! - cold (no closure cache, no drop-in store: the first run after boot):
-//!   blocking drop-ins, drop-ins rendered and written, the cache written;
-//! - keeping (the cache is there, the store empty): drop-ins kept in the
-//!   store, then linked from it;
-//! - warm (cache and store filled): kept drop-ins linked;
-//! - grown (warm, and a new annotated unit): its drop-in rendered and
-//!   written, the others linked, the cache written again;
-//! - stale (warm, and the store holds the drop-in of a unit that is gone):
-//!   the store's unused file removed;
-//! - the cold, warm and grown runs again with closure views (the drop-in
-//!   store is not used then): closures recorded for their views, drop-ins
-//!   written, the cache written.
+//! - cold (no closure cache: the first run after boot): blocking drop-ins,
+//!   drop-ins rendered and written, the cache written;
+//! - warm (the cache of the runs before): drop-ins written;
+//! - grown (warm, and a new annotated unit): drop-ins written, the cache
+//!   written again;
+//! - the same three with each store path bound and with closure views,
+//!   whose runs also record closures for their views.
 //!
 //! After each kill: every file in a unit's drop-in directory that systemd
 //! would load is the complete blocking drop-in or the complete final one; no
 //! annotated unit is without a drop-in once any unit has its final one (while
 //! the blocking drop-ins are put in place, the units not reached yet have
 //! none: one directory entry per unit cannot all appear at once); every
-//! drop-in in the store is complete; every closure record in place is the
-//! one a complete run writes; and a complete run from the cache, store and
-//! records the kill left writes exactly what a run from scratch writes.
+//! closure record in place is the one a complete run writes; and a complete
+//! run from the cache and records the kill left writes exactly what a run
+//! from scratch writes.
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -57,12 +52,11 @@ const VIEW_UNIT: &str = "run-nix\\x2dconfinement\\x2dstore.mount";
 const TEMPLATE: &str = "nix-confinement-view@.service";
 const RECORDS_DIR: &str = "/run/nix-confinement-generator/views";
 /// An annotated unit that only some kinds of run have: it appears for the
-/// grown run, and it is gone for the stale one.
+/// grown run.
 const EXTRA_UNIT: &str = "svc-extra.service";
 /// Where the closure cache and the drop-in store are by default (under the
 /// test root).
 const STATE_DIR: &str = "/run/nix-confinement-generator";
-const STORE_DIR: &str = "/run/nix-confinement-generator/dropins";
 
 /// The system calls that change files. An `openat` with `O_TRUNC` changes
 /// a file too, but what it does shows at the `write` after it.
@@ -90,22 +84,18 @@ const CHANGING_CALLS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum RunKind {
     Cold,
-    Keeping,
     Warm,
     Grown,
-    Stale,
-    /// The same with closure views (the drop-in store is not used then).
+    /// The same with closure views.
     ViewCold,
     ViewWarm,
     ViewGrown,
 }
 
-const RUN_KINDS: [RunKind; 8] = [
+const RUN_KINDS: [RunKind; 6] = [
     RunKind::Cold,
-    RunKind::Keeping,
     RunKind::Warm,
     RunKind::Grown,
-    RunKind::Stale,
     RunKind::ViewCold,
     RunKind::ViewWarm,
     RunKind::ViewGrown,
@@ -116,17 +106,12 @@ impl RunKind {
     fn runs_before(self) -> usize {
         match self {
             RunKind::Cold | RunKind::ViewCold => 0,
-            RunKind::Keeping => 1,
-            RunKind::Warm
-            | RunKind::Grown
-            | RunKind::Stale
-            | RunKind::ViewWarm
-            | RunKind::ViewGrown => 2,
+            RunKind::Warm | RunKind::Grown | RunKind::ViewWarm | RunKind::ViewGrown => 2,
         }
     }
 
     /// Whether the run confines through closure views (else each store
-    /// path is bound, and the drop-in store is used).
+    /// path is bound).
     fn views(self) -> bool {
         matches!(
             self,
@@ -138,7 +123,6 @@ impl RunKind {
     fn extra_unit(self) -> (bool, bool) {
         match self {
             RunKind::Grown | RunKind::ViewGrown => (false, true),
-            RunKind::Stale => (true, false),
             _ => (false, false),
         }
     }
@@ -146,23 +130,11 @@ impl RunKind {
     /// The phases a run of this kind must have been killed in.
     fn required_phases(self) -> &'static [Phase] {
         match self {
-            RunKind::Cold => &[Phase::Blocking, Phase::FinalWritten, Phase::CacheWritten],
-            RunKind::Keeping => &[Phase::Blocking, Phase::StoreKept, Phase::KeptLinked],
-            RunKind::Warm => &[Phase::Blocking, Phase::KeptLinked],
-            RunKind::Grown => &[
-                Phase::Blocking,
-                Phase::FinalWritten,
-                Phase::KeptLinked,
-                Phase::CacheWritten,
-            ],
-            RunKind::Stale => &[Phase::Blocking, Phase::KeptLinked, Phase::StoreCleaned],
-            // Its main thread records closures while the writing thread
-            // writes drop-ins, so which thread reaches its Nth write first
-            // varies from run to run: the final drop-ins' writes are
-            // required of the warm and grown runs, whose main thread writes
-            // nothing or little.
-            RunKind::ViewCold => &[Phase::Blocking, Phase::ViewRecorded, Phase::CacheWritten],
-            RunKind::ViewGrown => &[
+            RunKind::Cold | RunKind::Grown => {
+                &[Phase::Blocking, Phase::FinalWritten, Phase::CacheWritten]
+            }
+            RunKind::Warm => &[Phase::Blocking, Phase::FinalWritten],
+            RunKind::ViewCold | RunKind::ViewGrown => &[
                 Phase::Blocking,
                 Phase::FinalWritten,
                 Phase::ViewRecorded,
@@ -179,16 +151,10 @@ enum Phase {
     ViewUnit,
     /// The blocking drop-in written and linked into each unit's directory.
     Blocking,
-    /// The directory of the closure cache or of the drop-in store made.
+    /// The generator's scratch directory made.
     StateDirMade,
     /// A drop-in rendered and written into a unit's directory.
     FinalWritten,
-    /// A rendered drop-in written into the drop-in store.
-    StoreKept,
-    /// A drop-in of the store linked into a unit's directory.
-    KeptLinked,
-    /// An unused drop-in removed from the store.
-    StoreCleaned,
     /// The shared blocking drop-in removed from the top of the output.
     PendingRemoved,
     /// The closure cache written.
@@ -200,10 +166,9 @@ enum Phase {
 }
 
 /// Which phase a killed call (as strace prints it, with `-y`) belongs to,
-/// by the paths it names and the call its thread made before it.
-fn classify(call: &str, before: Option<&str>) -> Phase {
+/// by the paths it names.
+fn classify(call: &str) -> Phase {
     let name = call.split('(').next().unwrap_or_default();
-    let from_store = |call: &str| call.contains("nix-confinement-generator/dropins");
     if name.starts_with("mkdir")
         && (call.contains("/run/nix-confinement-generator")
             || call.contains("/run>, \"nix-confinement-generator\""))
@@ -225,24 +190,10 @@ fn classify(call: &str, before: Option<&str>) -> Phase {
         || call.contains("nix-confinement-generator>, \".closures")
     {
         Phase::CacheWritten
-    } else if from_store(call) {
-        if name.starts_with("unlink") {
-            Phase::StoreCleaned
-        } else if call.contains(".service.d") {
-            Phase::KeptLinked
-        } else {
-            Phase::StoreKept
-        }
     } else if name.starts_with("mkdir") && call.contains(".service.d") {
         Phase::Blocking
     } else if call.contains(".service.d") && call.contains(DROPIN) {
-        // The rename that puts a drop-in in place: after a link from the
-        // store, or after the drop-in was written.
-        if name.starts_with("rename") && before.is_some_and(from_store) {
-            Phase::KeptLinked
-        } else {
-            Phase::FinalWritten
-        }
+        Phase::FinalWritten
     } else {
         Phase::Other
     }
@@ -327,7 +278,7 @@ fn realistic_root() -> Scene {
         template: String::new(),
         records: BTreeMap::new(),
         view_unit: String::new(),
-        pending: nix_confinement_generator::generate::pending_text(),
+        pending: nix_confinement_generator::confine::pending_text(),
         log,
     };
     // The reference: what a complete run from scratch writes, for every
@@ -548,26 +499,10 @@ impl Scene {
                 "the view record {name} after a kill {what}"
             );
         }
-        let finals: BTreeSet<&String> = self.finals.values().collect();
-        for entry in std::fs::read_dir(self.root.path(STORE_DIR))
-            .into_iter()
-            .flatten()
-        {
-            let entry = entry.unwrap();
-            let name = entry.file_name().into_string().unwrap();
-            if name.starts_with('.') {
-                continue;
-            }
-            let text = std::fs::read_to_string(entry.path()).unwrap();
-            assert!(
-                finals.contains(&text),
-                "the drop-in store's {name} is not a complete drop-in after a kill {what}:\n{text}"
-            );
-        }
     }
 
-    /// A complete run from the cache and the store a kill left writes what
-    /// a run from scratch writes.
+    /// A complete run from the cache and the records a kill left writes
+    /// what a run from scratch writes.
     fn check_next_run(&self, kind: RunKind, units: &[String], what: &str) {
         let run = self.root.generate();
         assert_eq!(run.status, 0, "the run after a kill {what}: {}", run.stderr);
@@ -686,11 +621,7 @@ fn a_kill_at_any_file_change_of_any_run_leaves_every_annotated_unit_blocked_or_c
                     .iter()
                     .position(|c| !c.returned && call_name(c) == call)
                     .unwrap_or_else(|| panic!("no killed call {what}:\n{log}"));
-                let before = calls[..killed]
-                    .iter()
-                    .rfind(|c| c.thread == calls[killed].thread)
-                    .map(|c| c.text.as_str());
-                let phase = classify(&calls[killed].text, before);
+                let phase = classify(&calls[killed].text);
                 if phase == Phase::Other {
                     unknown.push(format!("{kind:?}: {}", calls[killed].text));
                 }

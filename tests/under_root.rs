@@ -90,28 +90,27 @@ fn a_closure_cache_path_climbing_out_is_placed_inside_the_root() {
 }
 
 #[test]
-fn a_dropin_store_path_climbing_out_is_placed_inside_the_root() {
-    let (root, _, _) = system("store-climb", 13100);
+fn a_views_directory_climbing_out_is_placed_inside_the_root() {
+    let (root, _, _) = system("views-climb", 13100);
     let victim = outside(&root, "victim2");
     for file in ["a", "b"] {
         std::fs::write(victim.join(file), "precious").unwrap();
     }
-    // The drop-in store is used when each store path is bound.
     root.write(
         "/etc/systemd/nix-confinement-generator.conf",
-        &format!(
-            "[Generator]\nDropinStore={}\nViews=\n",
-            climbing(&root, &victim)
-        ),
+        &format!("[Generator]\nViews={}\n", climbing(&root, &victim)),
     );
-    for _ in 0..2 {
-        generate_ok(&root);
-    }
-    let third = generate_ok(&root);
+    let run = generate_ok(&root);
+    assert!(
+        support::view_of(&root.dropin("app.service")).is_some(),
+        "{}",
+        run.stderr
+    );
+    // The next run removes the records no unit names: none of the victim's.
+    generate_ok(&root);
     assert_eq!(names(&victim), ["a", "b"], "nothing made or removed there");
-    let store = inside(&root, &victim);
-    assert_eq!(names(&store).len(), 1, "the store inside the root");
-    assert_logged(&third, "1 drop-in(s) in use, 0 removed");
+    let records = inside(&root, &victim);
+    assert_eq!(names(&records).len(), 1, "the record inside the root");
 }
 
 #[test]
@@ -126,13 +125,9 @@ fn a_run_directory_linked_out_of_the_root_is_resolved_inside_it() {
     }
     assert_eq!(names(&host_run), ["pid"], "nothing made there");
     let scratch = inside(&root, &host_run).join("nix-confinement-generator");
-    // With closure views, their records (the drop-in store is not used).
+    // The closure cache and the closure views' records.
     assert_eq!(names(&scratch), ["closures", "views"]);
     assert_eq!(names(&scratch.join("views")).len(), 1);
-    root.bind_each_path();
-    generate_ok(&root);
-    assert_eq!(names(&host_run), ["pid"], "nothing made there");
-    assert_eq!(names(&scratch), ["closures", "dropins", "views"]);
 }
 
 #[test]

@@ -223,7 +223,7 @@ impl GeneratorRoot {
             std::fs::write(units_dir.join(file), &text).unwrap();
             *slot = Some(text);
         }
-        let _ = nix_confinement_generator::cli::run_generator(
+        let _ = nix_confinement_generator::generator::run_generator(
             &nix_confinement_generator::rootfs::Root::new(root_dir.clone()),
             &out,
             None,

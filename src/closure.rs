@@ -1,0 +1,646 @@
+//! Closures: each confined unit's store paths, read from the Nix database
+//! (through the closure cache of the last run when it still holds), in path
+//! order, with what each symlink store path resolves to.
+//!
+//! The database is opened, and the closure cache read, on a worker thread
+//! while the units are planned ([`Closures::start`]); the reference graph
+//! below every unit's roots is then read in one walk ([`Closures::resolve`])
+//! and each unit's closure taken from memory ([`Closures::of`]).
+
+use crate::config::Config;
+use crate::diag::{Diagnostic, Location};
+use crate::dropin::ClosurePath;
+use crate::plan::UnitPlan;
+use crate::rootfs::Root;
+use crate::scratch::ScratchDir;
+use crate::store::cache::Sources;
+use crate::store::db::NodeId;
+use crate::store::disk::StoreProbe;
+use crate::store::roots::Origin;
+use crate::store::{DbError, NixDb};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A store path in a unit's closure and how it got there (for `explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub path: String,
+    /// What the path resolves to, when it is a symlink.
+    pub symlink_target: Option<String>,
+    /// From the root to this path (the root first, this path last).
+    pub chain: Vec<String>,
+    /// What named the root that reached it.
+    pub origin: Origin,
+}
+
+/// Whether a store path is a symlink on disk, once looked at.
+#[derive(Debug, Clone, Default)]
+enum Symlink {
+    #[default]
+    NotLookedAt,
+    No,
+    /// Yes: its fully resolved target.
+    To(Arc<str>),
+}
+
+/// The closures of a run's units, and the database they are read from.
+pub struct Closures {
+    /// A root of its own (`Root` remembers lookups and is not shared).
+    root: Root,
+    config: Config,
+    database: Database,
+    resolved: HashMap<String, Result<Resolved, Vec<Diagnostic>>>,
+    order: PathOrder,
+    /// Node → whether its store path is a symlink.
+    symlinks: Vec<Symlink>,
+    /// Looks at store paths on disk, made on first use.
+    probe: Option<StoreProbe>,
+}
+
+/// The database: being opened on the worker, or opened.
+enum Database {
+    Opening(Opening),
+    Opened(Box<Opened>),
+}
+
+/// A unit's closure: each node with the node it was first reached from,
+/// and what named each root.
+struct Resolved {
+    reached: Vec<(NodeId, NodeId)>,
+    origins: HashMap<NodeId, Origin>,
+}
+
+/// A unit's root nodes and what named each.
+struct RootNodes {
+    nodes: Vec<NodeId>,
+    origins: HashMap<NodeId, Origin>,
+}
+
+/// Every known store path's position in path order, so that each unit's
+/// closure is put in order through a bitmap instead of a sort (sorting each
+/// closure cost as much as the rest of rendering it).
+#[derive(Default)]
+struct PathOrder {
+    /// Node → its position among all known store paths sorted by path.
+    ranks: Vec<u32>,
+    /// The nodes by rank: `by_rank[ranks[node]] == node`.
+    by_rank: Vec<NodeId>,
+    /// A bitmap of ranks, reused from unit to unit.
+    bits: Vec<u64>,
+}
+
+impl PathOrder {
+    fn of(db: &NixDb) -> PathOrder {
+        let ranks = db.path_ranks();
+        let mut by_rank = vec![0; ranks.len()];
+        for (node, &rank) in ranks.iter().enumerate() {
+            by_rank[rank as usize] = node as NodeId;
+        }
+        PathOrder {
+            ranks,
+            by_rank,
+            bits: Vec::new(),
+        }
+    }
+
+    /// `nodes` in path order. (A node no rank was given to cannot occur:
+    /// ranks are made after every closure is resolved; it would come last.)
+    fn sort(&mut self, nodes: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
+        let (ranks, by_rank, bits) = (&self.ranks, &self.by_rank, &mut self.bits);
+        bits.clear();
+        bits.resize(ranks.len().div_ceil(64), 0);
+        let mut unranked = Vec::new();
+        let mut count = 0;
+        for node in nodes {
+            count += 1;
+            match ranks.get(node as usize) {
+                Some(&rank) => bits[rank as usize / 64] |= 1 << (rank % 64),
+                None => unranked.push(node),
+            }
+        }
+        let mut order = Vec::with_capacity(count);
+        for (index, &word) in bits.iter().enumerate() {
+            let mut word = word;
+            while word != 0 {
+                order.push(by_rank[index * 64 + word.trailing_zeros() as usize]);
+                word &= word - 1;
+            }
+        }
+        unranked.sort_unstable();
+        order.extend(unranked);
+        order
+    }
+}
+
+/// A unit's closure in path order.
+pub struct Closure<'c> {
+    pub paths: Vec<ClosurePath<'c>>,
+    /// The database's node of each path.
+    pub nodes: Vec<NodeId>,
+}
+
+impl Closures {
+    /// Starts opening the database (and reading the closure cache) on a
+    /// worker thread.
+    pub fn start(root: &Root, config: &Config) -> Closures {
+        Closures {
+            root: Root::new(root.dir()),
+            config: config.clone(),
+            database: Database::Opening(Opening::start(root, config)),
+            resolved: HashMap::new(),
+            order: PathOrder::default(),
+            symlinks: Vec::new(),
+            probe: None,
+        }
+    }
+
+    /// The store paths a unit's closure starts from, for the worker to read
+    /// ahead while the other units are planned.
+    pub fn read_ahead(&self, roots: Vec<String>) {
+        if let Database::Opening(opening) = &self.database {
+            opening.roots_found(roots);
+        }
+    }
+
+    /// The database, opened (on first use, or taken from the worker).
+    pub fn database(&mut self) -> &mut Opened {
+        if let Database::Opening(_) = self.database {
+            let Database::Opening(opening) = std::mem::replace(
+                &mut self.database,
+                Database::Opened(Box::new(Opened::not_yet())),
+            ) else {
+                unreachable!("matched above")
+            };
+            self.database = Database::Opened(Box::new(opening.wait(&self.config)));
+        }
+        match &mut self.database {
+            Database::Opened(opened) => opened,
+            Database::Opening(_) => unreachable!("replaced above"),
+        }
+    }
+
+    /// The database, when some unit needed it.
+    pub fn opened(&self) -> Option<&Opened> {
+        match &self.database {
+            Database::Opened(opened) => Some(opened),
+            Database::Opening(_) => None,
+        }
+    }
+
+    /// Reads the closure of every unit that needs one: first every unit's
+    /// roots, then the graph below all of them in one walk, then each
+    /// unit's closure from memory.
+    pub fn resolve(&mut self, units: &[UnitPlan]) {
+        let pending: Vec<&UnitPlan> = units
+            .iter()
+            .filter(|u| {
+                u.request.is_some() && !u.is_blocked() && !self.resolved.contains_key(&u.name)
+            })
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        if let Ok(nix_db) = &mut self.database().db {
+            // A failure here is reported by the lookups of each unit below.
+            let _ = nix_db.look_up_all(
+                pending
+                    .iter()
+                    .flat_map(|u| u.roots.paths.iter().map(|r| r.store_path.as_str())),
+            );
+        }
+        let roots: Vec<_> = pending.iter().map(|unit| self.root_nodes(unit)).collect();
+        let all_roots: Vec<NodeId> = roots
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flat_map(|r| r.nodes.iter().copied())
+            .collect();
+        let loaded = match &mut self.database().db {
+            Ok(nix_db) => nix_db.load_graph(&all_roots),
+            Err(_) => Ok(()),
+        };
+        for (unit, unit_roots) in pending.iter().zip(roots) {
+            let name = unit.name.as_str();
+            let db_error = |e: &DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
+            let resolved = unit_roots.and_then(|RootNodes { nodes, origins }| {
+                loaded.as_ref().map_err(db_error)?;
+                let nix_db = self.database().db.as_mut().map_err(|e| db_error(e))?;
+                let reached = nix_db.closure(&nodes).map_err(|e| db_error(&e))?;
+                Ok(Resolved { reached, origins })
+            });
+            self.resolved.insert(unit.name.clone(), resolved);
+        }
+        if let Ok(nix_db) = &self.database().db {
+            let order = PathOrder::of(nix_db);
+            // The graph is in memory: SQLite's pages are not needed any
+            // more, and their memory serves the drop-ins being rendered.
+            nix_db.release_memory();
+            self.order = order;
+        }
+    }
+
+    /// The database nodes of a unit's roots and what named each; a root the
+    /// database does not know is an error.
+    fn root_nodes(&mut self, unit: &UnitPlan) -> Result<RootNodes, Vec<Diagnostic>> {
+        let name = unit.name.as_str();
+        let db_error = |e: &DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
+        let db = self.database().db.as_mut().map_err(|e| db_error(e))?;
+        let mut found = RootNodes {
+            nodes: Vec::new(),
+            origins: HashMap::new(),
+        };
+        let mut errors = Vec::new();
+        for root_path in &unit.roots.paths {
+            match db
+                .node_of(&root_path.store_path)
+                .map_err(|e| db_error(&e))?
+            {
+                Some(node) => {
+                    found
+                        .origins
+                        .entry(node)
+                        .or_insert_with(|| root_path.origin.clone());
+                    found.nodes.push(node);
+                }
+                None => errors.push(Diagnostic::error(
+                    Some(name),
+                    root_path.origin.location.clone(),
+                    format!(
+                        "{}: {} is not a valid path in the Nix database {}",
+                        root_path.origin.key, root_path.store_path, db.path
+                    ),
+                )),
+            }
+        }
+        if errors.is_empty() {
+            Ok(found)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The unit's closure sorted by path (resolved first if
+    /// [`Closures::resolve`] did not), as database nodes for
+    /// [`Closures::closure`]. Each store path is checked once per run: the
+    /// database must hold a real store path (it is written into the drop-in
+    /// unescaped), and whether it is a symlink is found out.
+    pub fn order(&mut self, unit: &UnitPlan) -> Result<Vec<NodeId>, Vec<Diagnostic>> {
+        let name = unit.name.as_str();
+        if !self.resolved.contains_key(name) {
+            self.resolve(std::slice::from_ref(unit));
+        }
+        let error = |message: String| vec![Diagnostic::error(Some(name), None, message)];
+        let resolved = match self.resolved.get(name) {
+            Some(Ok(resolved)) => resolved,
+            Some(Err(errors)) => return Err(errors.clone()),
+            None => return Err(error("closure not computed".into())),
+        };
+        let order = self
+            .order
+            .sort(resolved.reached.iter().map(|&(node, _)| node));
+        let Database::Opened(opened) = &mut self.database else {
+            return Err(error("the Nix database is not open".into()));
+        };
+        let Ok(db) = &mut opened.db else {
+            return Err(error("the Nix database is not open".into()));
+        };
+        let store_dir = &self.config.store_dir;
+        for &node in &order {
+            let index = node as usize;
+            if self.symlinks.len() <= index {
+                self.symlinks.resize(index + 1, Symlink::NotLookedAt);
+            }
+            if !matches!(self.symlinks[index], Symlink::NotLookedAt) {
+                continue;
+            }
+            db.load_path(node).map_err(|e| error(e.to_string()))?;
+            let path = db.known_path(node).unwrap_or_default();
+            // A path from the closure cache was checked when it was read.
+            if !db.is_cached(node) && !store_dir.is_store_path(path) {
+                return Err(error(format!(
+                    "the Nix database {} holds {path:?}, which is not a store path in {}",
+                    db.path,
+                    store_dir.as_str()
+                )));
+            }
+            let is_link = match db.cached_symlink(node) {
+                Some(known) => known,
+                None => {
+                    let probe = self.probe.get_or_insert_with(|| {
+                        StoreProbe::new(&self.root, store_dir.as_str(), db.statistics().0)
+                    });
+                    // A validated store path: its name follows the store
+                    // directory.
+                    probe.is_symlink(path[store_dir.as_str().len()..].trim_start_matches('/'))
+                }
+            };
+            self.symlinks[index] = if is_link {
+                let target = resolve_symlink(&self.root, store_dir.as_str(), path, name)
+                    .map_err(|e| vec![e])?;
+                Symlink::To(target.into())
+            } else {
+                Symlink::No
+            };
+        }
+        Ok(order)
+    }
+
+    /// The store paths of `nodes` (as [`Closures::order`] gave them).
+    pub fn closure(&self, nodes: Vec<NodeId>) -> Closure<'_> {
+        // `order` gives nodes only from an open database.
+        let Some(Ok(db)) = self.opened().map(|opened| &opened.db) else {
+            return Closure {
+                paths: Vec::new(),
+                nodes: Vec::new(),
+            };
+        };
+        let paths = nodes
+            .iter()
+            .map(|&node| ClosurePath {
+                path: db.known_path(node).unwrap_or_default(),
+                symlink_target: match self.symlinks.get(node as usize) {
+                    Some(Symlink::To(target)) => Some(target),
+                    _ => None,
+                },
+            })
+            .collect();
+        Closure { paths, nodes }
+    }
+
+    /// For `explain`: each path of the unit's closure (as
+    /// [`Closures::closure`] gave it) with the chain of references from the root that reached
+    /// it, and what named that root.
+    pub fn explain(&self, unit: &UnitPlan, closure: &Closure<'_>) -> Vec<Reached> {
+        let (Some(Ok(resolved)), Some(Ok(db))) = (
+            self.resolved.get(&unit.name),
+            self.opened().map(|opened| &opened.db),
+        ) else {
+            return Vec::new();
+        };
+        let parent: HashMap<NodeId, NodeId> = resolved.reached.iter().copied().collect();
+        closure
+            .paths
+            .iter()
+            .zip(&closure.nodes)
+            .map(|(path, &node)| {
+                // Walk up to the root that reached this path.
+                let mut chain = vec![path.path.to_owned()];
+                let mut current = node;
+                while parent[&current] != current {
+                    current = parent[&current];
+                    chain.push(db.known_path(current).unwrap_or_default().to_owned());
+                }
+                chain.reverse();
+                Reached {
+                    path: path.path.to_owned(),
+                    symlink_target: path.symlink_target.map(str::to_owned),
+                    chain,
+                    origin: resolved.origins[&current].clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Writes the closure cache for the next run, when this run read
+    /// something the cache did not have, from a database and store that
+    /// were settled when read (see [`Sources::stamp`]). `Err` says why it
+    /// could not be written (see [`crate::scratch`] for where it may be).
+    pub fn save_cache(&mut self) -> Result<(), String> {
+        let Database::Opened(opened) = &mut self.database else {
+            return Ok(());
+        };
+        let (Some(file), Ok(nix_db), Some(sources)) =
+            (&self.config.closure_cache, &mut opened.db, &opened.sources)
+        else {
+            return Ok(());
+        };
+        if nix_db.cache_dropped {
+            opened.notes.push(format!(
+                "{file}: dropped: a root's id and registration time in it does not match the database"
+            ));
+        }
+        let symlinks = &self.symlinks;
+        let symlink_of = |node: NodeId| match symlinks.get(node as usize) {
+            Some(Symlink::No) => Some(false),
+            Some(Symlink::To(_)) => Some(true),
+            _ => None,
+        };
+        let Some(tables) = nix_db.cache_to_save(symlink_of) else {
+            opened.notes.push(format!("{file}: unchanged"));
+            return Ok(());
+        };
+        let paths = crate::store::cache::Tables::len(&tables);
+        let written = crate::scratch::split_file(file).and_then(|(dir, name)| {
+            let dir = ScratchDir::create(&self.root, dir)?;
+            crate::store::cache::write_tables_at(
+                dir.fd(),
+                name,
+                file,
+                sources,
+                self.config.store_dir.as_str(),
+                &tables,
+            )
+        });
+        match written {
+            Ok(()) => {
+                opened
+                    .notes
+                    .push(format!("{file}: wrote {paths} store paths"));
+                Ok(())
+            }
+            Err(e) => Err(format!("closure cache {file} not kept: {e}")),
+        }
+    }
+}
+
+/// The fully resolved target of a store path known to be a symlink.
+fn resolve_symlink(
+    root: &Root,
+    store_dir: &str,
+    path: &str,
+    unit: &str,
+) -> Result<String, Diagnostic> {
+    match root.canonicalize(camino::Utf8Path::new(path)) {
+        Ok(target) => Ok(target.to_string()),
+        Err(error) => Err(Diagnostic::error(
+            Some(unit),
+            Some(Location::new(path, 0)),
+            format!(
+                "store path {path} is a symbolic link that does not resolve ({error}); \
+                 systemd cannot bind it (store {store_dir})"
+            ),
+        )),
+    }
+}
+
+/// An opened database and what happened to the closure cache.
+pub struct Opened {
+    pub db: Result<NixDb, DbError>,
+    /// What happened to the closure cache, for the debug log.
+    pub notes: Vec<String>,
+    /// What the database was read from, when a cache made from it may be
+    /// written for the next run (see [`crate::store::cache::Sources`]).
+    sources: Option<Sources>,
+}
+
+impl Opened {
+    /// A stand-in while the worker's result is taken.
+    fn not_yet() -> Opened {
+        Opened {
+            db: Err(DbError {
+                path: camino::Utf8PathBuf::new(),
+                message: "not opened yet".into(),
+            }),
+            notes: Vec::new(),
+            sources: None,
+        }
+    }
+}
+
+/// Opens the database, with the closure cache `cache_file` of the last run
+/// when it was made from the database and store as they are now.
+fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8Path>) -> Opened {
+    // Stamped before anything is read: a change after this shows in the
+    // stamps the next run compares. Resolved inside the root, as the
+    // database is opened.
+    let stamped = cache_file.map(|_| {
+        let database = root.real(&config.state_dir.join("db/db.sqlite"))?;
+        let store = root.real(camino::Utf8Path::new(config.store_dir.as_str()))?;
+        Sources::stamp(&database, &store)
+    });
+    let mut opened = Opened {
+        db: NixDb::open(root, &config.state_dir),
+        notes: Vec::new(),
+        sources: None,
+    };
+    let (Ok(nix_db), Some(file), Some(stamped)) = (&mut opened.db, cache_file, stamped) else {
+        return opened;
+    };
+    let sources = match stamped {
+        Ok(Some(sources)) => sources,
+        Ok(None) => {
+            opened.notes.push(format!(
+                "{file}: not used or kept: the Nix database or the store directory changed \
+                 less than a clock tick ago"
+            ));
+            return opened;
+        }
+        Err(e) => {
+            opened.notes.push(format!(
+                "{file}: not used or kept: cannot stamp the database and the store: {e}"
+            ));
+            return opened;
+        }
+    };
+    opened.sources = Some(sources);
+    // Found inside the root, never made here (see [`Opening`]).
+    let found = crate::scratch::split_file(file).and_then(|(dir, name)| {
+        match ScratchDir::find(root, dir)? {
+            Some(dir) => crate::store::cache::read_stamped_at(dir.fd(), name, file),
+            None => Ok(None),
+        }
+    });
+    let used = found.and_then(|cache| match cache {
+        Some((cache, _)) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
+            "{file}: made for the store {}, not {}",
+            cache.store_dir,
+            config.store_dir.as_str()
+        )),
+        Some((cache, _)) if cache.sources != sources => Err(format!(
+            "{file}: the Nix database or the store directory changed since it was made"
+        )),
+        Some((cache, stamp)) => {
+            // Every path is checked here, on the worker, once: the units'
+            // closures then bind cached paths without checking each again.
+            if let Some(bad) = (0..cache.len())
+                .map(|i| cache.path(i))
+                .find(|&path| !config.store_dir.is_store_path(path))
+            {
+                return Err(format!(
+                    "{file}: holds {bad:?}, which is not a store path in {}",
+                    config.store_dir.as_str()
+                ));
+            }
+            let paths = cache.len();
+            nix_db
+                .use_cache(cache, stamp)
+                .map(|()| format!("{file}: read {paths} store paths"))
+                .map_err(|e| format!("{file}: {e}"))
+        }
+        None => Ok(format!("{file}: none yet")),
+    });
+    opened.notes.push(match used {
+        Ok(note) => note,
+        Err(e) => format!("not used: {e}"),
+    });
+    opened
+}
+
+/// The database worker: a thread that opens the database and reads the
+/// closure cache while the units are planned, then reads the reference
+/// graph below each unit's roots as the planner finds them (reading the
+/// cache, or the database without one, costs more than planning; this
+/// machine has a second core). Whatever it fails to read is read again,
+/// and its failure reported, by [`Closures::resolve`]. Opening reads and
+/// creates nothing that a run without annotated units would not; such a run
+/// never waits for it.
+struct Opening {
+    worker: std::thread::JoinHandle<Opened>,
+    roots: Option<std::sync::mpsc::Sender<Vec<String>>>,
+}
+
+impl Opening {
+    fn start(root: &Root, config: &Config) -> Opening {
+        // A root of its own: `Root` remembers lookups and is not shared.
+        let root = Root::new(root.dir());
+        let config = config.clone();
+        let (sender, receiver) = std::sync::mpsc::channel::<Vec<String>>();
+        let worker = std::thread::spawn(move || {
+            let mut opened = open_database(&root, &config, config.closure_cache.as_deref());
+            // Only with a closure cache: the roots are then looked up and
+            // the graph below them is in memory. Without one, reading the
+            // database a unit at a time would read its pages more often
+            // than one walk over all units at the end does (measured: 95
+            // -> 99 ms on the benchmark system).
+            if let Ok(db) = opened.db.as_mut()
+                && db.uses_cache()
+            {
+                while let Ok(mut roots) = receiver.recv() {
+                    // The roots of every unit planned meanwhile, at once: the
+                    // graph is read a level at a time for all of them.
+                    while let Ok(more) = receiver.try_recv() {
+                        roots.extend(more);
+                    }
+                    let _ = db.read_ahead(&roots);
+                }
+            }
+            opened
+        });
+        Opening {
+            worker,
+            roots: Some(sender),
+        }
+    }
+
+    /// The store paths a unit's closure starts from, to read ahead.
+    fn roots_found(&self, roots: Vec<String>) {
+        if let Some(sender) = &self.roots {
+            let _ = sender.send(roots);
+        }
+    }
+
+    fn wait(mut self, config: &Config) -> Opened {
+        // No more roots: the worker finishes what it has and returns.
+        self.roots = None;
+        self.worker.join().unwrap_or_else(|_| {
+            let error = DbError {
+                path: config.state_dir.join("db/db.sqlite"),
+                message: "the thread opening it failed".into(),
+            };
+            Opened {
+                db: Err(error),
+                notes: Vec::new(),
+                sources: None,
+            }
+        })
+    }
+}

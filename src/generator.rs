@@ -1,0 +1,282 @@
+//! Generator mode, as systemd runs it (see nix-confinement-generator(8)).
+
+use crate::closure::Closures;
+use crate::config::Config;
+use crate::confine::{Confiner, Outcome, pending_text};
+use crate::dropin::{self, PENDING_DROPIN};
+use crate::logging::Logger;
+use crate::output::{DropinWriter, OutputDir, ToBlock};
+use crate::plan::{self, Plan, UnitPlan};
+use crate::rootfs::Root;
+use crate::view::record::Views;
+use camino::Utf8Path;
+
+/// Where a unit stands after a run, as the summary counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Its final drop-in confines it.
+    Confined,
+    /// A drop-in makes its every start fail.
+    Blocked,
+    /// No drop-in of ours applies to it: it starts unconfined.
+    Unconfined,
+    /// An instance opting out of its template's confinement.
+    OptedOut,
+}
+
+impl State {
+    /// Where `outcome` leaves the unit.
+    fn of(outcome: &Outcome) -> State {
+        match outcome {
+            Outcome::Confined { .. } => State::Confined,
+            Outcome::Blocked { .. } => State::Blocked,
+            Outcome::Empty => State::OptedOut,
+        }
+    }
+
+    /// What a unit whose final drop-in could not be written is left with:
+    /// its blocking drop-in, when that one was written.
+    fn after_failed_write(self, blocking_written: bool) -> State {
+        match self {
+            State::Confined | State::Blocked if !blocking_written => State::Unconfined,
+            State::Confined => State::Blocked,
+            other => other,
+        }
+    }
+}
+
+/// Runs the generator: the configuration and the unit files are read into
+/// a plan for every annotated service, every one of them is blocked, then
+/// each gets its drop-in as its closure is computed; the closure cache and
+/// the views' records are left for the next run. Returns the exit status:
+/// 0 when every annotated unit was confined. The process is to exit right
+/// after: what the run read is left for the kernel to free. (Public for
+/// the generator fuzz target, which leaks that memory run after run.)
+pub fn run_generator(
+    root: &Root,
+    normal: &Utf8Path,
+    env_unit_path: Option<&str>,
+    logger: &Logger,
+) -> i32 {
+    let output = match OutputDir::open(normal) {
+        Ok(output) => output,
+        Err(error) => {
+            logger.error(error);
+            return 1;
+        }
+    };
+    let started = std::time::Instant::now();
+    let (config, config_errors) = crate::config::load(root);
+    let closures = Closures::start(root, &config);
+    let mut plan = plan::plan(root, (config, config_errors), env_unit_path, &|roots| {
+        closures.read_ahead(roots)
+    });
+    let planned = started.elapsed();
+    logger.diagnostics(&plan.warnings);
+    let Plan { config, units, .. } = &mut plan;
+    let annotated = units.iter().any(|u| u.request.is_some());
+    let mut write_failed = annotated && !write_store_view_unit(&output, config, logger);
+    let mut writer = DropinWriter::block(
+        &output,
+        PENDING_DROPIN,
+        &pending_text(),
+        units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.dropin_fits())
+            .map(|(number, unit)| ToBlock {
+                number,
+                unit: &unit.name,
+                file_name: &unit.dropin_name,
+            }),
+    );
+    let views = if annotated {
+        views_for_run(root, config, &output, logger, &mut write_failed)
+    } else {
+        Views::Off("no unit is annotated".to_owned())
+    };
+    let mut confiner = Confiner::new(config, closures, views);
+    confiner.closures.resolve(units);
+    let resolved = started.elapsed();
+    let mut states = Vec::with_capacity(units.len());
+    for (number, unit) in units.iter_mut().enumerate() {
+        states.push(confine_and_write(
+            &mut confiner,
+            &mut writer,
+            number,
+            unit,
+            logger,
+        ));
+    }
+    let report = writer.finish();
+    for &number in &report.not_finished {
+        states[number] = states[number].after_failed_write(!report.not_blocked.contains(&number));
+    }
+    for error in &report.errors {
+        logger.error(error);
+    }
+    write_failed |= !report.errors.is_empty();
+    if let Views::Record(records) = &confiner.views {
+        let removed = records.remove_unused();
+        logger.debug(|| {
+            format!(
+                "closure views: {} recorded in {}, {removed} no unit needs any more removed",
+                records.used(),
+                records.path()
+            )
+        });
+    }
+    if let Err(error) = confiner.closures.save_cache() {
+        logger.warning(error);
+    }
+    log_database(&confiner.closures, logger);
+    logger.debug(|| {
+        format!(
+            "timing: units planned at {:.1} ms, closures resolved at {:.1} ms, \
+             drop-ins written at {:.1} ms",
+            planned.as_secs_f64() * 1e3,
+            resolved.as_secs_f64() * 1e3,
+            started.elapsed().as_secs_f64() * 1e3
+        )
+    });
+    let exit_status = summarise(&states, write_failed, logger);
+    // The process exits now: its memory (every unit file read, the units,
+    // the reference graph) goes back to the kernel at once, not a piece at
+    // a time through free().
+    std::mem::forget(confiner);
+    std::mem::forget(plan);
+    exit_status
+}
+
+/// Computes and writes the drop-in of the unit numbered `number`.
+fn confine_and_write(
+    confiner: &mut Confiner<'_>,
+    writer: &mut DropinWriter<'_>,
+    number: usize,
+    unit: &mut UnitPlan,
+    logger: &Logger,
+) -> State {
+    if !unit.dropin_fits() {
+        // Nothing can be written for it: its error (its warning, for an
+        // instance opting out) says so.
+        logger.diagnostics(unit.warnings.iter().chain(&unit.errors));
+        return if unit.request.is_some() {
+            State::Unconfined
+        } else {
+            State::OptedOut
+        };
+    }
+    let outcome = confiner.confine(unit, false);
+    logger.diagnostics(&unit.warnings);
+    if let Outcome::Blocked { .. } = outcome {
+        logger.diagnostics(&unit.errors);
+    }
+    writer.finish_unit(number, &unit.name, &unit.dropin_name, outcome.text());
+    State::of(&outcome)
+}
+
+/// The mount unit of the read-only store view, which units that bind each
+/// store path bind from; whether it was written.
+fn write_store_view_unit(output: &OutputDir, config: &Config, logger: &Logger) -> bool {
+    let text = dropin::render_store_view_mount(config.store_dir.as_str());
+    match output.write_unit(dropin::STORE_VIEW_UNIT, &text) {
+        Ok(()) => true,
+        Err(error) => {
+            logger.error(error);
+            false
+        }
+    }
+}
+
+/// Closure views for this run, with the unit that mounts them written
+/// into the output directory; else why not, logged.
+fn views_for_run(
+    root: &Root,
+    config: &Config,
+    output: &OutputDir,
+    logger: &Logger,
+    write_failed: &mut bool,
+) -> Views {
+    let off = |reason: String| {
+        let message =
+            format!("closure views not used ({reason}): each store path is bound on its own");
+        // Views turned off by the configuration are no news.
+        if config.views.is_some() {
+            logger.notice(message);
+        } else {
+            logger.debug(|| message);
+        }
+        Views::Off(reason)
+    };
+    let program = match std::env::current_exe().map(camino::Utf8PathBuf::from_path_buf) {
+        Ok(Ok(program)) => program,
+        Ok(Err(program)) => return off(format!("this program's path {program:?} is not UTF-8")),
+        Err(error) => return off(format!("this program's path: {error}")),
+    };
+    match Views::for_run(root, config.views.as_deref()) {
+        Views::Off(reason) => off(reason),
+        Views::Record(records) => {
+            let text = dropin::render_view_template(
+                program.as_str(),
+                config.store_dir.as_str(),
+                records.path().as_str(),
+            );
+            match output.write_unit(dropin::VIEW_TEMPLATE, &text) {
+                Ok(()) => Views::Record(records),
+                Err(error) => {
+                    logger.error(&error);
+                    *write_failed = true;
+                    off(error.to_string())
+                }
+            }
+        }
+        preview @ Views::Preview => preview,
+    }
+}
+
+/// What happened to the database and the closure cache, for the debug
+/// log; a database read without the transactions still in its `-wal` file
+/// is a warning.
+fn log_database(closures: &Closures, logger: &Logger) {
+    // Not opened: no unit needed it.
+    let Some(opened) = closures.opened() else {
+        return;
+    };
+    if let Ok(nix_db) = &opened.db {
+        let (paths, references) = nix_db.statistics();
+        logger.debug(|| {
+            format!(
+                "{}: {paths} store paths and {references} references known, the references of {} read from the database",
+                nix_db.path, nix_db.read_from_database
+            )
+        });
+        if nix_db.mode == crate::store::db::OpenMode::ImmutableIgnoringWal {
+            logger.warning(format!(
+                "{}: a -wal file exists but could not be read through; paths registered since the last checkpoint are not seen",
+                nix_db.path
+            ));
+        }
+    }
+    for note in &opened.notes {
+        logger.debug(|| format!("closure cache {note}"));
+    }
+}
+
+/// Logs the summary line; returns the exit status.
+fn summarise(states: &[State], write_failed: bool, logger: &Logger) -> i32 {
+    let count = |state: State| states.iter().filter(|&&s| s == state).count();
+    let (confined, blocked) = (count(State::Confined), count(State::Blocked));
+    let unconfined = count(State::Unconfined);
+    let mut summary = format!("{confined} unit(s) confined, {blocked} blocked");
+    if unconfined > 0 {
+        summary.push_str(&format!(
+            ", {unconfined} NOT confined (no drop-in of ours could be written)"
+        ));
+        logger.error(summary);
+    } else if blocked > 0 {
+        logger.warning(summary);
+    } else {
+        logger.notice(summary);
+    }
+    i32::from(blocked > 0 || unconfined > 0 || write_failed)
+}
