@@ -17,15 +17,24 @@ const USAGE: &str = "\
 usage: nix-confinement-generator [--root DIR] NORMAL [EARLY LATE]
        nix-confinement-generator [--root DIR] explain UNIT
        nix-confinement-generator [--root DIR] check
+       nix-confinement-generator check --loaded [--reload]
 
 Confines services annotated with X-ConfinementEnable=yes to their Nix store
 closure. See nix-confinement-generator(8) and nix-confinement(5).";
 
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Generate { normal: Utf8PathBuf },
-    Explain { unit: String },
+    Generate {
+        normal: Utf8PathBuf,
+    },
+    Explain {
+        unit: String,
+    },
     Check,
+    /// `check --loaded [--reload]`: asks the running systemd.
+    CheckLoaded {
+        reload: bool,
+    },
     Help,
     Version,
 }
@@ -56,19 +65,33 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     if root.as_str().is_empty() {
         return Err("--root needs a directory".into());
     }
+    let root_is_host = root == "/";
     let command = match rest {
         [h] if h == "--help" || h == "-h" => Command::Help,
         [v] if v == "--version" => Command::Version,
         [c, unit] if c == "explain" => Command::Explain { unit: unit.clone() },
         [c, ..] if c == "explain" => return Err("explain takes exactly one unit name".into()),
         [c] if c == "check" => Command::Check,
-        [c, ..] if c == "check" => return Err("check takes no arguments".into()),
+        [c, loaded] if c == "check" && loaded == "--loaded" => {
+            Command::CheckLoaded { reload: false }
+        }
+        [c, loaded, reload] if c == "check" && loaded == "--loaded" && reload == "--reload" => {
+            Command::CheckLoaded { reload: true }
+        }
+        [c, ..] if c == "check" => {
+            return Err("check takes no arguments but --loaded [--reload]".into());
+        }
         [normal] | [normal, _, _] if !normal.starts_with('-') => Command::Generate {
             normal: Utf8PathBuf::from(normal),
         },
         [] => return Err("missing the output directory".into()),
         _ => return Err(format!("unexpected arguments: {}", rest.join(" "))),
     };
+    if matches!(command, Command::CheckLoaded { .. }) && !root_is_host {
+        return Err(
+            "check --loaded asks the running systemd: it cannot be combined with --root".into(),
+        );
+    }
     Ok(Args { root, command })
 }
 
@@ -117,6 +140,9 @@ pub fn main() -> i32 {
             explain(&root, &unit, env_unit_path.as_deref(), &logger)
         }
         Command::Check => check(&root, env_unit_path.as_deref()),
+        Command::CheckLoaded { reload } => {
+            crate::check_loaded::run(&root, env_unit_path.as_deref(), reload)
+        }
     }
 }
 
@@ -203,7 +229,12 @@ fn run_generator(
                 false
             }
         };
-    let Plan { config, units, .. } = &mut plan;
+    let Plan {
+        config,
+        units,
+        catalog,
+        ..
+    } = &mut plan;
     let mut db = Database::with_opening(config.closure_cache.as_deref(), opening);
     // The drop-ins of the last run, to link again (only with the closure
     // cache: a kept drop-in's closure is named by it).
@@ -375,6 +406,19 @@ fn run_generator(
     if pending_written {
         output.remove(PENDING_DROPIN);
     }
+    // The check service and its watch, written on every run (after the
+    // drop-ins, which come first): a unit annotated after this run would
+    // otherwise start unconfined.
+    let check_units = crate::watch::CheckUnits {
+        program: own_program(),
+        store_dir: config.store_dir.as_str().to_owned(),
+        state_dir: config.state_dir.as_str().to_owned(),
+        watched: crate::watch::watched_dirs(catalog),
+        at_boot: !units.is_empty(),
+    };
+    if let Err(error) = crate::watch::write_check_units(&output, &check_units) {
+        write_errors.push(error.to_string());
+    }
     for error in &write_errors {
         logger.log(logging::LOG_ERR, error);
     }
@@ -429,6 +473,22 @@ fn run_generator(
     std::mem::forget(plan);
     std::mem::forget(db);
     i32::from(blocked > 0 || write_failed)
+}
+
+/// This program's path, for the units that run it: as systemd ran it (the
+/// generator directory's entry, stable across upgrades, where a link on
+/// NixOS), else as the kernel knows it, else where it is installed.
+fn own_program() -> String {
+    let argv0 = std::env::args_os()
+        .next()
+        .and_then(|a| a.into_string().ok());
+    match argv0 {
+        Some(path) if path.starts_with('/') => path,
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.into_os_string().into_string().ok())
+            .unwrap_or_else(|| crate::watch::INSTALLED_PROGRAM.to_owned()),
+    }
 }
 
 /// Counts a unit as confined or blocked, and logs why it is blocked.

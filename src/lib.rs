@@ -9,6 +9,7 @@
 //! root directory as a parameter, so tests need no privileges.
 
 pub mod annotation;
+pub mod check_loaded;
 pub mod cli;
 pub mod config;
 pub mod diag;
@@ -16,8 +17,10 @@ pub mod dropin;
 pub mod dropin_store;
 pub mod fast_map;
 pub mod generate;
+pub mod loaded;
 pub mod logging;
 pub mod output;
 pub mod rootfs;
 pub mod store;
 pub mod unit;
+pub mod watch;
