@@ -74,6 +74,9 @@ if [ ${#SELECT[@]} -gt 0 ]; then
 else
   CASES=("${ALL_CASES[@]}")
 fi
+boot_of() { # the boot case $1 runs in: ro (default), rw or own
+  if [ -f "$HERE/cases/$1/boot" ]; then tr -d ' \n' <"$HERE/cases/$1/boot"; else echo ro; fi
+}
 case_suites_ok() { # does case $1 run on $SUITE?
   [ -f "$HERE/cases/$1/suites" ] || return 0
   grep -qw -- "$SUITE" "$HERE/cases/$1/suites"
@@ -99,7 +102,8 @@ install_everything() {
     { cat "$WORK/logs/sysusers.log" >&2; fatal "systemd-sysusers failed in the container tree"; }
   local c
   for c in "${RUN_CASES[@]}"; do
-    copy_tree "$HERE/cases/$c/files" "$ROOT" "$c"
+    # A case with a boot of its own gets its files in its own copy.
+    [ "$(boot_of "$c")" = own ] || copy_tree "$HERE/cases/$c/files" "$ROOT" "$c"
     mkdir -p "$OUT/$c"
     copy_tree "$HERE/cases/$c/out" "$OUT/$c" "$c"
     # Every case directory, and any directory below it, is the service's
@@ -196,15 +200,30 @@ BOOT_MODE=
 for BOOT_MODE in ro rw; do
   group=()
   for c in "${RUN_CASES[@]}"; do
-    m=ro
-    [ -f "$HERE/cases/$c/boot" ] && m=$(tr -d ' \n' <"$HERE/cases/$c/boot")
-    [ "$m" = "$BOOT_MODE" ] && group+=("$c")
+    [ "$(boot_of "$c")" = "$BOOT_MODE" ] && group+=("$c")
   done
   [ ${#group[@]} -gt 0 ] || continue
   start_container "$BOOT_MODE"
   for c in "${group[@]}"; do
     run_case "$c"
   done
+  stop_container
+done
+# A case with a boot of its own: its files in a copy of the tree, booted
+# with the options of its `nspawn` file instead of the store bind.
+for c in "${RUN_CASES[@]}"; do
+  [ "$(boot_of "$c")" = own ] || continue
+  BOOT_MODE=own-$c
+  prepare_own_root "$c"
+  copy_tree "$HERE/cases/$c/files" "$OWN_ROOT" "$c"
+  nspawn_options=()
+  if [ -f "$HERE/cases/$c/nspawn" ]; then
+    while IFS= read -r line; do
+      [ -n "$line" ] && nspawn_options+=("${line//@STORE_NIX@/$STORE_ROOT/nix}")
+    done <"$HERE/cases/$c/nspawn"
+  fi
+  start_container own "$c" "$OWN_ROOT" "${nspawn_options[@]}"
+  run_case "$c"
   stop_container
 done
 
