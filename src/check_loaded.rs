@@ -203,8 +203,9 @@ pub fn assess_unit(
             Ok(_) => problems.push(problem(
                 ProblemKind::RunningUnconfined,
                 format!(
-                    "process {pid} ({command}) does not run in {root}: it was started before its \
-                     confinement was loaded; restart it"
+                    "process {pid} ({command}) does not run in {root} (started before its \
+                     confinement was loaded, or by a command with the `+` prefix, which systemd \
+                     runs outside RootDirectory=): restart it"
                 ),
                 false,
             )),
