@@ -258,19 +258,18 @@ prepare_work() {
   fi
 }
 
-# prepare_own_root NAME: a copy of the installed tree for one boot of its
-# own, as an overlay on it (or a plain copy without overlayfs), in
-# $WORK/own-NAME/root; sets OWN_ROOT. Unmounted by cleanup.
+# prepare_own_root NAME: a fresh working copy of the cached tree for one
+# boot of its own, as an overlay on it (or a plain copy without overlayfs),
+# in $WORK/own-NAME/root; sets OWN_ROOT. Unmounted by cleanup.
 OWN_ROOTS=()
 prepare_own_root() {
   local base=$WORK/own-$1
   OWN_ROOT=$base/root
   mkdir -p "$OWN_ROOT" "$base/upper" "$base/ovwork"
-  if [ "$OVERLAY" = 1 ] &&
-    mount -t overlay overlay -o "lowerdir=$ROOT,upperdir=$base/upper,workdir=$base/ovwork" "$OWN_ROOT" 2>/dev/null; then
+  if mount -t overlay overlay -o "lowerdir=$TREE,upperdir=$base/upper,workdir=$base/ovwork" "$OWN_ROOT" 2>/dev/null; then
     OWN_ROOTS+=("$OWN_ROOT")
   else
-    cp -a "$ROOT/." "$OWN_ROOT/"
+    cp -a "$TREE/." "$OWN_ROOT/"
   fi
 }
 
@@ -305,9 +304,10 @@ copy_tree() {
   done < <(find "$src" -mindepth 1 -print0)
 }
 
-# install_generator: the generator binary (found by find_binary) into the tree.
+# install_generator [DIR]: the generator binary (found by find_binary) into
+# the tree (DIR, default $ROOT).
 install_generator() {
-  install -D -m 0755 "$BINARY" "$ROOT/$GEN_DST_REL"
+  install -D -m 0755 "$BINARY" "${1:-$ROOT}/$GEN_DST_REL"
   log "installed $BINARY as /$GEN_DST_REL"
 }
 
