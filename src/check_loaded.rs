@@ -235,6 +235,50 @@ pub fn assess_unit(
     }
 }
 
+/// Compares the drop-in the instances of `template` not loaded yet would
+/// load (`current`, as it is on disk) with what the generator writes now.
+pub fn assess_template(template: &Expected, current: Option<&str>) -> Option<Problem> {
+    let file = &template.file;
+    let (kind, message, reload_fixes) = match current {
+        None => (
+            ProblemKind::Unconfined,
+            format!(
+                "no confinement drop-in {file} (no daemon-reload since it was annotated): its \
+                 instances start unconfined; run `systemctl daemon-reload`"
+            ),
+            true,
+        ),
+        Some(text) => match blocked_reasons(text) {
+            Some(reasons) if text == template.text => {
+                (ProblemKind::Blocked, reasons.join("; "), false)
+            }
+            Some(reasons) => (
+                ProblemKind::Blocked,
+                format!(
+                    "{} (the cause is gone: run `systemctl daemon-reload`)",
+                    reasons.join("; ")
+                ),
+                true,
+            ),
+            None if text == template.text => return None,
+            None => (
+                ProblemKind::Stale,
+                format!(
+                    "its confinement drop-in {file} is not what the unit files ask for now: run \
+                     `systemctl daemon-reload`"
+                ),
+                true,
+            ),
+        },
+    };
+    Some(Problem {
+        unit: template.name.clone(),
+        kind,
+        message,
+        reload_fixes,
+    })
+}
+
 /// What the generator writes now for each annotated unit (the units to ask
 /// systemd about by name, and the templates whose loaded instances to ask
 /// about), and the instances that opt out of their template's confinement.
@@ -331,47 +375,9 @@ pub fn assess(expected: &Expectations, systemctl: &Systemctl) -> Report {
             // An instance loaded later reads the template's drop-in as it
             // is on disk now.
             let current = std::fs::read_to_string(&template.file).ok();
-            let (kind, message, reload_fixes) = match current.as_deref() {
-                None => (
-                    ProblemKind::Unconfined,
-                    format!(
-                        "no confinement drop-in {} (no daemon-reload since it was annotated): \
-                         its instances start unconfined; run `systemctl daemon-reload`",
-                        template.file
-                    ),
-                    true,
-                ),
-                Some(text) if text == template.text => {
-                    if let Some(reasons) = blocked_reasons(text) {
-                        (ProblemKind::Blocked, reasons.join("; "), false)
-                    } else {
-                        continue;
-                    }
-                }
-                Some(text) if blocked_reasons(text).is_some() => (
-                    ProblemKind::Blocked,
-                    format!(
-                        "{} (the cause is gone: run `systemctl daemon-reload`)",
-                        blocked_reasons(text).unwrap_or_default().join("; ")
-                    ),
-                    true,
-                ),
-                Some(_) => (
-                    ProblemKind::Stale,
-                    format!(
-                        "its confinement drop-in {} is not what the unit files ask for now: \
-                         run `systemctl daemon-reload`",
-                        template.file
-                    ),
-                    true,
-                ),
-            };
-            report.other.push(Problem {
-                unit: template.name.clone(),
-                kind,
-                message,
-                reload_fixes,
-            });
+            report
+                .other
+                .extend(assess_template(template, current.as_deref()));
         }
     }
     let names: Vec<String> = by_unit.keys().cloned().collect();
@@ -491,7 +497,9 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
     let mut reloads = 0;
     // Rounds that found the files changed while they ran are done again,
     // a few times at most.
-    for round in 0.. {
+    let mut round = 0;
+    loop {
+        round += 1;
         let mut plan = generate::plan(root, env_unit_path);
         let watched = crate::watch::watched_dirs(&plan.catalog);
         let before = stamp(root, &watched);
@@ -529,23 +537,25 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
             }
             if let Err(error) = systemctl.daemon_reload() {
                 let _ = writeln!(out, "systemctl daemon-reload failed: {error}");
-                print_report(&mut out, &report);
+                print_report(&mut out, &report, !reload);
                 return 1;
             }
             reloads += 1;
             continue;
         }
-        if reload && round < 4 && stamp(root, &watched) != before {
+        if reload && round < 5 && stamp(root, &watched) != before {
             continue;
         }
-        print_report(&mut out, &report);
+        print_report(&mut out, &report, !reload);
         return i32::from(report.problems().next().is_some());
     }
-    unreachable!("the loop returns")
 }
 
-fn print_report(out: &mut impl Write, report: &Report) {
-    for unit in &report.units {
+/// Prints the problems and a summary; with `all_units`, first a line for
+/// each unit without a problem (the check service, which runs at every
+/// change of a unit directory, leaves those out of the journal).
+fn print_report(out: &mut impl Write, report: &Report, all_units: bool) {
+    for unit in report.units.iter().filter(|_| all_units) {
         if unit.problems.is_empty() {
             let _ = writeln!(out, "{}", unit.status);
         }
@@ -688,6 +698,22 @@ mod tests {
             ]
         );
         assert!(r.problems[0].message.contains("process 11 (outside)"));
+    }
+
+    #[test]
+    fn a_template_without_its_drop_in_leaves_its_instances_unconfined() {
+        let template = Expected {
+            name: "t@.service".into(),
+            kind: Kind::Template,
+            file: "/run/systemd/generator/t@.service.d/zz-confinement.conf".into(),
+            text: CONFINED.into(),
+        };
+        let kind = |current| assess_template(&template, current).map(|p| (p.kind, p.reload_fixes));
+        assert_eq!(kind(None), Some((ProblemKind::Unconfined, true)));
+        assert_eq!(kind(Some(CONFINED)), None);
+        assert_eq!(kind(Some("# other\n")), Some((ProblemKind::Stale, true)));
+        let blocked = crate::dropin::render_blocked("t@.service", &[], &["gone".into()]);
+        assert_eq!(kind(Some(&blocked)), Some((ProblemKind::Blocked, true)));
     }
 
     #[test]

@@ -24,17 +24,10 @@ closure. See nix-confinement-generator(8) and nix-confinement(5).";
 
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
-    Generate {
-        normal: Utf8PathBuf,
-    },
-    Explain {
-        unit: String,
-    },
+    Generate { normal: Utf8PathBuf },
+    Explain { unit: String },
     Check,
-    /// `check --loaded [--reload]`: asks the running systemd.
-    CheckLoaded {
-        reload: bool,
-    },
+    CheckLoaded { reload: bool },
     Help,
     Version,
 }
@@ -672,5 +665,17 @@ mod tests {
         );
         assert!(args(&["explain"]).is_err());
         assert!(args(&["check", "x"]).is_err());
+        assert_eq!(
+            args(&["check", "--loaded"]).unwrap().command,
+            Command::CheckLoaded { reload: false }
+        );
+        assert_eq!(
+            args(&["check", "--loaded", "--reload"]).unwrap().command,
+            Command::CheckLoaded { reload: true }
+        );
+        assert!(args(&["check", "--reload"]).is_err());
+        assert!(args(&["check", "--reload", "--loaded"]).is_err());
+        // The running systemd is the host's: no other root.
+        assert!(args(&["--root", "/r", "check", "--loaded"]).is_err());
     }
 }
