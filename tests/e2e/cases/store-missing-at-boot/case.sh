@@ -1,4 +1,4 @@
-# /nix is an empty file system after boot: the store is not there at all.
+# After boot, /nix is an empty file system: the store is not there at all.
 generator=/usr/lib/systemd/system-generators/nix-confinement-generator
 # (the first thing the generator finds missing: X-ConfinementBinSh= names
 # a program in the store)
@@ -6,7 +6,9 @@ reason="/nix/store does not exist"
 
 # 1. Blocked, and said where an administrator looks.
 [ "$(unit_prop "$NCG_UNIT" ActiveState)" != active ] || die "$NCG_UNIT is active"
-[ ! -e "$NCG_OUT/PRE-RAN" ] && [ ! -e "$NCG_OUT/verdict" ] || die "$NCG_UNIT ran: $(ls "$NCG_OUT" | tr '\n' ' ')"
+if [ -e "$NCG_OUT/PRE-RAN" ] || [ -e "$NCG_OUT/verdict" ]; then
+  die "$NCG_UNIT ran: $(find "$NCG_OUT" -mindepth 1 -printf '%f ')"
+fi
 ok "$NCG_UNIT did not start, nothing of it ran"
 failed=$(ctl list-units --failed --plain --no-legend)
 printf '%s\n' "$failed" | sed 's/^/      --failed| /'
