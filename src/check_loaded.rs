@@ -471,6 +471,16 @@ fn processes_of(unit: &LoadedUnit, cgroups: &[(u32, String)]) -> Processes {
     }
 }
 
+/// The file the generator writes last ([`crate::dropin::CHECK_SERVICE`]):
+/// its identity changes with every generator run, and it is missing while
+/// one is under way.
+fn generator_run_marker() -> Option<(u64, u64, Option<SystemTime>)> {
+    use std::os::unix::fs::MetadataExt;
+    let path = Utf8Path::new(GENERATOR_OUTPUT).join(crate::dropin::CHECK_SERVICE);
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.dev(), meta.ino(), meta.modified().ok()))
+}
+
 /// The modification times of the watched directories: a unit file or
 /// drop-in directory created, removed or renamed changes one of them.
 fn stamp(root: &Root, dirs: &[Utf8PathBuf]) -> Vec<Option<SystemTime>> {
@@ -495,6 +505,7 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
         }
     };
     let mut reloads = 0;
+    let mut waits = 0;
     // Rounds that found the files changed while they ran are done again,
     // a few times at most.
     let mut round = 0;
@@ -503,6 +514,20 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
         let mut plan = generate::plan(root, env_unit_path);
         let watched = crate::watch::watched_dirs(&plan.catalog);
         let before = stamp(root, &watched);
+        let generator_run = generator_run_marker();
+        // A reload under way (systemd empties the output directory, then
+        // the generators fill it) would look like drop-ins that are not
+        // there: the round is done again once systemd answers, which it
+        // does when the reload is over.
+        let generator_ran_meanwhile = |waits: &mut usize| {
+            let changed = generator_run.is_none() || generator_run_marker() != generator_run;
+            if changed && *waits < 3 {
+                *waits += 1;
+                systemctl.wait_for_manager();
+                return true;
+            }
+            false
+        };
         // A unit annotated since the last generator run has no drop-in in
         // the output directory at all: reloaded at once, before its
         // closure is computed, which keeps the time in which a start finds
@@ -514,6 +539,9 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
             .map(|u| u.name.as_str())
             .collect();
         if reload && !never_generated.is_empty() && reloads < MAX_RELOADS {
+            if generator_ran_meanwhile(&mut waits) {
+                continue;
+            }
             for unit in &never_generated {
                 let _ = writeln!(
                     out,
@@ -530,6 +558,9 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
         }
         let expected = expectations(&mut plan, root);
         let report = assess(&expected, &systemctl);
+        if report.problems().next().is_some() && generator_ran_meanwhile(&mut waits) {
+            continue;
+        }
         let fixable: Vec<&Problem> = report.problems().filter(|p| p.reload_fixes).collect();
         if reload && !fixable.is_empty() && reloads < MAX_RELOADS {
             for problem in &fixable {

@@ -152,6 +152,12 @@ impl Systemctl {
         Ok(parse_list_units(&text))
     }
 
+    /// Returns once the manager answers: at once, or when a reload under
+    /// way is over (it answers nothing meanwhile).
+    pub fn wait_for_manager(&self) {
+        let _ = self.run(&["show", "--property=Version"]);
+    }
+
     pub fn daemon_reload(&self) -> Result<(), String> {
         self.run(&["daemon-reload"]).map(|_| ())
     }

@@ -33,6 +33,8 @@ ok "nix-confinement-check.path is active"
 # 2. Without it (the known limit of every generator), a unit started right
 # after its file was written runs unconfined, and check --loaded says so.
 ctl stop nix-confinement-check.path
+check_idle() { [ "$(unit_prop nix-confinement-check.service ActiveState)" != activating ]; }
+wait_for 30 "nix-confinement-check.service to finish" check_idle
 write_unit "$late" "[Service]
 ExecStart=$NCG_S_BB/bin/sleep 600
 X-ConfinementEnable=yes
