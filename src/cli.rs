@@ -19,6 +19,7 @@ usage: nix-confinement-generator [--root DIR] NORMAL [EARLY LATE]
        nix-confinement-generator [--root DIR] explain UNIT
        nix-confinement-generator [--root DIR] check
        nix-confinement-generator [--root DIR] view start|stop DIGEST
+       nix-confinement-generator check --loaded [--reload]
 
 Confines services annotated with X-ConfinementEnable=yes to their Nix store
 closure. See nix-confinement-generator(8) and nix-confinement(5).";
@@ -37,6 +38,9 @@ enum Command {
     View {
         start: bool,
         digest: String,
+    },
+    CheckLoaded {
+        reload: bool,
     },
     Help,
     Version,
@@ -68,6 +72,7 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     if root.as_str().is_empty() {
         return Err("--root needs a directory".into());
     }
+    let root_is_host = root == "/";
     let command = match rest {
         [h] if h == "--help" || h == "-h" => Command::Help,
         [v] if v == "--version" => Command::Version,
@@ -81,13 +86,26 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
         }
         [c, ..] if c == "view" => return Err("view takes start or stop and a digest".into()),
-        [c, ..] if c == "check" => return Err("check takes no arguments".into()),
+        [c, loaded] if c == "check" && loaded == "--loaded" => {
+            Command::CheckLoaded { reload: false }
+        }
+        [c, loaded, reload] if c == "check" && loaded == "--loaded" && reload == "--reload" => {
+            Command::CheckLoaded { reload: true }
+        }
+        [c, ..] if c == "check" => {
+            return Err("check takes no arguments but --loaded [--reload]".into());
+        }
         [normal] | [normal, _, _] if !normal.starts_with('-') => Command::Generate {
             normal: Utf8PathBuf::from(normal),
         },
         [] => return Err("missing the output directory".into()),
         _ => return Err(format!("unexpected arguments: {}", rest.join(" "))),
     };
+    if matches!(command, Command::CheckLoaded { .. }) && !root_is_host {
+        return Err(
+            "check --loaded asks the running systemd: it cannot be combined with --root".into(),
+        );
+    }
     Ok(Args { root, command })
 }
 
@@ -137,6 +155,9 @@ pub fn main() -> i32 {
         }
         Command::Check => check(&root, env_unit_path.as_deref()),
         Command::View { start, digest } => crate::view::run(&root, start, &digest),
+        Command::CheckLoaded { reload } => {
+            crate::check_loaded::run(&root, env_unit_path.as_deref(), reload)
+        }
     }
 }
 
@@ -346,5 +367,17 @@ mod tests {
         );
         assert!(args(&["explain"]).is_err());
         assert!(args(&["check", "x"]).is_err());
+        assert_eq!(
+            args(&["check", "--loaded"]).unwrap().command,
+            Command::CheckLoaded { reload: false }
+        );
+        assert_eq!(
+            args(&["check", "--loaded", "--reload"]).unwrap().command,
+            Command::CheckLoaded { reload: true }
+        );
+        assert!(args(&["check", "--reload"]).is_err());
+        assert!(args(&["check", "--reload", "--loaded"]).is_err());
+        // The running systemd is the host's: no other root.
+        assert!(args(&["--root", "/r", "check", "--loaded"]).is_err());
     }
 }

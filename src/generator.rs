@@ -73,7 +73,12 @@ pub fn run_generator(
     });
     let planned = started.elapsed();
     logger.diagnostics(&plan.warnings);
-    let Plan { config, units, .. } = &mut plan;
+    let Plan {
+        config,
+        units,
+        catalog,
+        ..
+    } = &mut plan;
     let annotated = units.iter().any(|u| u.request.is_some());
     let mut write_failed = annotated && !write_store_view_unit(&output, config, logger);
     let mut writer = DropinWriter::block(
@@ -108,7 +113,21 @@ pub fn run_generator(
             logger,
         ));
     }
-    let report = writer.finish();
+    let mut report = writer.finish();
+    // The check service and its watch, written on every run (after the
+    // drop-ins, which come first, and last: `check --loaded` takes the
+    // service file for the mark of a finished run): a unit annotated after
+    // this run would otherwise start unconfined.
+    let check_units = crate::watch::CheckUnits {
+        program: own_program(),
+        store_dir: config.store_dir.as_str().to_owned(),
+        state_dir: config.state_dir.as_str().to_owned(),
+        watched: crate::watch::watched_dirs(catalog),
+        at_boot: !units.is_empty(),
+    };
+    if let Err(error) = crate::watch::write_check_units(&output, &check_units) {
+        report.errors.push(error);
+    }
     for &number in &report.not_finished {
         states[number] = states[number].after_failed_write(!report.not_blocked.contains(&number));
     }
@@ -208,16 +227,12 @@ fn views_for_run(
         }
         Views::Off(reason)
     };
-    let program = match std::env::current_exe().map(camino::Utf8PathBuf::from_path_buf) {
-        Ok(Ok(program)) => program,
-        Ok(Err(program)) => return off(format!("this program's path {program:?} is not UTF-8")),
-        Err(error) => return off(format!("this program's path: {error}")),
-    };
+    let program = own_program();
     match Views::for_run(root, config.views.as_deref()) {
         Views::Off(reason) => off(reason),
         Views::Record(records) => {
             let text = dropin::render_view_template(
-                program.as_str(),
+                &program,
                 config.store_dir.as_str(),
                 records.path().as_str(),
             );
@@ -231,6 +246,22 @@ fn views_for_run(
             }
         }
         preview @ Views::Preview => preview,
+    }
+}
+
+/// This program's path, for the units that run it: as systemd ran it (the
+/// generator directory's entry, stable across upgrades, where a link on
+/// NixOS), else as the kernel knows it, else where it is installed.
+fn own_program() -> String {
+    let argv0 = std::env::args_os()
+        .next()
+        .and_then(|a| a.into_string().ok());
+    match argv0 {
+        Some(path) if path.starts_with('/') => path,
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|p| p.into_os_string().into_string().ok())
+            .unwrap_or_else(|| crate::watch::INSTALLED_PROGRAM.to_owned()),
     }
 }
 

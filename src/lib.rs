@@ -11,6 +11,7 @@
 //! takes the root directory as a parameter, so tests need no privileges.
 
 pub mod annotation;
+pub mod check_loaded;
 pub mod cli;
 pub mod closure;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod diag;
 pub mod dropin;
 pub mod fast_map;
 pub mod generator;
+pub mod loaded;
 pub mod logging;
 pub mod output;
 pub mod plan;
@@ -27,3 +29,4 @@ pub mod scratch;
 pub mod store;
 pub mod unit;
 pub mod view;
+pub mod watch;

@@ -156,12 +156,7 @@ fn odd_unit_file_names_are_ignored_without_panicking() {
     let run = root.generate();
     assert_no_panic(&run);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    let written: Vec<String> = std::fs::read_dir(&root.out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    let mut written = written;
-    written.sort();
+    let written = support::written_besides_check_units(&root.out);
     // `..service` and `...service` are valid unit names (a prefix may be
     // made of dots), so they are processed like any other; the rest are not
     // unit names and are ignored, as systemd ignores them.

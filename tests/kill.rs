@@ -207,10 +207,13 @@ struct Scene {
     /// included), binding each path and through views.
     finals: BTreeMap<String, String>,
     view_finals: BTreeMap<String, String>,
-    /// The view template and the closures' records a complete run writes.
-    template: String,
+    /// The other files a complete run writes at the top of the output (the
+    /// store view's mount unit, the view template, the check units and
+    /// their links), as `name` (or `dir/name`) → text or link target.
+    others: BTreeMap<String, String>,
+    /// The closures' records a complete run writes.
     records: BTreeMap<String, String>,
-    view_unit: String,
+
     pending: String,
     log: PathBuf,
 }
@@ -275,9 +278,9 @@ fn realistic_root() -> Scene {
         extra_unit_text: unit_text(ANNOTATED + PLAIN, "X-ConfinementEnable=yes\n"),
         finals: BTreeMap::new(),
         view_finals: BTreeMap::new(),
-        template: String::new(),
+        others: BTreeMap::new(),
         records: BTreeMap::new(),
-        view_unit: String::new(),
+
         pending: nix_confinement_generator::confine::pending_text(),
         log,
     };
@@ -295,7 +298,8 @@ fn realistic_root() -> Scene {
         );
         scene.view_finals.insert(unit.clone(), text);
     }
-    scene.template = std::fs::read_to_string(scene.root.out.join(TEMPLATE)).unwrap();
+    scene.others = others_in(&scene.root.out);
+    assert!(scene.others.contains_key(TEMPLATE));
     for entry in std::fs::read_dir(scene.root.path(RECORDS_DIR)).unwrap() {
         let entry = entry.unwrap();
         let name = entry.file_name().into_string().unwrap();
@@ -312,7 +316,13 @@ fn realistic_root() -> Scene {
         assert!(text.contains("\nRootDirectory="), "not confined:\n{text}");
         scene.finals.insert(unit.clone(), text);
     }
-    scene.view_unit = std::fs::read_to_string(scene.root.out.join(VIEW_UNIT)).unwrap();
+    // Binding each path, the same but the view template.
+    let others = others_in(&scene.root.out);
+    assert!(!others.contains_key(TEMPLATE));
+    assert!(others.contains_key(VIEW_UNIT));
+    for (name, text) in others {
+        assert_eq!(scene.others.get(&name), Some(&text), "{name}");
+    }
     scene
 }
 
@@ -460,15 +470,16 @@ impl Scene {
         for entry in std::fs::read_dir(out).unwrap() {
             let entry = entry.unwrap();
             let name = entry.file_name().into_string().unwrap();
-            if name == VIEW_UNIT {
-                let text = std::fs::read_to_string(entry.path()).unwrap();
+            if let Some(reference) = self.others.get(&name) {
                 assert_eq!(
-                    text, self.view_unit,
-                    "the store view unit after a kill {what}"
+                    &others_in(out)[&name],
+                    reference,
+                    "{name} after a kill {what}"
                 );
-            } else if name == TEMPLATE && kind.views() {
-                let text = std::fs::read_to_string(entry.path()).unwrap();
-                assert_eq!(text, self.template, "the view template after a kill {what}");
+                assert!(
+                    name != TEMPLATE || kind.views(),
+                    "the view template written binding each path, after a kill {what}"
+                );
             } else if let Some(unit) = name.strip_suffix(".d") {
                 assert!(
                     units.iter().any(|u| u == unit),
@@ -514,6 +525,35 @@ impl Scene {
             );
         }
     }
+}
+
+/// What the output directory holds besides the units' drop-in directories
+/// and temporary names: each file's text, each link's target, each file of
+/// a directory (the check units' `*.wants/` links) as `dir/name`.
+fn others_in(out: &Path) -> BTreeMap<String, String> {
+    let mut others = BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        if name.starts_with('.') || name.ends_with(".service.d") {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            others.insert(name.clone(), String::new());
+            for inner in std::fs::read_dir(&path).unwrap() {
+                let inner = inner.unwrap();
+                let target = std::fs::read_link(inner.path())
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                let inner_name = inner.file_name().into_string().unwrap();
+                others.insert(format!("{name}/{inner_name}"), target);
+            }
+        } else {
+            others.insert(name, std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    others
 }
 
 /// One system call in strace's log.

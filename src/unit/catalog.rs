@@ -697,6 +697,19 @@ impl Catalog {
         self.dropin_dirs.keys().map(String::as_str)
     }
 
+    /// Every `NAME.d/` directory holding drop-ins: its `NAME` and its path
+    /// (in no particular order).
+    pub fn dropin_dir_paths(&self) -> impl Iterator<Item = (&str, Utf8PathBuf)> {
+        self.dropin_dirs.iter().flat_map(move |(name, dirs)| {
+            dirs.iter().map(move |(index, _)| {
+                (
+                    name.as_str(),
+                    self.search_path[*index].join(format!("{name}.d")),
+                )
+            })
+        })
+    }
+
     /// Every other name that loads the unit `name` (systemd's
     /// `unit_file_find_fragment()` names): aliases, aliases of its
     /// template put to its instance, and links of other instances to it.

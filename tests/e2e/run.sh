@@ -74,6 +74,9 @@ if [ ${#SELECT[@]} -gt 0 ]; then
 else
   CASES=("${ALL_CASES[@]}")
 fi
+boot_of() { # the boot case $1 runs in: ro (default), rw or own
+  if [ -f "$HERE/cases/$1/boot" ]; then tr -d ' \n' <"$HERE/cases/$1/boot"; else echo ro; fi
+}
 case_suites_ok() { # does case $1 run on $SUITE?
   [ -f "$HERE/cases/$1/suites" ] || return 0
   grep -qw -- "$SUITE" "$HERE/cases/$1/suites"
@@ -90,33 +93,45 @@ fi
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-install_everything() {
-  make_sed_script
-  copy_tree "$HERE/common/files" "$ROOT" common
+# install_common DIR: the common files and the static test user.
+install_common() {
+  copy_tree "$HERE/common/files" "$1" common
   # The static test user (sysusers.d in common/files), created now: the
   # boot-time systemd-sysusers.service only runs when /etc needs an update.
-  chroot "$ROOT" systemd-sysusers >"$WORK/logs/sysusers.log" 2>&1 ||
+  chroot "$1" systemd-sysusers >"$WORK/logs/sysusers.log" 2>&1 ||
     { cat "$WORK/logs/sysusers.log" >&2; fatal "systemd-sysusers failed in the container tree"; }
+}
+
+# install_generator_into DIR: the generator (or the fake one), once the
+# units are in DIR.
+install_generator_into() {
+  if [ "$FAKE" = 1 ]; then
+    log "FAKE GENERATOR (NCG_E2E_FAKE_GENERATOR=1): NixOS-module-style drop-ins computed by lib/fake-generator.sh"
+    # shellcheck source=lib/fake-generator.sh
+    . "$HERE/lib/fake-generator.sh"
+    # Nix queries open the database read-write: query a copy, not the cache.
+    [ -d "$WORK/store-fake" ] || cp -a "$STORE_ROOT" "$WORK/store-fake"
+    fake_generator_install "$1" "$WORK/store-fake" "$GEN_DST_REL" >"$WORK/logs/fake-generator.log" 2>&1 ||
+      { cat "$WORK/logs/fake-generator.log" >&2; fatal "fake generator failed"; }
+  else
+    install_generator "$1"
+  fi
+}
+
+install_everything() {
+  make_sed_script
+  install_common "$ROOT"
   local c
   for c in "${RUN_CASES[@]}"; do
-    copy_tree "$HERE/cases/$c/files" "$ROOT" "$c"
+    # A case with a boot of its own gets its files in a tree of its own.
+    [ "$(boot_of "$c")" = own ] || copy_tree "$HERE/cases/$c/files" "$ROOT" "$c"
     mkdir -p "$OUT/$c"
     copy_tree "$HERE/cases/$c/out" "$OUT/$c" "$c"
     # Every case directory, and any directory below it, is the service's
     # own writable /out, whatever user the service runs as.
     find "$OUT/$c" -type d -exec chmod 0777 {} +
   done
-  if [ "$FAKE" = 1 ]; then
-    log "FAKE GENERATOR (NCG_E2E_FAKE_GENERATOR=1): NixOS-module-style drop-ins computed by lib/fake-generator.sh"
-    # shellcheck source=lib/fake-generator.sh
-    . "$HERE/lib/fake-generator.sh"
-    # Nix queries open the database read-write: query a copy, not the cache.
-    cp -a "$STORE_ROOT" "$WORK/store-fake"
-    fake_generator_install "$ROOT" "$WORK/store-fake" "$GEN_DST_REL" >"$WORK/logs/fake-generator.log" 2>&1 ||
-      { cat "$WORK/logs/fake-generator.log" >&2; fatal "fake generator failed"; }
-  else
-    install_generator
-  fi
+  install_generator_into "$ROOT"
 }
 
 # ---- running the cases ------------------------------------------------------
@@ -203,15 +218,33 @@ BOOT_MODE=
 for BOOT_MODE in ro rw; do
   group=()
   for c in "${RUN_CASES[@]}"; do
-    m=ro
-    [ -f "$HERE/cases/$c/boot" ] && m=$(tr -d ' \n' <"$HERE/cases/$c/boot")
-    [ "$m" = "$BOOT_MODE" ] && group+=("$c")
+    [ "$(boot_of "$c")" = "$BOOT_MODE" ] && group+=("$c")
   done
   [ ${#group[@]} -gt 0 ] || continue
   start_container "$BOOT_MODE"
   for c in "${group[@]}"; do
     run_case "$c"
   done
+  stop_container
+done
+# A case with a boot of its own: a tree with only its files (and the
+# common ones), booted with the options of its `nspawn` file instead of
+# the store bind.
+for c in "${RUN_CASES[@]}"; do
+  [ "$(boot_of "$c")" = own ] || continue
+  BOOT_MODE=own-$c
+  prepare_own_root "$c"
+  install_common "$OWN_ROOT"
+  copy_tree "$HERE/cases/$c/files" "$OWN_ROOT" "$c"
+  install_generator_into "$OWN_ROOT"
+  nspawn_options=()
+  if [ -f "$HERE/cases/$c/nspawn" ]; then
+    while IFS= read -r line; do
+      [ -n "$line" ] && nspawn_options+=("${line//@STORE_NIX@/$STORE_ROOT/nix}")
+    done <"$HERE/cases/$c/nspawn"
+  fi
+  start_container own "$c" "$OWN_ROOT" "${nspawn_options[@]}"
+  run_case "$c"
   stop_container
 done
 

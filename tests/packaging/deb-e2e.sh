@@ -215,6 +215,7 @@ if in_ct test -f "$gen_dir/ncg-pkg-guarded.service.d/zz-confinement.conf" &&
 else
   fail "deb-e2e: the postinst reloaded systemd: drop-ins and mount unit are in $gen_dir" "$(in_ct ls -R "$gen_dir" 2>&1 | head -n 40)"
 fi
+same "deb-e2e: the postinst started the watch for unit files written later" active "$(prop nix-confinement-check.path ActiveState)"
 
 for u in guarded unguarded; do
   rm -f "$OUT/$u"/*
@@ -294,6 +295,7 @@ if in_ct test -e "$gen_dir/ncg-pkg-guarded.service.d/zz-confinement.conf" ||
 else
   pass "deb-e2e: the postrm reloaded systemd: the generated files are gone"
 fi
+same "deb-e2e: the prerm stopped the watch" inactive "$(prop nix-confinement-check.path ActiveState)"
 expect_start ncg-pkg-guarded.service fail "deb-e2e: after removal, the guarded unit refuses to start"
 rm -f "$OUT/unguarded"/*
 expect_start ncg-pkg-unguarded.service ok "deb-e2e: after removal, the unguarded unit starts"

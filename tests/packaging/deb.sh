@@ -125,7 +125,8 @@ run_script() {
 }
 reload="systemctl --system daemon-reload"
 for args in configure abort-upgrade; do
-  same "deb: postinst $args, systemd running: daemon-reload" "$reload" "$(run_script yes postinst $args)"
+  same "deb: postinst $args, systemd running: daemon-reload, the watch started" "$reload
+systemctl --system start nix-confinement-check.path" "$(run_script yes postinst $args)"
 done
 same "deb: postinst configure, systemd not running (chroot, image build): nothing" "" "$(run_script no postinst configure 0.0.9-1)"
 for args in remove purge; do
@@ -134,6 +135,9 @@ for args in remove purge; do
 done
 same "deb: postrm upgrade: nothing (the new postinst reloads)" "" "$(run_script yes postrm upgrade 0.1.1-1)"
 same "deb: prerm upgrade, failed-upgrade: nothing" "" "$(run_script yes prerm upgrade 0.1.1-1; run_script yes prerm failed-upgrade 0.1.1-1)"
+same "deb: prerm remove, systemd running: the watch stopped" \
+  "systemctl --system stop nix-confinement-check.path nix-confinement-check.service" "$(run_script yes prerm remove)"
+same "deb: prerm remove, systemd not running: nothing" "" "$(run_script no prerm remove)"
 
 # prerm remove warns about the annotated services, from `check`'s report: a
 # fake generator stands in at the packaged path (in the private namespace).

@@ -316,6 +316,26 @@ impl Drop for TestRoot {
     }
 }
 
+/// What the generator writes on every run, annotated units or not: the
+/// check service, its path unit, and the link that starts the path unit.
+pub const CHECK_UNITS: [&str; 3] = [
+    "nix-confinement-check.path",
+    "nix-confinement-check.service",
+    "paths.target.wants",
+];
+
+/// The entries of an output directory, sorted, without [`CHECK_UNITS`]
+/// and the `multi-user.target.wants/` link that starts the check at boot.
+pub fn written_besides_check_units(out: &Path) -> Vec<String> {
+    let mut written: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !CHECK_UNITS.contains(&name.as_str()) && name != "multi-user.target.wants")
+        .collect();
+    written.sort();
+    written
+}
+
 /// The store view the generated mount unit provides.
 pub const STORE_VIEW: &str = "/run/nix-confinement-store";
 /// Where closure views are mounted, and where their closures are recorded.

@@ -239,6 +239,10 @@ OVERLAY=0
 cleanup() {
   local rc=$?
   stop_container || true
+  local own
+  for own in "${OWN_ROOTS[@]}"; do
+    umount "$own" 2>/dev/null || umount -l "$own" 2>/dev/null || true
+  done
   if [ "$OVERLAY" = 1 ]; then umount "$ROOT" 2>/dev/null || umount -l "$ROOT" 2>/dev/null || true; fi
   if [ -n "$WORK" ]; then
     if [ "$KEEP" = 1 ]; then
@@ -262,6 +266,21 @@ prepare_work() {
   else
     log "overlayfs unavailable: copying the tree"
     cp -a "$TREE/." "$ROOT/"
+  fi
+}
+
+# prepare_own_root NAME: a fresh working copy of the cached tree for one
+# boot of its own, as an overlay on it (or a plain copy without overlayfs),
+# in $WORK/own-NAME/root; sets OWN_ROOT. Unmounted by cleanup.
+OWN_ROOTS=()
+prepare_own_root() {
+  local base=$WORK/own-$1
+  OWN_ROOT=$base/root
+  mkdir -p "$OWN_ROOT" "$base/upper" "$base/ovwork"
+  if mount -t overlay overlay -o "lowerdir=$TREE,upperdir=$base/upper,workdir=$base/ovwork" "$OWN_ROOT" 2>/dev/null; then
+    OWN_ROOTS+=("$OWN_ROOT")
+  else
+    cp -a "$TREE/." "$OWN_ROOT/"
   fi
 }
 
@@ -296,29 +315,40 @@ copy_tree() {
   done < <(find "$src" -mindepth 1 -print0)
 }
 
-# install_generator: the generator binary (found by find_binary) into the tree.
+# install_generator [DIR]: the generator binary (found by find_binary) into
+# the tree (DIR, default $ROOT).
 install_generator() {
-  install -D -m 0755 "$BINARY" "$ROOT/$GEN_DST_REL"
+  install -D -m 0755 "$BINARY" "${1:-$ROOT}/$GEN_DST_REL"
   log "installed $BINARY as /$GEN_DST_REL"
 }
 
 # ---- the container ------------------------------------------------------------
 
-start_container() { # start_container ro|rw
-  local mode=$1 bind t
-  if [ "$mode" = rw ]; then
+# start_container ro|rw: boots the tree with the store bound read-only (or
+# a private copy of it read-write) at /nix.
+# start_container own NAME DIR [NSPAWN_OPTION...]: boots DIR (a copy of the
+# tree made by prepare_own_root) with these options instead of the store
+# bind, for a case that needs a boot of its own.
+start_container() {
+  local mode=$1 dir=$ROOT bind=() t
+  if [ "$mode" = own ]; then
+    mode=own-$2
+    dir=$3
+    shift 3
+    bind=("$@")
+  elif [ "$mode" = rw ]; then
     # A private copy, bound read-write: writes that get through cannot
     # corrupt the cached store.
     rm -rf "$WORK/store-rw"
     cp -a "$STORE_ROOT" "$WORK/store-rw"
-    bind=--bind=$WORK/store-rw/nix:/nix
+    bind=(--bind="$WORK/store-rw/nix:/nix")
   else
-    bind=--bind-ro=$STORE_ROOT/nix:/nix
+    bind=(--bind-ro="$STORE_ROOT/nix:/nix")
   fi
-  log "booting $SUITE with systemd-nspawn (store bound $mode)"
+  log "booting $SUITE with systemd-nspawn ($mode: ${bind[*]})"
   t=$EPOCHREALTIME
-  systemd-nspawn --quiet -D "$ROOT" --boot --register=no --keep-unit --console=pipe \
-    --private-network --machine="$WORK_PREFIX-$$" "$bind" --bind="$OUT:/out" \
+  systemd-nspawn --quiet -D "$dir" --boot --register=no --keep-unit --console=pipe \
+    --private-network --machine="$WORK_PREFIX-$$" "${bind[@]}" --bind="$OUT:/out" \
     </dev/null >"$WORK/logs/console-$mode.log" 2>&1 &
   NSPAWN_PID=$!
   local i state=
@@ -345,6 +375,9 @@ start_container() { # start_container ro|rw
   if [ "$state" = degraded ]; then
     log "failed units: $(ctl list-units --failed --plain --no-legend | awk '{print $1}' | tr '\n' ' ')"
   fi
+  # A boot of a case's own is left as it booted: the case sees what an
+  # administrator sees after a boot.
+  case $mode in own-*) return 0 ;; esac
   t=$EPOCHREALTIME
   ctl daemon-reload
   log "daemon-reload (generators run again) in $(awk -v a="$t" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }') s"
