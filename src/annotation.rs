@@ -103,231 +103,267 @@ pub fn parse_boolean(value: &str) -> Option<bool> {
 /// run open. On a unit that is not a service such a key is an error too (in
 /// `errors`, with no request): nothing will confine that unit.
 pub fn read_annotations(unit: &MergedUnit, is_service: bool) -> Annotations {
-    let name = unit.name.as_str();
-    let mut result = Annotations {
-        request: None,
+    let mut read = Reader {
+        name: &unit.name,
+        settings: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
     };
-    let mut annotation_settings: Vec<&Setting> = Vec::new();
-    let mut strays: Vec<Stray<'_>> = Vec::new();
-    for setting in &unit.settings {
-        let exact = KNOWN_KEYS.iter().find(|k| **k == setting.key);
-        match exact {
-            Some(_) if is_service && setting.section == "Service" => {
-                annotation_settings.push(setting);
-            }
-            Some(key) => strays.push(Stray {
-                setting,
-                meant: key,
-                misspelt: false,
-            }),
-            None => {
-                if let Some(meant) = probable_key(&setting.section, &setting.key, &setting.value) {
-                    strays.push(Stray {
-                        setting,
-                        meant,
-                        misspelt: true,
-                    });
+    let strays = read.sort(unit, is_service);
+    let blocking_intent = read.report_strays(&strays, is_service);
+    let request = if read.settings.is_empty() && blocking_intent.is_none() {
+        None
+    } else {
+        read.request(blocking_intent)
+    };
+    Annotations {
+        request,
+        errors: read.errors,
+        warnings: read.warnings,
+    }
+}
+
+/// Reads one unit's annotations, collecting what is wrong with them.
+struct Reader<'u> {
+    name: &'u str,
+    /// The annotation keys in `[Service]` of a service, in order.
+    settings: Vec<&'u Setting>,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl<'u> Reader<'u> {
+    /// Keeps the settings the generator reads; returns the strays (keys
+    /// that look like annotations but are not read as one).
+    fn sort(&mut self, unit: &'u MergedUnit, is_service: bool) -> Vec<Stray<'u>> {
+        let mut strays = Vec::new();
+        for setting in &unit.settings {
+            match KNOWN_KEYS.iter().find(|k| **k == setting.key) {
+                Some(_) if is_service && setting.section == "Service" => {
+                    self.settings.push(setting);
                 }
-            }
-        }
-    }
-
-    let last = |key: &str| {
-        annotation_settings
-            .iter()
-            .rev()
-            .find(|s| s.key == key)
-            .copied()
-    };
-    // `Some(b)`: the unit validly says yes or no in [Service].
-    let says = last(KEY_ENABLE)
-        .filter(|s| !s.value.is_empty())
-        .map(|s| parse_boolean(&s.value));
-    let intent_blocks = |stray: &Stray<'_>| stray.shows_intent() && (!is_service || says.is_none());
-    let mut blocking_intent: Option<&Setting> = None;
-    for stray in &strays {
-        let setting = stray.setting;
-        let location = Some(setting.location.clone());
-        let key = setting.key.escape_debug();
-        if intent_blocks(stray) {
-            let value = excerpt(&setting.value);
-            let message = if is_service {
-                blocking_intent.get_or_insert(setting);
-                let place = if setting.section == "Service" {
-                    String::new()
-                } else {
-                    format!(" in [{}]", setting.section.escape_debug())
-                };
-                format!(
-                    "{key}={value}{place} asks to confine the unit but is not read: did you \
-                     mean {KEY_ENABLE}= in [Service]? Blocked until [Service] says \
-                     {KEY_ENABLE}=yes or =no"
-                )
-            } else {
-                format!(
-                    "{key}={value} asks to confine a unit that is not a service; only services \
-                     can be confined, so nothing confines this one (annotate the service instead)"
-                )
-            };
-            result
-                .errors
-                .push(Diagnostic::error(Some(name), location, message));
-            continue;
-        }
-        let message = if stray.misspelt {
-            format!(
-                "unknown key {key} (did you mean {}?): ignored, the unit is not confined by it",
-                stray.meant
-            )
-        } else if is_service {
-            format!(
-                "{key} in [{}]; annotations belong in [Service]: ignored",
-                setting.section.escape_debug()
-            )
-        } else {
-            format!("{key} in a unit that is not a service; only services can be confined: ignored")
-        };
-        result
-            .warnings
-            .push(Diagnostic::warning(Some(name), location, message));
-    }
-    if annotation_settings.is_empty() && blocking_intent.is_none() {
-        return result;
-    }
-
-    let error = |setting: &Setting, message: String| {
-        Diagnostic::error(Some(name), Some(setting.location.clone()), message)
-    };
-
-    // Enable: an invalid value, or the intent shown by a key that is not
-    // read, is treated as a request to confine that cannot be honoured, so
-    // the unit is blocked rather than left open.
-    let enable = match (
-        last(KEY_ENABLE).filter(|s| !s.value.is_empty()),
-        blocking_intent,
-    ) {
-        (None, None) => Located {
-            value: false,
-            location: None,
-        },
-        (None, Some(stray)) => Located {
-            value: true,
-            location: Some(stray.location.clone()),
-        },
-        (Some(setting), _) => match parse_boolean(&setting.value) {
-            Some(value) => Located {
-                value,
-                location: Some(setting.location.clone()),
-            },
-            None => {
-                result.errors.push(error(
+                Some(key) => strays.push(Stray {
                     setting,
-                    format!("{KEY_ENABLE}={:?} is not a boolean", setting.value),
-                ));
-                Located {
-                    value: true,
-                    location: Some(setting.location.clone()),
-                }
-            }
-        },
-    };
-
-    if !enable.value {
-        for setting in annotation_settings.iter().filter(|s| s.key != KEY_ENABLE) {
-            result.warnings.push(Diagnostic::warning(
-                Some(name),
-                Some(setting.location.clone()),
-                format!("{} has no effect without {KEY_ENABLE}=yes", setting.key),
-            ));
-        }
-        return result;
-    }
-
-    let mode =
-        last(KEY_MODE)
-            .filter(|s| !s.value.is_empty())
-            .and_then(|setting| match Mode::parse(&setting.value) {
-                Some(mode) => Some(Located {
-                    value: mode,
-                    location: Some(setting.location.clone()),
+                    meant: key,
+                    misspelt: false,
                 }),
                 None => {
-                    result.errors.push(error(
-                        setting,
-                        format!(
-                            "{KEY_MODE}={:?} is not one of full-apivfs, chroot-only",
-                            setting.value
-                        ),
-                    ));
-                    None
+                    if let Some(meant) =
+                        probable_key(&setting.section, &setting.key, &setting.value)
+                    {
+                        strays.push(Stray {
+                            setting,
+                            meant,
+                            misspelt: true,
+                        });
+                    }
                 }
-            });
-
-    let full_unit = match last(KEY_FULL_UNIT).filter(|s| !s.value.is_empty()) {
-        None => Located {
-            value: false,
-            location: None,
-        },
-        Some(setting) => Located {
-            value: parse_boolean(&setting.value).unwrap_or_else(|| {
-                result.errors.push(error(
-                    setting,
-                    format!("{KEY_FULL_UNIT}={:?} is not a boolean", setting.value),
-                ));
-                false
-            }),
-            location: Some(setting.location.clone()),
-        },
-    };
-
-    let mut packages = Vec::new();
-    for setting in annotation_settings.iter().filter(|s| s.key == KEY_PACKAGES) {
-        if setting.value.is_empty() {
-            packages.clear();
-            continue;
+            }
         }
-        for word in setting.value.split_ascii_whitespace() {
-            if word.starts_with('/') {
-                packages.push(Located {
-                    value: Utf8PathBuf::from(word),
-                    location: Some(setting.location.clone()),
+        strays
+    }
+
+    /// The last assignment of `key`.
+    fn last(&self, key: &str) -> Option<&'u Setting> {
+        self.settings.iter().rev().find(|s| s.key == key).copied()
+    }
+
+    /// The last assignment of `key` that is not a reset (empty).
+    fn last_set(&self, key: &str) -> Option<&'u Setting> {
+        self.last(key).filter(|s| !s.value.is_empty())
+    }
+
+    fn error(&mut self, setting: &Setting, message: String) {
+        self.errors.push(Diagnostic::error(
+            Some(self.name),
+            Some(setting.location.clone()),
+            message,
+        ));
+    }
+
+    /// The boolean `key` is set to; an invalid value is an error and
+    /// counts as `invalid`.
+    fn boolean(&mut self, key: &str, invalid: bool) -> Located<bool> {
+        match self.last_set(key) {
+            None => Located {
+                value: false,
+                location: None,
+            },
+            Some(setting) => {
+                let value = parse_boolean(&setting.value).unwrap_or_else(|| {
+                    self.error(
+                        setting,
+                        format!("{key}={:?} is not a boolean", setting.value),
+                    );
+                    invalid
                 });
-            } else {
-                result.errors.push(error(
-                    setting,
-                    format!("{KEY_PACKAGES}: {word:?} is not an absolute path"),
-                ));
+                Located {
+                    value,
+                    location: Some(setting.location.clone()),
+                }
             }
         }
     }
 
-    let bin_sh = match last(KEY_BIN_SH) {
-        None => BinSh::Default,
-        Some(setting) if setting.value.is_empty() => BinSh::Disabled(setting.location.clone()),
-        Some(setting)
-            if setting.value.starts_with('/') && !setting.value.contains(char::is_whitespace) =>
-        {
-            BinSh::Program(Utf8PathBuf::from(&setting.value), setting.location.clone())
+    /// Errors for the strays that show the intent to confine, warnings for
+    /// the others; returns the first that blocks the unit.
+    fn report_strays(&mut self, strays: &[Stray<'u>], is_service: bool) -> Option<&'u Setting> {
+        // The unit says yes or no in [Service] (an invalid value blocks it
+        // by itself): it decides.
+        let decided = self.last_set(KEY_ENABLE).is_some();
+        let mut blocking_intent = None;
+        for stray in strays {
+            let setting = stray.setting;
+            let location = Some(setting.location.clone());
+            let key = setting.key.escape_debug();
+            if stray.shows_intent() && (!is_service || !decided) {
+                let value = excerpt(&setting.value);
+                let message = if is_service {
+                    blocking_intent.get_or_insert(setting);
+                    let place = if setting.section == "Service" {
+                        String::new()
+                    } else {
+                        format!(" in [{}]", setting.section.escape_debug())
+                    };
+                    format!(
+                        "{key}={value}{place} asks to confine the unit but is not read: did you \
+                         mean {KEY_ENABLE}= in [Service]? Blocked until [Service] says \
+                         {KEY_ENABLE}=yes or =no"
+                    )
+                } else {
+                    format!(
+                        "{key}={value} asks to confine a unit that is not a service; only services \
+                         can be confined, so nothing confines this one (annotate the service instead)"
+                    )
+                };
+                self.errors
+                    .push(Diagnostic::error(Some(self.name), location, message));
+                continue;
+            }
+            let message = if stray.misspelt {
+                format!(
+                    "unknown key {key} (did you mean {}?): ignored, the unit is not confined by it",
+                    stray.meant
+                )
+            } else if is_service {
+                format!(
+                    "{key} in [{}]; annotations belong in [Service]: ignored",
+                    setting.section.escape_debug()
+                )
+            } else {
+                format!(
+                    "{key} in a unit that is not a service; only services can be confined: ignored"
+                )
+            };
+            self.warnings
+                .push(Diagnostic::warning(Some(self.name), location, message));
         }
-        Some(setting) => {
-            result.errors.push(error(
-                setting,
-                format!("{KEY_BIN_SH}={:?} is not an absolute path", setting.value),
-            ));
-            BinSh::Default
-        }
-    };
+        blocking_intent
+    }
 
-    result.request = Some(Request {
-        enable,
-        mode,
-        full_unit,
-        packages,
-        bin_sh,
-    });
-    result
+    /// The request: `None` when the unit does not ask to be confined. An
+    /// invalid enable value, or the intent shown by a key that is not read
+    /// (`blocking_intent`), is a request that cannot be honoured: the unit
+    /// is blocked rather than left open.
+    fn request(&mut self, blocking_intent: Option<&Setting>) -> Option<Request> {
+        let mut enable = self.boolean(KEY_ENABLE, true);
+        if enable.location.is_none()
+            && let Some(stray) = blocking_intent
+        {
+            enable = Located {
+                value: true,
+                location: Some(stray.location.clone()),
+            };
+        }
+        if !enable.value {
+            for setting in self.settings.iter().filter(|s| s.key != KEY_ENABLE) {
+                self.warnings.push(Diagnostic::warning(
+                    Some(self.name),
+                    Some(setting.location.clone()),
+                    format!("{} has no effect without {KEY_ENABLE}=yes", setting.key),
+                ));
+            }
+            return None;
+        }
+        Some(Request {
+            enable,
+            mode: self.mode(),
+            full_unit: self.boolean(KEY_FULL_UNIT, false),
+            packages: self.packages(),
+            bin_sh: self.bin_sh(),
+        })
+    }
+
+    fn mode(&mut self) -> Option<Located<Mode>> {
+        let setting = self.last_set(KEY_MODE)?;
+        match Mode::parse(&setting.value) {
+            Some(mode) => Some(Located {
+                value: mode,
+                location: Some(setting.location.clone()),
+            }),
+            None => {
+                self.error(
+                    setting,
+                    format!(
+                        "{KEY_MODE}={:?} is not one of full-apivfs, chroot-only",
+                        setting.value
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Every path of every assignment since the last reset.
+    fn packages(&mut self) -> Vec<Located<Utf8PathBuf>> {
+        let mut packages = Vec::new();
+        let assignments: Vec<&Setting> = self
+            .settings
+            .iter()
+            .filter(|s| s.key == KEY_PACKAGES)
+            .copied()
+            .collect();
+        for setting in assignments {
+            if setting.value.is_empty() {
+                packages.clear();
+                continue;
+            }
+            for word in setting.value.split_ascii_whitespace() {
+                if word.starts_with('/') {
+                    packages.push(Located {
+                        value: Utf8PathBuf::from(word),
+                        location: Some(setting.location.clone()),
+                    });
+                } else {
+                    self.error(
+                        setting,
+                        format!("{KEY_PACKAGES}: {word:?} is not an absolute path"),
+                    );
+                }
+            }
+        }
+        packages
+    }
+
+    fn bin_sh(&mut self) -> BinSh {
+        match self.last(KEY_BIN_SH) {
+            None => BinSh::Default,
+            Some(setting) if setting.value.is_empty() => BinSh::Disabled(setting.location.clone()),
+            Some(setting)
+                if setting.value.starts_with('/')
+                    && !setting.value.contains(char::is_whitespace) =>
+            {
+                BinSh::Program(Utf8PathBuf::from(&setting.value), setting.location.clone())
+            }
+            Some(setting) => {
+                self.error(
+                    setting,
+                    format!("{KEY_BIN_SH}={:?} is not an absolute path", setting.value),
+                );
+                BinSh::Default
+            }
+        }
+    }
 }
 
 /// A setting that looks like an annotation but is not read as one.
