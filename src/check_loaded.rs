@@ -562,6 +562,7 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
                 return 1;
             }
             reloads += 1;
+            requeue(&systemctl, &plan, &mut out);
             continue;
         }
         let expected = expectations(&mut plan, root);
@@ -580,6 +581,7 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
                 return 1;
             }
             reloads += 1;
+            requeue(&systemctl, &plan, &mut out);
             continue;
         }
         if reload && round < 5 && stamp(root, &watched) != before {
@@ -587,6 +589,36 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
         }
         print_report(&mut out, &report, !reload);
         return i32::from(report.problems().next().is_some());
+    }
+}
+
+/// Starts again, without waiting, the annotated units whose start was
+/// queued before a reload (at boot, when the store was mounted after the
+/// generator ran): a queued job keeps the dependencies it was queued with,
+/// so it would not start what the reloaded unit needs now (its closure's
+/// view); a new start merges with it and does. The job is still waiting:
+/// every confined unit is ordered after the check service, which runs this.
+fn requeue(systemctl: &Systemctl, plan: &Plan, out: &mut impl Write) {
+    let annotated: BTreeSet<&str> = plan
+        .units
+        .iter()
+        .filter(|u| u.request.is_some())
+        .map(|u| u.name.as_str())
+        .collect();
+    let Ok(queued) = systemctl.queued_starts() else {
+        return;
+    };
+    let waiting: Vec<String> = queued
+        .into_iter()
+        .filter(|unit| {
+            annotated.contains(unit.as_str())
+                || crate::unit::UnitName::parse(unit)
+                    .and_then(|n| n.template())
+                    .is_some_and(|t| annotated.contains(t.as_str()))
+        })
+        .collect();
+    if let Err(error) = systemctl.start_no_block(&waiting) {
+        let _ = writeln!(out, "starting {} again: {error}", waiting.join(" "));
     }
 }
 

@@ -180,7 +180,11 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
             let unit = view_unit(digest);
             let path = view_path(digest);
             let _ = writeln!(out, "Requires={unit}");
-            let _ = writeln!(out, "After={unit}");
+            // After the check service too: a start queued at boot, before
+            // the store was mounted, waits for it to reload systemd and
+            // start the unit again, which pulls in the view (see
+            // nix-confinement-generator(8), check --loaded --reload).
+            let _ = writeln!(out, "After={unit} {CHECK_SERVICE}");
             let _ = writeln!(out, "AssertPathIsMountPoint={path}");
             let _ = writeln!(out, "AssertPathIsReadWrite=!{path}");
             format!("{path}/{}", crate::view::layer::STORE_ENTRY)

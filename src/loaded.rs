@@ -161,6 +161,35 @@ impl Systemctl {
     pub fn daemon_reload(&self) -> Result<(), String> {
         self.run(&["daemon-reload"]).map(|_| ())
     }
+
+    /// The units with a start job waiting.
+    pub fn queued_starts(&self) -> Result<Vec<String>, String> {
+        let text = self.run(&["list-jobs", "--plain", "--no-legend", "--full"])?;
+        Ok(parse_list_jobs(&text, "start"))
+    }
+
+    /// Starts `units` without waiting: a start job already queued for one
+    /// is merged with the new one, which pulls in what the unit needs now.
+    pub fn start_no_block(&self, units: &[String]) -> Result<(), String> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut args = vec!["start", "--no-block", "--"];
+        args.extend(units.iter().map(String::as_str));
+        self.run(&args).map(|_| ())
+    }
+}
+
+/// The units of `systemctl list-jobs --plain --no-legend` lines (`JOB
+/// UNIT TYPE STATE`) whose job is of `kind`.
+pub fn parse_list_jobs(text: &str, kind: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_job, unit, job_type) = (fields.next()?, fields.next()?, fields.next()?);
+            (job_type == kind).then(|| unit.to_owned())
+        })
+        .collect()
 }
 
 /// Every process and its cgroup, from `/proc/*/cgroup`: the unified
@@ -249,6 +278,15 @@ mod tests {
             ]
         );
         assert_eq!(units[1].control_group, "/system.slice/a.service");
+    }
+
+    #[test]
+    fn list_jobs_units_of_a_kind() {
+        let text = "123 app.service start waiting\n124 nix-confinement-check.service start running\n125 old.service stop waiting\n";
+        assert_eq!(
+            parse_list_jobs(text, "start"),
+            ["app.service", "nix-confinement-check.service"]
+        );
     }
 
     #[test]

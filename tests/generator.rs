@@ -161,7 +161,7 @@ fn mode_defaults_full_apivfs() {
     assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()));
     let mut expected = vec![
         format!("Requires=nix-confinement-view@{digest}.service"),
-        format!("After=nix-confinement-view@{digest}.service"),
+        format!("After=nix-confinement-view@{digest}.service nix-confinement-check.service"),
         format!("AssertPathIsMountPoint=/run/nix-confinement-views/{digest}"),
         format!("AssertPathIsReadWrite=!/run/nix-confinement-views/{digest}"),
     ];
