@@ -183,3 +183,54 @@ fn a_list_that_does_not_match_its_digest_or_is_not_ours_mounts_nothing() {
     );
     assert!(!listed.contains(".layer-"), "{listed}");
 }
+
+#[test]
+fn records_are_read_only_from_the_configured_directory_of_ours() {
+    use std::os::unix::fs::{chown, symlink};
+    let s = store("view-records-dir");
+    let list = ClosureList::new("/nix/store", [s.file.as_str()]);
+    let digest = record(&s.root, &list);
+    let lists = s.root.path(support::VIEW_RECORDS);
+    let refused = |expected: &str| {
+        let (ok, _, output) = in_namespace(&s.root, &digest, "$G view start $D; test ! -e $V/s");
+        assert!(ok, "mounted although {expected} was expected: {output}");
+        assert!(output.contains(expected), "{output}");
+    };
+    // Owned by another user, who could swap the records or the layer's
+    // staging directory: refused, the reason named.
+    chown(&lists, Some(65534), None).unwrap();
+    refused("owned by uid 65534");
+    // Root's, but anyone may write into it.
+    chown(&lists, Some(0), None).unwrap();
+    std::fs::set_permissions(&lists, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("mode 777");
+    // The record itself through a link: not followed.
+    std::fs::set_permissions(&lists, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = lists.join(&digest);
+    std::fs::rename(&file, lists.join("elsewhere")).unwrap();
+    symlink(lists.join("elsewhere"), &file).unwrap();
+    refused(&format!("{digest}: Too many symbolic links"));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(lists.join("elsewhere"), &file).unwrap();
+    let (ok, _, output) = in_namespace(&s.root, &digest, "$G view start $D && test -e $V/s");
+    assert!(ok, "{output}");
+
+    // `[Generator] Views=` names another directory: the records are read
+    // there, as the generator wrote them.
+    s.root.write(
+        "/etc/systemd/nix-confinement-generator.conf.d/views.conf",
+        "[Generator]\nViews=/var/lib/ncg-views\n",
+    );
+    let configured = s.root.path("/var/lib/ncg-views");
+    std::fs::create_dir_all(&configured).unwrap();
+    std::fs::set_permissions(&configured, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::rename(&file, configured.join(&digest)).unwrap();
+    let (ok, _, output) = in_namespace(&s.root, &digest, "$G view start $D && test -e $V/s");
+    assert!(ok, "{output}");
+    // Views off: nothing is read, and the message says why.
+    s.root.write(
+        "/etc/systemd/nix-confinement-generator.conf.d/views.conf",
+        "[Generator]\nViews=\n",
+    );
+    refused("Views= is empty");
+}
