@@ -67,6 +67,7 @@ fn in_namespace(root: &TestRoot, digest: &str, script: &str) -> (bool, String, S
             root.path(&format!("/run/nix-confinement-views/{digest}")),
         )
         .env("D", digest)
+        .env("R", &root.dir)
         .output()
         .unwrap();
     (
@@ -233,4 +234,29 @@ fn records_are_read_only_from_the_configured_directory_of_ours() {
         "[Generator]\nViews=\n",
     );
     refused("Views= is empty");
+}
+
+#[test]
+fn a_view_is_private_even_below_a_shared_mount() {
+    let s = store("view-private");
+    let list = ClosureList::new("/nix/store", [s.directory.as_str()]);
+    let digest = record(&s.root, &list);
+    // The root a shared mount, as /run is under systemd; the view is
+    // mounted below it, and a mount made below the view later must not
+    // reach a bind of it (a running service's store).
+    let script = format!(
+        "set -e
+        mount --bind $R $R
+        mount --make-shared $R
+        $G view start $D
+        findmnt -n -o PROPAGATION $V
+        mkdir -p $R/../bound $R/../elsewhere
+        mount --bind $V/s $R/../bound
+        mount -t tmpfs later $V/s/{directory}/bin
+        ls -A $R/../bound/{directory}/bin",
+        directory = s.directory.trim_start_matches("/nix/store/"),
+    );
+    let (ok, stdout, stderr) = in_namespace(&s.root, &digest, &script);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout, "private\napp\n", "{stderr}");
 }

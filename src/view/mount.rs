@@ -135,6 +135,23 @@ fn mount_staged(
             format!("mounting the overlay ({options}): {}", e.desc()),
         )
     })?;
+    // Mounted below a shared /run, the view would be shared too, and the
+    // bind of it in each service a slave of it: whatever is mounted later
+    // below the view (or on a peer of it) would appear in running services,
+    // writable if it is. A private view receives nothing.
+    if let Err(e) = mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    ) {
+        let _ = umount2(target, MntFlags::MNT_DETACH);
+        return Err(error(
+            target,
+            format!("making the view private: {}", e.desc()),
+        ));
+    }
     Ok(built)
 }
 
