@@ -260,3 +260,38 @@ fn a_view_is_private_even_below_a_shared_mount() {
     assert!(ok, "{stdout}{stderr}");
     assert_eq!(stdout, "private\napp\n", "{stderr}");
 }
+
+#[test]
+fn a_view_is_never_mounted_through_a_link_in_its_place() {
+    let s = store("view-link");
+    let list = ClosureList::new("/nix/store", [s.directory.as_str()]);
+    let digest = record(&s.root, &list);
+    let elsewhere = s.root.path("/elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let views = s.root.path("/run/nix-confinement-views");
+    std::fs::create_dir_all(&views).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, views.join(&digest)).unwrap();
+    let (ok, stdout, stderr) = in_namespace(
+        &s.root,
+        &digest,
+        &format!(
+            "$G view start $D && echo MOUNTED; findmnt -n {} && echo MOUNTED-ELSEWHERE; $G view stop $D; test -L $V && echo kept",
+            elsewhere.display()
+        ),
+    );
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout, "kept\n", "{stderr}");
+    assert!(
+        stderr.contains("not a directory: a view is not mounted on a link or a file"),
+        "{stderr}"
+    );
+    // The views' directory itself a link: refused too.
+    std::fs::remove_file(views.join(&digest)).unwrap();
+    std::fs::remove_dir(&views).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &views).unwrap();
+    let (ok, stdout, stderr) =
+        in_namespace(&s.root, &digest, "$G view start $D && echo MOUNTED; true");
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout, "", "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
+}
