@@ -19,8 +19,8 @@ ctl() { in_ct systemctl --no-pager "$@"; }
 
 say() { printf '    %s\n' "$*"; }
 ok() { say "ok: $*"; }
-die() {
-  say "FAIL: $*"
+die() { # (on stderr: seen also when it ends a $(...))
+  say "FAIL: $*" >&2
   exit 1
 }
 
