@@ -365,7 +365,12 @@ $lines"
   [ "$fstype $source" = "overlay nix-confinement-view" ] || die "$VIEWS/$d is a $fstype mount of $source"
   case ,$opts, in *,ro,*) ;; *) die "$VIEWS/$d is mounted $opts" ;; esac
   [ "$prop" = private ] || die "$VIEWS/$d has propagation $prop, expected private"
-  ok "the view $d is mounted: overlayfs, read-only, private"
+  # Its layer is reachable by no path (staged on a tmpfs that was detached
+  # once the view was mounted): nothing can change it under the view.
+  ! in_ct findmnt -rn -o TARGET | grep -q '/\.layer-' || die "a layer's staging mount is still attached:
+$(in_ct findmnt -rn -o TARGET | grep '/\.layer-')"
+  ! in_ct ls -A "$VIEW_RECORDS" | grep -q '^\.layer-' || die "a layer's staging directory is left in $VIEW_RECORDS"
+  ok "the view $d is mounted: overlayfs, read-only, private; its layer reachable by no path"
 }
 
 # expect_view_stopped DIGEST: its unit is not active and nothing is mounted
