@@ -176,9 +176,12 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
         Binding::View(digest) => {
             // The view is mounted by its unit, shared by every unit with this
             // closure; the unit starts only with the view mounted and not
-            // writable (something could be mounted over it).
+            // writable (something could be mounted over it), and with
+            // nothing mounted on the directory that is bound (a bind of the
+            // store there would show all of it, and a writable /bin/sh).
             let unit = view_unit(digest);
             let path = view_path(digest);
+            let source = format!("{path}/{}", crate::view::layer::STORE_ENTRY);
             let _ = writeln!(out, "Requires={unit}");
             // After the check service too: a start queued at boot, before
             // the store was mounted, waits for it to reload systemd and
@@ -187,7 +190,8 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
             let _ = writeln!(out, "After={unit} {CHECK_SERVICE}");
             let _ = writeln!(out, "AssertPathIsMountPoint={path}");
             let _ = writeln!(out, "AssertPathIsReadWrite=!{path}");
-            format!("{path}/{}", crate::view::layer::STORE_ENTRY)
+            let _ = writeln!(out, "AssertPathIsMountPoint=!{source}");
+            source
         }
         Binding::PerPath => {
             // The unit starts only with the read-only store view in place: an

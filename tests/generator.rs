@@ -164,6 +164,7 @@ fn mode_defaults_full_apivfs() {
         format!("After=nix-confinement-view@{digest}.service nix-confinement-check.service"),
         format!("AssertPathIsMountPoint=/run/nix-confinement-views/{digest}"),
         format!("AssertPathIsReadWrite=!/run/nix-confinement-views/{digest}"),
+        format!("AssertPathIsMountPoint=!/run/nix-confinement-views/{digest}/s"),
     ];
     expected.extend(full_apivfs_lines());
     expected.push(format!(

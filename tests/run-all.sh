@@ -40,10 +40,14 @@ if [ -z "${SKIP_DEMO:-}" ]; then
 fi
 if [ -z "${SKIP_E2E:-}" ] && [ -x tests/e2e/run.sh ]; then
     cargo build --release --quiet
-    echo "== end-to-end suite, Debian bookworm (systemd 252)"
-    NCG_E2E_BUILD=0 tests/e2e/run.sh
-    echo "== end-to-end suite, Debian trixie (systemd 257)"
-    NCG_E2E_BUILD=0 tests/e2e/run.sh --suite trixie
+    # Closure views (the default) and each path bound on its own (the
+    # fallback), on systemd 252 and 257.
+    for suite in bookworm trixie; do
+        for binding in view per-path; do
+            echo "== end-to-end suite, Debian $suite, binding $binding"
+            NCG_E2E_BUILD=0 tests/e2e/run.sh --suite "$suite" --binding "$binding"
+        done
+    done
 fi
 if [ -z "${SKIP_PACKAGING:-}" ]; then
     echo "== packaging: make install, man pages, .deb (also in a booted Debian), Nix files"

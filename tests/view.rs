@@ -67,6 +67,7 @@ fn in_namespace(root: &TestRoot, digest: &str, script: &str) -> (bool, String, S
             root.path(&format!("/run/nix-confinement-views/{digest}")),
         )
         .env("D", digest)
+        .env("R", &root.dir)
         .output()
         .unwrap();
     (
@@ -182,4 +183,115 @@ fn a_list_that_does_not_match_its_digest_or_is_not_ours_mounts_nothing() {
         "{output}"
     );
     assert!(!listed.contains(".layer-"), "{listed}");
+}
+
+#[test]
+fn records_are_read_only_from_the_configured_directory_of_ours() {
+    use std::os::unix::fs::{chown, symlink};
+    let s = store("view-records-dir");
+    let list = ClosureList::new("/nix/store", [s.file.as_str()]);
+    let digest = record(&s.root, &list);
+    let lists = s.root.path(support::VIEW_RECORDS);
+    let refused = |expected: &str| {
+        let (ok, _, output) = in_namespace(&s.root, &digest, "$G view start $D; test ! -e $V/s");
+        assert!(ok, "mounted although {expected} was expected: {output}");
+        assert!(output.contains(expected), "{output}");
+    };
+    // Owned by another user, who could swap the records or the layer's
+    // staging directory: refused, the reason named.
+    chown(&lists, Some(65534), None).unwrap();
+    refused("owned by uid 65534");
+    // Root's, but anyone may write into it.
+    chown(&lists, Some(0), None).unwrap();
+    std::fs::set_permissions(&lists, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused("mode 777");
+    // The record itself through a link: not followed.
+    std::fs::set_permissions(&lists, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = lists.join(&digest);
+    std::fs::rename(&file, lists.join("elsewhere")).unwrap();
+    symlink(lists.join("elsewhere"), &file).unwrap();
+    refused(&format!("{digest}: Too many symbolic links"));
+    std::fs::remove_file(&file).unwrap();
+    std::fs::rename(lists.join("elsewhere"), &file).unwrap();
+    let (ok, _, output) = in_namespace(&s.root, &digest, "$G view start $D && test -e $V/s");
+    assert!(ok, "{output}");
+
+    // `[Generator] Views=` names another directory: the records are read
+    // there, as the generator wrote them.
+    s.root.write(
+        "/etc/systemd/nix-confinement-generator.conf.d/views.conf",
+        "[Generator]\nViews=/var/lib/ncg-views\n",
+    );
+    let configured = s.root.path("/var/lib/ncg-views");
+    std::fs::create_dir_all(&configured).unwrap();
+    std::fs::set_permissions(&configured, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::rename(&file, configured.join(&digest)).unwrap();
+    let (ok, _, output) = in_namespace(&s.root, &digest, "$G view start $D && test -e $V/s");
+    assert!(ok, "{output}");
+    // Views off: nothing is read, and the message says why.
+    s.root.write(
+        "/etc/systemd/nix-confinement-generator.conf.d/views.conf",
+        "[Generator]\nViews=\n",
+    );
+    refused("Views= is empty");
+}
+
+#[test]
+fn a_view_is_private_even_below_a_shared_mount() {
+    let s = store("view-private");
+    let list = ClosureList::new("/nix/store", [s.directory.as_str()]);
+    let digest = record(&s.root, &list);
+    // The root a shared mount, as /run is under systemd; the view is
+    // mounted below it, and a mount made below the view later must not
+    // reach a bind of it (a running service's store).
+    let script = format!(
+        "set -e
+        mount --bind $R $R
+        mount --make-shared $R
+        $G view start $D
+        findmnt -n -o PROPAGATION $V
+        mkdir -p $R/../bound $R/../elsewhere
+        mount --bind $V/s $R/../bound
+        mount -t tmpfs later $V/s/{directory}/bin
+        ls -A $R/../bound/{directory}/bin",
+        directory = s.directory.trim_start_matches("/nix/store/"),
+    );
+    let (ok, stdout, stderr) = in_namespace(&s.root, &digest, &script);
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout, "private\napp\n", "{stderr}");
+}
+
+#[test]
+fn a_view_is_never_mounted_through_a_link_in_its_place() {
+    let s = store("view-link");
+    let list = ClosureList::new("/nix/store", [s.directory.as_str()]);
+    let digest = record(&s.root, &list);
+    let elsewhere = s.root.path("/elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let views = s.root.path("/run/nix-confinement-views");
+    std::fs::create_dir_all(&views).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, views.join(&digest)).unwrap();
+    let (ok, stdout, stderr) = in_namespace(
+        &s.root,
+        &digest,
+        &format!(
+            "$G view start $D && echo MOUNTED; findmnt -n {} && echo MOUNTED-ELSEWHERE; $G view stop $D; test -L $V && echo kept",
+            elsewhere.display()
+        ),
+    );
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout, "kept\n", "{stderr}");
+    assert!(
+        stderr.contains("not a directory: a view is not mounted on a link or a file"),
+        "{stderr}"
+    );
+    // The views' directory itself a link: refused too.
+    std::fs::remove_file(views.join(&digest)).unwrap();
+    std::fs::remove_dir(&views).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &views).unwrap();
+    let (ok, stdout, stderr) =
+        in_namespace(&s.root, &digest, "$G view start $D && echo MOUNTED; true");
+    assert!(ok, "{stdout}{stderr}");
+    assert_eq!(stdout, "", "{stderr}");
+    assert!(stderr.contains("not a directory"), "{stderr}");
 }

@@ -18,6 +18,7 @@ pub mod record;
 
 use crate::config;
 use crate::rootfs::Root;
+use crate::scratch::ScratchDir;
 use camino::Utf8Path;
 use closure_list::{ClosureList, Digest};
 
@@ -61,30 +62,34 @@ fn start_view(
     if let Some(error) = errors.first() {
         return Err(error.to_string().into());
     }
-    // Where this configuration's generator recorded the closure, found as
-    // it found it: inside the root, through a directory of ours.
-    let Some(lists) = config.views.as_deref() else {
-        return Err("[Generator] Views= is empty: closure views are not used".into());
+    // The records are where the generator wrote them: `[Generator] Views=`.
+    let Some(lists_path) = config.views.as_deref() else {
+        return Err("closure views are off ([Generator] Views= is empty)".into());
     };
-    let found = crate::scratch::ScratchDir::find(root, lists)?
-        .ok_or_else(|| format!("{lists}: no closure is recorded there"))?;
-    let lists = root.join(found.path());
-    let file = lists.join(digest.to_string());
-    let text = read_private_file(file.as_std_path())?;
-    let list = ClosureList::decode(&text).map_err(|e| format!("{file}: {e}"))?;
+    // What a record names becomes visible to confined services, and the
+    // layer is staged beside the records: only a directory of ours that no
+    // one else can write is used.
+    let lists = ScratchDir::find(root, lists_path)?
+        .ok_or_else(|| format!("{lists_path}: no such directory (no closure was recorded)"))?;
+    let name = digest.to_string();
+    let shown = lists.path().join(&name);
+    let text = read_private_file(&lists, &name).map_err(|e| format!("{shown}: {e}"))?;
+    let list = ClosureList::decode(&text).map_err(|e| format!("{shown}: {e}"))?;
     if list.digest() != digest {
-        return Err(format!("{file}: its content does not have the digest it is named by").into());
+        return Err(format!("{shown}: its content does not have the digest it is named by").into());
     }
     if list.store_dir != config.store_dir.as_str() {
         return Err(format!(
-            "{file}: made for the store {}, not {}",
+            "{shown}: made for the store {}, not {}",
             list.store_dir,
             config.store_dir.as_str()
         )
         .into());
     }
     let store = root.join(Utf8Path::new(config.store_dir.as_str()));
-    let staging = lists.join(format!(".layer-{digest}-{}", std::process::id()));
+    let staging = root
+        .join(lists.path())
+        .join(format!(".layer-{digest}-{}", std::process::id()));
     let built = mount::mount_view(&list, store.as_std_path(), staging.as_std_path(), target)?;
     Ok(format!(
         "mounted at {} ({} directories, {} files, {} symlinks)",
@@ -95,30 +100,32 @@ fn start_view(
     ))
 }
 
-/// The file's text, when it is a regular file of ours that no one else can
-/// write (what it names becomes visible to confined services).
-fn read_private_file(path: &std::path::Path) -> Result<String, String> {
+/// The text of the file `name` in `dir`, when it is a regular file of ours
+/// that no one else can write (what it names becomes visible to confined
+/// services). Opened through the directory's descriptor, never through a
+/// link.
+fn read_private_file(dir: &ScratchDir, name: &str) -> Result<String, String> {
     use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let metadata = file
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::os::unix::fs::MetadataExt;
+    let fd = nix::fcntl::openat(
+        dir.fd(),
+        name,
+        nix::fcntl::OFlag::O_RDONLY
+            | nix::fcntl::OFlag::O_NOFOLLOW
+            | nix::fcntl::OFlag::O_NONBLOCK
+            | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| e.desc().to_owned())?;
+    let mut file = std::fs::File::from(fd);
+    let metadata = file.metadata().map_err(|e| e.to_string())?;
     if !metadata.is_file()
         || metadata.uid() != nix::unistd::geteuid().as_raw()
         || metadata.mode() & 0o022 != 0
     {
-        return Err(format!(
-            "{}: not a regular file of ours that no one else can write",
-            path.display()
-        ));
+        return Err("not a regular file of ours that no one else can write".to_owned());
     }
     let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
     Ok(text)
 }

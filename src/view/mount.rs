@@ -70,6 +70,18 @@ pub fn mount_view(
     staging: &Path,
     target: &Path,
 ) -> Result<Built, ViewError> {
+    // Mounted where it is named, never through a link: mount(2) follows
+    // one, and the view would cover whatever it points to.
+    for path in [target.parent(), Some(target)].into_iter().flatten() {
+        if let Ok(found) = std::fs::symlink_metadata(path)
+            && !found.is_dir()
+        {
+            return Err(error(
+                path,
+                "not a directory: a view is not mounted on a link or a file",
+            ));
+        }
+    }
     std::fs::create_dir(staging).map_err(|e| error(staging, e.to_string()))?;
     let result = mount_staged(list, store, staging, target);
     // Detached whether the view was mounted or not: the view holds its own
@@ -135,6 +147,23 @@ fn mount_staged(
             format!("mounting the overlay ({options}): {}", e.desc()),
         )
     })?;
+    // Mounted below a shared /run, the view would be shared too, and the
+    // bind of it in each service a slave of it: whatever is mounted later
+    // below the view (or on a peer of it) would appear in running services,
+    // writable if it is. A private view receives nothing.
+    if let Err(e) = mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    ) {
+        let _ = umount2(target, MntFlags::MNT_DETACH);
+        return Err(error(
+            target,
+            format!("making the view private: {}", e.desc()),
+        ));
+    }
     Ok(built)
 }
 
@@ -142,9 +171,14 @@ fn mount_staged(
 /// theirs) and removes its directory. A view that is not mounted is no
 /// error.
 pub fn unmount_view(target: &Path) -> Result<(), ViewError> {
-    match umount2(target, MntFlags::MNT_DETACH) {
+    match umount2(target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(error(target, format!("unmounting: {}", e.desc()))),
+    }
+    // Only the view's own directory is removed (a link in its place is
+    // not ours to remove, and was never mounted through).
+    if std::fs::symlink_metadata(target).is_ok_and(|found| !found.is_dir()) {
+        return Ok(());
     }
     match std::fs::remove_dir(target) {
         Ok(()) => Ok(()),

@@ -7,7 +7,8 @@
 # then starts every case's confined service and checks, inside the service,
 # what it can see and write. See tests/e2e/README.md.
 #
-# Usage: tests/e2e/run.sh [--suite bookworm|trixie] [--keep] [--list] [CASE...]
+# Usage: tests/e2e/run.sh [--suite bookworm|trixie] [--binding view|per-path]
+#                         [--keep] [--list] [CASE...]
 # Run as root. Prints one line per case (PASS name / FAIL name), then one
 # line "N passed, M failed"; exits 1 when any case failed, 2 on setup errors.
 set -euo pipefail
@@ -34,12 +35,15 @@ Options:
 
 Environment:
   NCG_E2E_SUITE           same as --suite
+  NCG_E2E_BINDING         same as --binding
   NCG_E2E_CACHE           cache directory (default /var/cache/nix-confinement-generator-e2e)
   NCG_E2E_BINARY          generator binary to install (default: cargo build --release,
                           then target/release/nix-confinement-generator)
   NCG_E2E_BUILD=0         do not run cargo build
   NCG_E2E_MIRROR          Debian mirror (default: the one in this machine's apt sources)
   NCG_E2E_KEEP=1          same as --keep
+  NCG_E2E_WORK_PREFIX     name of the work directory, /var/tmp/PREFIX.XXXXXX
+                          (default ncg-e2e)
   NCG_E2E_FAKE_GENERATOR=1  DEVELOPMENT ONLY: instead of the real binary, install
                           a stand-in that copies NixOS-module-style drop-ins
                           computed by tests/e2e/lib/fake-generator.sh
@@ -50,6 +54,8 @@ while [ $# -gt 0 ]; do
   case $1 in
     --suite) SUITE=$2; shift 2 ;;
     --suite=*) SUITE=${1#--suite=}; shift ;;
+    --binding) BINDING=$2; shift 2 ;;
+    --binding=*) BINDING=${1#--binding=}; shift ;;
     --keep) KEEP=1; shift ;;
     --list) LIST=1; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -81,6 +87,14 @@ case_suites_ok() { # does case $1 run on $SUITE?
   [ -f "$HERE/cases/$1/suites" ] || return 0
   grep -qw -- "$SUITE" "$HERE/cases/$1/suites"
 }
+case_bindings_ok() { # does case $1 run with $BINDING?
+  [ -f "$HERE/cases/$1/bindings" ] || return 0
+  grep -qwx -- "$BINDING" <(tr ' ' '\n' <"$HERE/cases/$1/bindings")
+}
+case $BINDING in
+  view | per-path) ;;
+  *) fatal "unknown binding '$BINDING' (view or per-path)" ;;
+esac
 if [ "$LIST" = 1 ]; then
   for c in "${ALL_CASES[@]}"; do
     printf '%-36s %s\n' "$c" "$(head -n1 "$HERE/cases/$c/description")"
@@ -93,9 +107,11 @@ fi
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# install_common DIR: the common files and the static test user.
+# install_common DIR: the common files, the binding mode's configuration
+# and the static test user.
 install_common() {
   copy_tree "$HERE/common/files" "$1" common
+  install_binding "$1"
   # The static test user (sysusers.d in common/files), created now: the
   # boot-time systemd-sysusers.service only runs when /etc needs an update.
   chroot "$1" systemd-sysusers >"$WORK/logs/sysusers.log" 2>&1 ||
@@ -165,7 +181,11 @@ show_failure() {
 
 run_case() {
   local c=$1 rc=0 t
-  export NCG_CASE=$c NCG_UNIT=ncg-$c.service NCG_OUT=$OUT/$c NCG_OUT_ROOT=$OUT NCG_SUITE=$SUITE NCG_CLOSURES=$STORE_ROOT/closures
+  # The work directory is the harness's alone; a run that lost it (a
+  # cleanup of /var/tmp/ncg-e2e.* by another process was seen to empty it,
+  # the container's root included) can only report that.
+  [ -d "$WORK/logs" ] || fatal "$WORK was removed while the suite ran (by another process?)"
+  export NCG_CASE=$c NCG_UNIT=ncg-$c.service NCG_OUT=$OUT/$c NCG_OUT_ROOT=$OUT NCG_SUITE=$SUITE NCG_BINDING=$BINDING NCG_CLOSURES=$STORE_ROOT/closures
   t=$EPOCHREALTIME
   if [ -f "$HERE/cases/$c/case.sh" ]; then
     (cd "$HERE/cases/$c" && timeout 300 nsenter -t "$NCG_PID" -n -- \
@@ -199,9 +219,10 @@ run_case() {
 
 RUN_CASES=()
 for c in "${CASES[@]}"; do
-  case_suites_ok "$c" && RUN_CASES+=("$c")
+  case_suites_ok "$c" && case_bindings_ok "$c" && RUN_CASES+=("$c")
 done
-[ ${#RUN_CASES[@]} -gt 0 ] || fatal "no case runs on $SUITE"
+[ ${#RUN_CASES[@]} -gt 0 ] || fatal "no case runs on $SUITE with binding $BINDING"
+log "binding: $BINDING"
 
 ensure_tools
 mkdir -p "$CACHE"
@@ -249,9 +270,9 @@ for c in "${RUN_CASES[@]}"; do
 done
 
 if [ "$FAKE" = 1 ]; then
-  log "total $(elapsed) s on $SUITE, with the FAKE generator (NCG_E2E_FAKE_GENERATOR=1)"
+  log "total $(elapsed) s on $SUITE ($BINDING), with the FAKE generator (NCG_E2E_FAKE_GENERATOR=1)"
 else
-  log "total $(elapsed) s on $SUITE"
+  log "total $(elapsed) s on $SUITE ($BINDING)"
 fi
 [ "$FAILED" = 0 ] || log "failed: ${FAILED_NAMES[*]}"
 echo "$PASSED passed, $FAILED failed"

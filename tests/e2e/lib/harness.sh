@@ -8,13 +8,17 @@
 # directory.
 #
 # Sets HERE (tests/e2e) and REPO. Settings, from the environment unless the
-# caller changes them after sourcing: SUITE CACHE KEEP FAKE BINARY BUILD
-# MIRROR (see run.sh --help).
+# caller changes them after sourcing: SUITE BINDING CACHE KEEP FAKE BINARY
+# BUILD MIRROR (see run.sh --help).
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 
 SUITE=${NCG_E2E_SUITE:-bookworm}
+# How confined services get their closure: `view` (closure views, the
+# generator's default) or `per-path` (each store path bound on its own, the
+# fallback; [Generator] Views= empty, from common/per-path).
+BINDING=${NCG_E2E_BINDING:-view}
 CACHE=${NCG_E2E_CACHE:-/var/cache/nix-confinement-generator-e2e}
 KEEP=${NCG_E2E_KEEP:-0}
 FAKE=${NCG_E2E_FAKE_GENERATOR:-0}
@@ -22,7 +26,7 @@ BINARY=${NCG_E2E_BINARY:-}
 BUILD=${NCG_E2E_BUILD:-1}
 MIRROR=${NCG_E2E_MIRROR:-}
 # Name of the work directory (/var/tmp/PREFIX.XXXXXX) and of the machine.
-WORK_PREFIX=ncg-e2e
+WORK_PREFIX=${NCG_E2E_WORK_PREFIX:-ncg-e2e}
 
 T0=$EPOCHREALTIME
 elapsed() { awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
@@ -95,7 +99,7 @@ build_tree() {
 
 # ---- the Nix store (real Nix, cached by a hash of its inputs) -------------
 
-STORE_ATTRS=(bb check serve greeting hello sh2 target link foobar profile)
+STORE_ATTRS=(bb check serve greeting hello sh2 target link foobar profile elsewhere dotdot)
 # A store path that exists on disk but is not registered in the database:
 # the blocked case's ExecStart. Its hash part is valid Nix base32.
 UNREG_NAME=1111111111111111111111111111ncgz-ncg-e2e-unregistered
@@ -313,6 +317,16 @@ copy_tree() {
       fi
     fi
   done < <(find "$src" -mindepth 1 -print0)
+}
+
+# install_binding [DIR]: the configuration of the binding mode into the
+# tree (DIR, default $ROOT).
+install_binding() {
+  case $BINDING in
+    view) ;;
+    per-path) copy_tree "$HERE/common/per-path" "${1:-$ROOT}" common ;;
+    *) fatal "unknown binding '$BINDING' (view or per-path)" ;;
+  esac
 }
 
 # install_generator [DIR]: the generator binary (found by find_binary) into

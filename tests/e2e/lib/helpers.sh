@@ -8,6 +8,7 @@
 #   NCG_CASE   the case name;  NCG_UNIT  its main unit, ncg-<case>.service
 #   NCG_OUT    host path of the case's /out directory (/out/<case> inside)
 #   NCG_SUITE  Debian suite of the container (bookworm, trixie)
+#   NCG_BINDING  how closures are bound: view (closure views) or per-path
 #   NCG_S_*    store paths of the test store (NCG_S_CHECK, NCG_S_BB, ...)
 # It passes when it exits 0. Everything it prints is shown when it fails.
 
@@ -18,8 +19,8 @@ ctl() { in_ct systemctl --no-pager "$@"; }
 
 say() { printf '    %s\n' "$*"; }
 ok() { say "ok: $*"; }
-die() {
-  say "FAIL: $*"
+die() { # (on stderr: seen also when it ends a $(...))
+  say "FAIL: $*" >&2
   exit 1
 }
 
@@ -47,6 +48,33 @@ expect_confined() {
   esac
   [ "$root" = "$want" ] || die "$unit: RootDirectory is '$root', expected '$want'"
   ok "$unit has RootDirectory=$root from a generated drop-in"
+  [ -z "${NCG_BINDING:-}" ] || expect_binding "$unit" "${NCG_EXPECT_BINDING:-$NCG_BINDING}"
+}
+
+# expect_binding UNIT view|per-path: the unit's store comes from a closure
+# view (it requires the view's unit) or path by path from the read-only
+# store view (it requires that mount unit), as the suite's binding mode
+# says: a run in one mode must not test the other.
+expect_binding() {
+  local unit=$1 want=$2 requires
+  requires=$(unit_prop "$unit" Requires)
+  case $want in
+    view)
+      case " $requires " in
+        *" nix-confinement-view@"*) ok "$unit: its closure is bound from a closure view" ;;
+        *) die "$unit: not bound from a closure view (Requires=$requires)" ;;
+      esac
+      ;;
+    per-path)
+      case " $requires " in
+        *" nix-confinement-view@"*) die "$unit: bound from a closure view, expected path by path (Requires=$requires)" ;;
+        # (systemctl show quotes the name and doubles its backslashes)
+        *run-nix*x2dconfinement*x2dstore.mount*) ok "$unit: each store path is bound on its own" ;;
+        *) die "$unit: requires neither a closure view nor $STORE_VIEW_UNIT (Requires=$requires)" ;;
+      esac
+      ;;
+    *) die "expect_binding: unknown binding '$want'" ;;
+  esac
 }
 
 # expect_not_confined UNIT: nothing was generated for it.
@@ -110,9 +138,15 @@ STORE_VIEW_UNIT='run-nix\x2dconfinement\x2dstore.mount'
 # by list_writable_targets) covers exactly the closure of the named store
 # paths: every store path of the closure, nothing else under /nix/store.
 expect_closure_probed() {
-  local dir=$1 got want
+  local dir=$1 got want links
   shift
   want=$(closure_of "$@")
+  if [ "${NCG_BINDING:-}" = view ]; then
+    # A view shows a symlink store path as the symlink it is: not a
+    # directory or file to write (its target, in the closure, is probed).
+    links=$(in_ct find /nix/store -mindepth 1 -maxdepth 1 -type l | sort)
+    want=$(comm -23 <(printf '%s\n' "$want") <(printf '%s\n' "$links"))
+  fi
   got=$(grep -o '^/nix/store/[^/]*' "$dir/targets" | sort -u)
   [ "$got" = "$want" ] || die "the store paths probed in ${dir#"$NCG_OUT_ROOT"} are not the closure:
 $(diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") | sed 's/^/      /')"
@@ -300,4 +334,149 @@ unmount_view() {
   done
   in_ct mountpoint -q "$STORE_VIEW" 2>/dev/null && die "$STORE_VIEW is still mounted"
   wait_for 10 "$STORE_VIEW_UNIT to become inactive" view_unit_inactive
+}
+
+# ---- closure views ------------------------------------------------------------
+# Each confined unit requires nix-confinement-view@DIGEST.service, which mounts
+# its closure's view (a read-only overlayfs) at $VIEWS/DIGEST from the record
+# $VIEW_RECORDS/DIGEST; the unit binds $VIEWS/DIGEST/s at /nix/store.
+
+VIEWS=/run/nix-confinement-views
+VIEW_RECORDS=/run/nix-confinement-generator/views
+
+# view_digest UNIT: the digest of the view UNIT requires (fails if none).
+view_digest() {
+  local d
+  d=$(unit_prop "$1" Requires | grep -o 'nix-confinement-view@[0-9a-f]\{32\}' | head -n1) ||
+    die "$1 requires no closure view (Requires=$(unit_prop "$1" Requires))"
+  echo "${d#*@}"
+}
+view_unit() { echo "nix-confinement-view@$1.service"; }
+
+# expect_view_mounted DIGEST: one mount at the view's place, the overlay,
+# read-only and private (a mount below it would not reach the services).
+expect_view_mounted() {
+  local d=$1 lines fstype source opts prop
+  lines=$(in_ct findmnt -n -o FSTYPE,SOURCE,OPTIONS,PROPAGATION "$VIEWS/$d" 2>/dev/null) ||
+    die "the view $d is not mounted ($(view_unit "$d"): $(unit_prop "$(view_unit "$d")" ActiveState))"
+  [ "$(printf '%s\n' "$lines" | wc -l)" = 1 ] || die "more than one mount at $VIEWS/$d:
+$lines"
+  read -r fstype source opts prop <<<"$lines"
+  [ "$fstype $source" = "overlay nix-confinement-view" ] || die "$VIEWS/$d is a $fstype mount of $source"
+  case ,$opts, in *,ro,*) ;; *) die "$VIEWS/$d is mounted $opts" ;; esac
+  [ "$prop" = private ] || die "$VIEWS/$d has propagation $prop, expected private"
+  # Its layer is reachable by no path (staged on a tmpfs that was detached
+  # once the view was mounted): nothing can change it under the view.
+  ! in_ct findmnt -rn -o TARGET | grep -q '/\.layer-' || die "a layer's staging mount is still attached:
+$(in_ct findmnt -rn -o TARGET | grep '/\.layer-')"
+  ! in_ct ls -A "$VIEW_RECORDS" | grep -q '^\.layer-' || die "a layer's staging directory is left in $VIEW_RECORDS"
+  ok "the view $d is mounted: overlayfs, read-only, private; its layer reachable by no path"
+}
+
+# expect_view_stopped DIGEST: its unit is not active and nothing is mounted
+# at its place (stopped when no unit needed it any more).
+expect_view_stopped() {
+  local d=$1 u
+  u=$(view_unit "$d")
+  wait_for 10 "$u to stop" view_inactive "$d"
+  ! in_ct mountpoint -q "$VIEWS/$d" 2>/dev/null || die "$VIEWS/$d is still mounted"
+  ok "$u stopped, nothing mounted at $VIEWS/$d"
+}
+view_inactive() { # (deactivating is not yet: ExecStop= still runs)
+  case $(unit_prop "$(view_unit "$1")" ActiveState) in inactive | failed) ;; *) return 1 ;; esac
+}
+
+# expect_view_mounts MOUNTINFO DIGEST: in a service's mountinfo, /nix/store
+# is one read-only mount of the view DIGEST's s/ directory, nothing is
+# mounted below it, and /bin/sh (if bound) comes from the same view.
+expect_view_mounts() {
+  local mi=$1 d=$2 store below sh dev
+  [ -s "$mi" ] || die "no mountinfo at ${mi#"$NCG_OUT_ROOT"}"
+  store=$(awk '$5 == "/nix/store"' "$mi")
+  [ "$(printf '%s\n' "$store" | grep -c .)" = 1 ] || die "not one mount at /nix/store:
+$store"
+  awk -v d="$d" '{
+      for (i = 7; $i != "-"; i++) ;
+      ok = $4 == "/s" && $(i + 1) == "overlay" && $(i + 2) == "nix-confinement-view" &&
+        index($(i + 3), "lowerdir=/run/nix-confinement-generator/views/.layer-" d "-") &&
+        ("," $6 ",") ~ /,ro,/
+      exit !ok
+    }' <<<"$store" || die "/nix/store is not the view $d's s/, read-only: $store"
+  below=$(awk '$5 ~ "^/nix/store/"' "$mi")
+  [ -z "$below" ] || die "mounts below /nix/store:
+$below"
+  dev=$(awk '{ print $3 }' <<<"$store")
+  sh=$(awk '$5 == "/bin/sh"' "$mi")
+  if [ -n "$sh" ]; then
+    # read-only as a mount, or as a file system (the view's superblock
+    # is read-only whatever a remount of the host's view made the mount)
+    awk -v dev="$dev" '{
+        for (i = 7; $i != "-"; i++) ;
+        exit !($3 == dev && $4 ~ "^/s/" && (("," $6 ",") ~ /,ro,/ || ("," $(i + 3) ",") ~ /,ro,/))
+      }' <<<"$sh" || die "/bin/sh is not a read-only bind from the view: $sh"
+  fi
+  ok "inside: /nix/store is the view $d (one read-only overlayfs mount, nothing below it)${sh:+, /bin/sh from it}"
+}
+
+# expect_store_mounts MOUNTINFO UNIT NAME...: the store inside, as the
+# binding mode makes it: one mount per closure path of the named store
+# paths (per-path), or UNIT's view.
+expect_store_mounts() {
+  local mi=$1 unit=$2
+  shift 2
+  if [ "$NCG_BINDING" = per-path ]; then
+    expect_store_mounts_ro "$mi" "$@"
+  else
+    expect_view_mounts "$mi" "$(view_digest "$unit")"
+  fi
+}
+
+# main_pid UNIT: its main process (the unit must be running).
+main_pid() {
+  local pid
+  pid=$(unit_prop "$1" MainPID)
+  [ -n "$pid" ] && [ "$pid" != 0 ] || die "$1 has no main process"
+  echo "$pid"
+}
+
+# store_names_seen_by UNIT: `ls -A /nix/store` as UNIT's main process sees it
+# (through /proc/PID/root: its own mount namespace), sorted.
+store_names_seen_by() { in_ct ls -A "/proc/$(main_pid "$1")/root/nix/store" | sort; }
+
+# names_of PATH...: the store path names (without /nix/store/), sorted.
+names_of() { printf '%s\n' "$@" | sed 's|^/nix/store/||' | sort -u; }
+
+# expect_refused_because UNIT DIR TEXT...: starting UNIT fails, nothing of
+# it ran (its ExecStartPre= touches DIR/PRE-RAN), and what systemd says —
+# the start's error, `systemctl status` of UNIT and of the view unit it
+# requires, that unit's journal — contains each TEXT (why it was refused).
+# The journal is asked too: `systemctl status` shows only what was logged
+# after the unit's last activation began, and the journal was seen to stamp
+# the line a failing `view start` wrote (to stderr, at once) before that
+# (systemd 252, about one start in ten): the line is then in `journalctl -u`
+# but not in the status.
+expect_refused_because() {
+  local unit=$1 dir=$2 rc=0 started said missing d t i
+  shift 2
+  rm -f "$dir/PRE-RAN" "$dir/verdict" "$dir/results"
+  d=$(view_digest "$unit")
+  started=$(timeout 120 nsenter -t "$NCG_PID" -a -- systemctl --no-pager start -- "$unit" 2>&1) || rc=$?
+  # What a unit wrote to stderr reaches the journal (and so the status) a
+  # moment after systemd's own lines: asked again for up to 5 s.
+  for i in $(seq 50); do
+    said=$started$'\n'$(ctl status -n 8 -- "$unit" 2>&1 || true)
+    said+=$'\n'$(ctl status -n 8 -- "$(view_unit "$d")" 2>&1 || true)
+    said+=$'\n'$(in_ct journalctl --no-pager -o cat -n 8 -u "$(view_unit "$d")" 2>&1 | sed 's/^/journal: /' || true)
+    missing=
+    for t in "$@"; do
+      grep -qF -- "$t" <<<"$said" || missing=$t
+    done
+    [ -n "$missing" ] || break
+    sleep 0.1
+  done
+  printf '%s\n' "$said" | sed 's/^/      said| /'
+  [ ! -e "$dir/PRE-RAN" ] && [ ! -e "$dir/verdict" ] || die "$unit ran (start status $rc): $(ls "$dir" | tr '\n' ' ')"
+  [ "$rc" != 0 ] || die "$unit: systemctl start succeeded"
+  [ -z "$missing" ] || die "systemctl does not say '$missing'"
+  ok "$unit: start refused (status $rc), nothing of it ran; systemctl says: $(printf "'%s' " "$@")"
 }

@@ -13,6 +13,11 @@
 #   greeting, target, foobar      data files
 #   profile   -> check, greeting  bin/ncg-check -> check/bin/ncg-check, used
 #                                 through /nix/var/nix/profiles/ncg-e2e
+#   elsewhere                     the store path itself is a symlink out of
+#                                 the store: /etc/ncg-elsewhere
+#   dotdot                        symlinks that climb out of it (store -> ..,
+#                                 root -> ../../..) or leave the store
+#                                 (/etc/ncg-elsewhere, the profile)
 { busybox }:
 let
   lib = import ./lib.nix { };
@@ -46,6 +51,16 @@ rec {
   link = runCommand "ncg-symlink" { inherit target; } ''ln -s "$target" "$out"'';
 
   foobar = writeText "ncg-foobar" "eek";
+
+  elsewhere = runCommand "ncg-symlink-elsewhere" { } ''ln -s /etc/ncg-elsewhere "$out"'';
+
+  dotdot = runCommand "ncg-dotdot" { } ''
+    mkdir -p "$out"
+    ln -s .. "$out/store"
+    ln -s ../../.. "$out/root"
+    ln -s /etc/ncg-elsewhere "$out/elsewhere"
+    ln -s /nix/var/nix/profiles/ncg-e2e "$out/profile"
+  '';
 
   profile = runCommand "ncg-profile-env" { inherit check greeting; } ''
     mkdir -p "$out/bin" "$out/share"

@@ -18,8 +18,13 @@ for unit in "$NCG_UNIT" ncg-store-ro-every-path-chroot.service; do
   expect_closure_probed "$dir" "${roots[@]}"
   expect_all_erofs "$dir"
 done
-expect_store_mounts_ro "$NCG_OUT/mountinfo" "${roots[@]}"
-expect_view_ro
+expect_store_mounts "$NCG_OUT/mountinfo" "$NCG_UNIT" "${roots[@]}"
+if [ "$NCG_BINDING" = per-path ]; then
+  expect_view_ro
+else
+  # oneshot services: the view is needed while one runs, then stops
+  expect_view_stopped "$(view_digest "$NCG_UNIT")"
+fi
 
 say "--- control"
 start_unit ncg-store-ro-every-path-control.service || die "the control failed to start"

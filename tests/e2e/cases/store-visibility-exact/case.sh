@@ -13,7 +13,7 @@ $(diff <(printf '%s\n' "$want") <(printf '%s\n' "$got") | sed 's/^/      /')"
   got=$(sort "$dir/ls-nix" | tr '\n' ' ')
   [ "$got" = ". .. store " ] || die "$unit: ls -a /nix is: $got"
   ok "$unit: /nix holds only store"
-  expect_store_mounts_ro "$dir/mountinfo" "$@"
+  expect_store_mounts "$dir/mountinfo" "$unit" "$@"
 }
 
 # X-ConfinementBinSh= joins the roots as the store path of the file it

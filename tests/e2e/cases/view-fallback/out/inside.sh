@@ -1,0 +1,3 @@
+expect_content @GREETING@ "hello from the store"
+expect_no_write @GREETING@
+expect_no_write /nix/store
