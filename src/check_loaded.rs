@@ -297,7 +297,7 @@ pub struct Expectations {
 pub fn expectations(plan: &mut Plan, root: &Root) -> Expectations {
     let Plan { config, units, .. } = plan;
     let closures = Closures::start(root, config);
-    let views = Views::preview(config.views.as_deref());
+    let views = Views::preview(root, config.views.as_deref());
     let mut confiner = Confiner::new(config, closures, views);
     confiner.closures.resolve(units);
     let mut expected = Expectations::default();

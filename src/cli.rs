@@ -172,8 +172,12 @@ fn plan_without_writing(root: &Root, env_unit_path: Option<&str>) -> (Plan, Clos
     (plan, closures)
 }
 
-fn previewing<'c>(config: &'c Config, closures: Closures) -> Confiner<'c> {
-    Confiner::new(config, closures, Views::preview(config.views.as_deref()))
+fn previewing<'c>(root: &Root, config: &'c Config, closures: Closures) -> Confiner<'c> {
+    Confiner::new(
+        config,
+        closures,
+        Views::preview(root, config.views.as_deref()),
+    )
 }
 
 fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &Logger) -> i32 {
@@ -204,7 +208,7 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
         return 0;
     };
     let Plan { config, units, .. } = &mut plan;
-    let mut confiner = previewing(config, closures);
+    let mut confiner = previewing(root, config, closures);
     let unit = &mut units[index];
     let outcome = confiner.confine(unit, true);
     let mut out = std::io::stdout().lock();
@@ -269,7 +273,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let unconfinable = plan.unconfinable.len();
     let (mut blocked, mut unconfined) = (0, 0);
     let Plan { config, units, .. } = &mut plan;
-    let mut confiner = previewing(config, closures);
+    let mut confiner = previewing(root, config, closures);
     confiner.closures.resolve(units);
     for unit in units.iter_mut() {
         let outcome = confiner.confine(unit, false);

@@ -237,9 +237,11 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
         Binding::View(_) => {
             // Read-only twice over: the overlay has no upper layer, and the
             // bind is remounted read-only (one mount: no cost to speak of).
+            // Not recursive: a mount made below the view later is not
+            // carried into the service.
             let _ = writeln!(
                 out,
-                "BindReadOnlyPaths={}:{}",
+                "BindReadOnlyPaths={}:{}:norbind",
                 escape_path(&source),
                 escape_path(c.store_dir)
             );
@@ -331,8 +333,10 @@ fn push_bind(out: &mut String, store_dir: &str, view: &str, source: &str, target
         .strip_prefix(store_dir)
         .filter(|rest| rest.starts_with('/'));
     match in_store {
+        // Read-only too: the view is, but something mounted exactly at
+        // this place in it would not be.
         Some(rest) => {
-            out.push_str("BindPaths=");
+            out.push_str("BindReadOnlyPaths=");
             out.push_str(view);
             out.push_str(&escape_path(rest));
             out.push(':');

@@ -168,7 +168,7 @@ fn mode_defaults_full_apivfs() {
     ];
     expected.extend(full_apivfs_lines());
     expected.push(format!(
-        "BindReadOnlyPaths=/run/nix-confinement-views/{digest}/s:/nix/store"
+        "BindReadOnlyPaths=/run/nix-confinement-views/{digest}/s:/nix/store:norbind"
     ));
     assert_eq!(assignments(&dropin), expected);
     assert_eq!(root.binds(&dropin), [app]);
@@ -471,7 +471,7 @@ fn bin_sh_default_empty_custom() {
     let default = root.dropin("default.service");
     assert!(
         default.contains(&format!(
-            "\nBindPaths={}/bin/bash:/bin/sh\n",
+            "\nBindReadOnlyPaths={}/bin/bash:/bin/sh\n",
             in_view(&default, &bash)
         )),
         "{default}"
@@ -485,7 +485,7 @@ fn bin_sh_default_empty_custom() {
     let custom = root.dropin("custom.service");
     assert!(
         custom.contains(&format!(
-            "\nBindPaths={}/bin/dash:/bin/sh\n",
+            "\nBindReadOnlyPaths={}/bin/dash:/bin/sh\n",
             in_view(&custom, &dash)
         )),
         "{custom}"

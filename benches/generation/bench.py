@@ -253,7 +253,8 @@ def read_binds(unit_dir: str, root: str) -> tuple[dict[str, str], set[str], list
             if value == "":
                 binds.clear()  # an empty assignment resets the list
                 continue
-            view = re.fullmatch(re.escape(VIEWS) + r"/([0-9a-f]{32})/s:" + re.escape(STORE), value)
+            view = re.fullmatch(re.escape(VIEWS) + r"/([0-9a-f]{32})/s:" + re.escape(STORE)
+                                + r"(:norbind)?", value)
             if view:
                 keys.add("closure view")
                 for path in view_paths(root, view.group(1)):

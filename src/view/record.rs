@@ -42,16 +42,30 @@ impl Views {
     }
 
     /// What [`Views::for_run`] would decide, found without writing
-    /// anything (for `explain` and `check`).
-    pub fn preview(lists: Option<&Utf8Path>) -> Views {
-        match (lists, kernel_cannot_mount_views()) {
-            (None, _) => Views::Off("[Generator] Views= is empty".to_owned()),
-            (Some(_), Some(reason)) => Views::Off(reason),
-            (Some(_), None) if !in_first_user_namespace() => Views::Off(
+    /// anything (for `explain` and `check`): the records' directory, when
+    /// there is one, must be ours alone and on a file system that keeps
+    /// extended attributes (asked by reading one, which writes nothing).
+    pub fn preview(root: &Root, lists: Option<&Utf8Path>) -> Views {
+        let Some(lists) = lists else {
+            return Views::Off("[Generator] Views= is empty".to_owned());
+        };
+        if let Some(reason) = kernel_cannot_mount_views() {
+            return Views::Off(reason);
+        }
+        if !in_first_user_namespace() {
+            return Views::Off(
                 "in a user namespace of its own, trusted extended attributes cannot be set"
                     .to_owned(),
-            ),
-            (Some(_), None) => Views::Preview,
+            );
+        }
+        match ScratchDir::find(root, lists) {
+            Err(reason) => Views::Off(reason),
+            Ok(Some(dir)) => match attributes_kept(&dir) {
+                Ok(()) => Views::Preview,
+                Err(reason) => Views::Off(reason),
+            },
+            // Made by the generator's next run, and tried then.
+            Ok(None) => Views::Preview,
         }
     }
 
@@ -94,6 +108,29 @@ impl NameHashes {
             self.0.resize(index + 1, None);
         }
         *self.0[index].get_or_insert_with(|| closure_list::name_hash(name))
+    }
+}
+
+/// Whether the file system of `dir` keeps extended attributes: reading one
+/// that is not there says "no such attribute" where it does.
+fn attributes_kept(dir: &ScratchDir) -> Result<(), String> {
+    let key = CString::new("trusted.nix-confinement-probe").expect("no NUL");
+    let mut byte = [0u8; 1];
+    // SAFETY: an open descriptor, a NUL-terminated name, a buffer of 1.
+    let read = unsafe {
+        libc::fgetxattr(
+            dir.fd().as_raw_fd(),
+            key.as_ptr(),
+            byte.as_mut_ptr().cast(),
+            byte.len(),
+        )
+    };
+    match nix::errno::Errno::last() {
+        nix::errno::Errno::EOPNOTSUPP if read < 0 => Err(format!(
+            "{}: its file system keeps no extended attributes",
+            dir.path()
+        )),
+        _ => Ok(()),
     }
 }
 

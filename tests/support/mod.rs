@@ -375,8 +375,18 @@ pub fn view_of(dropin: &str) -> Option<String> {
             .strip_prefix(VIEWS)?
             .strip_prefix('/')?
             .strip_suffix("/s")?;
-        (target == "/nix/store").then(|| digest.to_owned())
+        (target == "/nix/store:norbind").then(|| digest.to_owned())
     })
+}
+
+/// A bind source in the read-only store view or a closure view, as the
+/// store path it shows.
+fn in_store_terms(source: &str) -> Option<String> {
+    let rest = source.strip_prefix(STORE_VIEW).or_else(|| {
+        let in_view = source.strip_prefix(VIEWS)?.strip_prefix('/')?;
+        Some(&in_view[in_view.find("/s/")? + 2..])
+    })?;
+    Some(format!("/nix/store{rest}"))
 }
 
 /// What a drop-in binds, in order and in store terms: `PATH` for a path bound
@@ -389,23 +399,18 @@ pub fn binds(dropin: &str) -> Vec<String> {
         .filter_map(|line| {
             let (source, target) = if let Some(value) = line.strip_prefix("BindPaths=") {
                 let (source, target) = value.split_once(':').expect("BindPaths= with a target");
-                let rest = source
-                    .strip_prefix(STORE_VIEW)
-                    .or_else(|| {
-                        let in_view = source.strip_prefix(VIEWS)?.strip_prefix('/')?;
-                        Some(&in_view[in_view.find("/s/")? + 2..])
-                    })
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "BindPaths= not from the read-only store view or a closure view: {line}"
-                        )
-                    });
-                (format!("/nix/store{rest}"), target.to_owned())
+                let source = in_store_terms(source).unwrap_or_else(|| {
+                    panic!("BindPaths= not from the read-only store view or a closure view: {line}")
+                });
+                (source, target.to_owned())
             } else if view_of(line).is_some() {
                 return None;
             } else if let Some(value) = line.strip_prefix("BindReadOnlyPaths=") {
                 match value.split_once(':') {
-                    Some((source, target)) => (source.to_owned(), target.to_owned()),
+                    Some((source, target)) => (
+                        in_store_terms(source).unwrap_or_else(|| source.to_owned()),
+                        target.to_owned(),
+                    ),
                     None => (value.to_owned(), value.to_owned()),
                 }
             } else {
