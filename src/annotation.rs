@@ -417,22 +417,22 @@ pub fn parse_host_path(word: &str) -> Result<HostPath, String> {
             .map(HostPath::Set)
             .ok_or_else(|| {
                 format!(
-                    "{:?} is not a set of host paths (one of {})",
-                    word.escape_debug().to_string(),
+                    "\"{}\" is not a set of host paths (one of {})",
+                    word.escape_debug(),
                     crate::host::sets::HostSet::names()
                 )
             });
     }
     if !word.starts_with('/') {
         return Err(format!(
-            "{:?} is neither an absolute path nor a set (@name)",
-            word.escape_debug().to_string()
+            "\"{}\" is neither an absolute path nor a set (@name)",
+            word.escape_debug()
         ));
     }
     if word.chars().any(char::is_control) {
         return Err(format!(
-            "{:?} holds a control character",
-            word.escape_debug().to_string()
+            "\"{}\" holds a control character",
+            word.escape_debug()
         ));
     }
     let components: Vec<&str> = word.split('/').filter(|c| !c.is_empty()).collect();
@@ -957,6 +957,48 @@ mod tests {
                 "[{section}] {key}={value}"
             );
         }
+    }
+
+    #[test]
+    fn host_paths_accumulate_reset_and_are_made_normal() {
+        use crate::host::sets::HostSet;
+        let a = read_annotations(
+            &unit(
+                "a.service",
+                &[
+                    ("Service", KEY_ENABLE, "yes"),
+                    ("Service", KEY_HOST_PATHS, "/etc/passwd"),
+                    ("Service", KEY_HOST_PATHS, ""),
+                    ("Service", KEY_HOST_PATHS, "@resolve //etc//hosts/ @users"),
+                    ("Service", KEY_HOST_PATHS, "relative @nope /a/../b /x\x01y"),
+                ],
+            ),
+            true,
+        );
+        let request = a.request.unwrap();
+        let paths: Vec<HostPath> = request.host_paths.iter().map(|p| p.value.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                HostPath::Set(HostSet::Resolve),
+                HostPath::Path(Utf8PathBuf::from("/etc/hosts")),
+                HostPath::Set(HostSet::Users),
+            ]
+        );
+        assert_eq!(request.host_paths[0].location.as_ref().unwrap().line, 4);
+        assert_eq!(
+            messages(&a.errors),
+            [
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"relative\" is neither an absolute path nor a set (@name)",
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"@nope\" is not a set of host paths (one of @resolve, @tls, @timezone, @users)",
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"/a/../b\" has a . or .. component: name the path as it is on the host",
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"/x\\u{1}y\" holds a control character",
+            ]
+        );
+        assert_eq!(
+            probable_key("Service", "X-ConfinementHostPath", "@tls"),
+            Some(KEY_HOST_PATHS)
+        );
     }
 
     #[test]

@@ -692,6 +692,13 @@ impl Planner<'_> {
             .hidden
             .retain(|path| dirs.iter().any(|dir| is_within(path.as_str(), dir.as_str())));
         self.plan.hidden.sort();
+        for hidden in &self.plan.hidden {
+            shown.push(Shown {
+                path: hidden.to_string(),
+                what: "hidden (InaccessiblePaths=): the resolver's socket, not a file".to_owned(),
+                why: "in a directory bound whole".to_owned(),
+            });
+        }
         let mut tops: Vec<Utf8PathBuf> = Vec::new();
         let mut parents: Vec<Utf8PathBuf> = self
             .plan
