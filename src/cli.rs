@@ -174,12 +174,9 @@ pub fn main() -> i32 {
         }
         Command::Check => check(&root, env_unit_path.as_deref()),
         Command::View { start, digest } => crate::view::run(&root, start, &digest),
-        Command::Host { digest, records } => crate::host::skeleton::run(
-            &root,
-            records.is_some(),
-            &digest,
-            records.as_deref(),
-        ),
+        Command::Host { digest, records } => {
+            crate::host::skeleton::run(&root, records.is_some(), &digest, records.as_deref())
+        }
         Command::CheckLoaded { reload } => {
             crate::check_loaded::run(&root, env_unit_path.as_deref(), reload)
         }

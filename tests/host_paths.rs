@@ -32,7 +32,10 @@ fn debian_host(root: &TestRoot) {
     chmod(root, "/etc/shadow", 0o640);
     root.write("/etc/hosts", "127.0.0.1 localhost\n");
     root.write("/etc/nsswitch.conf", "hosts: files dns\n");
-    root.symlink("../run/systemd/resolve/stub-resolv.conf", "/etc/resolv.conf");
+    root.symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        "/etc/resolv.conf",
+    );
     root.write(
         "/run/systemd/resolve/stub-resolv.conf",
         "nameserver 127.0.0.53\n",
@@ -108,8 +111,7 @@ fn debian_sets_show_links_files_and_the_resolver_directory() {
             "BindReadOnlyPaths=-/etc/ssl/certs:/etc/ssl/certs".to_owned(),
             "BindReadOnlyPaths=-/etc/timezone:/etc/timezone".to_owned(),
             "BindReadOnlyPaths=-/run/systemd/resolve:/run/systemd/resolve".to_owned(),
-            "BindReadOnlyPaths=-/usr/share/ca-certificates:/usr/share/ca-certificates"
-                .to_owned(),
+            "BindReadOnlyPaths=-/usr/share/ca-certificates:/usr/share/ca-certificates".to_owned(),
             "BindReadOnlyPaths=-/usr/share/zoneinfo:/usr/share/zoneinfo".to_owned(),
             "InaccessiblePaths=-+/run/systemd/resolve/io.systemd.Resolve".to_owned(),
             "InaccessiblePaths=-+/run/systemd/resolve/io.systemd.Resolve.Monitor".to_owned(),
@@ -117,19 +119,15 @@ fn debian_sets_show_links_files_and_the_resolver_directory() {
         ]
     );
     // The record of the links, beside the template that mounts them.
-    let record = std::fs::read_to_string(
-        root.out
-            .join(format!(".nix-confinement-host-{digest}")),
-    )
-    .unwrap();
+    let record =
+        std::fs::read_to_string(root.out.join(format!(".nix-confinement-host-{digest}"))).unwrap();
     assert_eq!(
         record,
         "nix-confinement-generator host links 1\nunit a.service\n\
          /etc/localtime\t/usr/share/zoneinfo/Europe/Berlin\n\
          /etc/resolv.conf\t../run/systemd/resolve/stub-resolv.conf\n"
     );
-    let template =
-        std::fs::read_to_string(root.out.join("nix-confinement-host@.service")).unwrap();
+    let template = std::fs::read_to_string(root.out.join("nix-confinement-host@.service")).unwrap();
     assert!(
         template.contains(&format!(
             "ExecStart={} host start %i {}\n",
@@ -141,7 +139,10 @@ fn debian_sets_show_links_files_and_the_resolver_directory() {
     assert!(template.contains(&format!("ExecStop={} host stop %i\n", support::GENERATOR)));
     // No secret, no store path of the host's: the closure is the program's.
     assert!(!dropin.contains("shadow") && !dropin.contains("private"));
-    assert_eq!(root.binds(&dropin).first().map(String::as_str), Some(app.as_str()));
+    assert_eq!(
+        root.binds(&dropin).first().map(String::as_str),
+        Some(app.as_str())
+    );
     assert_eq!(root.verify("a.service"), "");
 }
 
@@ -149,7 +150,10 @@ fn debian_sets_show_links_files_and_the_resolver_directory() {
 fn a_missing_resolver_directory_is_bound_when_it_appears_and_warns_nothing() {
     // At boot the generator runs before systemd-resolved made its files.
     let root = TestRoot::new("host-boot");
-    root.symlink("../run/systemd/resolve/stub-resolv.conf", "/etc/resolv.conf");
+    root.symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        "/etc/resolv.conf",
+    );
     root.symlink("/run/NetworkManager/resolv.conf", "/etc/resolv.nm");
     let app = program(&root, 2, "app");
     unit_with(&root, &app, "/etc/resolv.conf /etc/resolv.nm");
@@ -159,7 +163,9 @@ fn a_missing_resolver_directory_is_bound_when_it_appears_and_warns_nothing() {
     let dropin = root.dropin("a.service");
     let lines = host_lines(&dropin);
     assert!(lines.contains(&"BindReadOnlyPaths=-/run/systemd/resolve:/run/systemd/resolve"));
-    assert!(lines.contains(&"BindReadOnlyPaths=-/run/NetworkManager/resolv.conf:/run/NetworkManager/resolv.conf"));
+    assert!(lines.contains(
+        &"BindReadOnlyPaths=-/run/NetworkManager/resolv.conf:/run/NetworkManager/resolv.conf"
+    ));
     assert_eq!(root.verify("a.service"), "");
 }
 
@@ -197,11 +203,8 @@ fn nixos_links_through_etc_static_put_their_store_path_in_the_closure() {
     assert_eq!(run.status, 0, "{}", run.stderr);
     let dropin = root.dropin("a.service");
     let digest = skeleton_of(&dropin);
-    let record = std::fs::read_to_string(
-        root.out
-            .join(format!(".nix-confinement-host-{digest}")),
-    )
-    .unwrap();
+    let record =
+        std::fs::read_to_string(root.out.join(format!(".nix-confinement-host-{digest}"))).unwrap();
     assert_eq!(
         record,
         format!(
@@ -213,11 +216,9 @@ fn nixos_links_through_etc_static_put_their_store_path_in_the_closure() {
     closure.retain(|p| p.starts_with("/nix/store/"));
     assert_eq!(closure, root.requisites(&[&app, &hosts, &bundle]));
     assert!(!closure.contains(&etc), "the system's etc is not shown");
-    assert!(
-        host_lines(&dropin).contains(&format!(
-            "BindReadOnlyPaths=/run/nix-confinement-host/{digest}/etc:/etc"
-        ).as_str())
-    );
+    assert!(host_lines(&dropin).contains(
+        &format!("BindReadOnlyPaths=/run/nix-confinement-host/{digest}/etc:/etc").as_str()
+    ));
     // explain says why each is there, and what named the store paths.
     let explained = root.run(&["explain", "a.service"]);
     assert_eq!(explained.status, 0, "{}", explained.stderr);
@@ -266,16 +267,28 @@ fn secrets_api_file_systems_and_the_store_block_the_unit() {
     let app = program(&root, 9, "app");
     for (listed, reason) in [
         ("/etc/shadow", "/etc/shadow is a secret"),
-        ("/etc/innocent", "it leads to /etc/shadow: /etc/shadow is never shown"),
+        (
+            "/etc/innocent",
+            "it leads to /etc/shadow: /etc/shadow is never shown",
+        ),
         ("/etc", "/etc holds the secret /etc/shadow"),
         ("/etc/ssh", "/etc/ssh holds the SSH host keys"),
         ("/etc/ssh/ssh_host_ed25519_key", "is an SSH key"),
         ("/etc/ssl/private/host.key", "/etc/ssl/private"),
-        ("/proc/cpuinfo", "/proc/cpuinfo is in /proc, which is never shown"),
+        (
+            "/proc/cpuinfo",
+            "/proc/cpuinfo is in /proc, which is never shown",
+        ),
         ("/etc/mtab", "it leads to /proc: /proc is never shown"),
         ("/run", "/run holds /run/confinement"),
-        ("/nix/store", "is in the Nix store: name store paths in X-ConfinementPackages="),
-        ("/etc/private.conf", "/etc/private.conf is not readable by everyone (mode 0600)"),
+        (
+            "/nix/store",
+            "is in the Nix store: name store paths in X-ConfinementPackages=",
+        ),
+        (
+            "/etc/private.conf",
+            "/etc/private.conf is not readable by everyone (mode 0600)",
+        ),
         ("/", "/ would show the whole host"),
     ] {
         unit_with(&root, &app, listed);
@@ -287,16 +300,26 @@ fn secrets_api_file_systems_and_the_store_block_the_unit() {
             .find(|l| l.starts_with("Description=BLOCKED"))
             .unwrap_or_else(|| panic!("{listed}: not blocked: {dropin}"));
         assert!(
-            description.contains("/etc/systemd/system/a.service:4: a.service: X-ConfinementHostPaths: ")
+            description
+                .contains("/etc/systemd/system/a.service:4: a.service: X-ConfinementHostPaths: ")
                 && description.contains(reason),
             "{listed}: {description}"
         );
         assert_eq!(root.verify("a.service"), "", "{listed}");
     }
     for (listed, message) in [
-        ("etc/passwd", "\"etc/passwd\" is neither an absolute path nor a set (@name)"),
-        ("@secrets", "\"@secrets\" is not a set of host paths (one of @resolve, @tls, @timezone, @users)"),
-        ("/etc/../etc/shadow", "\"/etc/../etc/shadow\" has a . or .. component: name the path as it is on the host"),
+        (
+            "etc/passwd",
+            "\"etc/passwd\" is neither an absolute path nor a set (@name)",
+        ),
+        (
+            "@secrets",
+            "\"@secrets\" is not a set of host paths (one of @resolve, @tls, @timezone, @users)",
+        ),
+        (
+            "/etc/../etc/shadow",
+            "\"/etc/../etc/shadow\" has a . or .. component: name the path as it is on the host",
+        ),
     ] {
         unit_with(&root, &app, listed);
         let run = root.run(&["check"]);

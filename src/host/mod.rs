@@ -212,10 +212,7 @@ enum End {
     #[default]
     Nothing,
     /// A file or directory of the host.
-    Host {
-        path: Utf8PathBuf,
-        directory: bool,
-    },
+    Host { path: Utf8PathBuf, directory: bool },
     /// A path in the store.
     Store(Utf8PathBuf),
     /// The chain breaks: `missing` does not exist; `wanted` is the whole
@@ -315,9 +312,11 @@ pub fn plan_host_paths(
 
 impl Planner<'_> {
     fn error(&mut self, location: Option<&Location>, message: String) {
-        self.plan
-            .errors
-            .push(Diagnostic::error(Some(self.unit), location.cloned(), message));
+        self.plan.errors.push(Diagnostic::error(
+            Some(self.unit),
+            location.cloned(),
+            message,
+        ));
     }
 
     fn warning(&mut self, location: Option<&Location>, message: String) {
@@ -688,9 +687,10 @@ impl Planner<'_> {
                 shown.push(why);
             }
         }
-        self.plan
-            .hidden
-            .retain(|path| dirs.iter().any(|dir| is_within(path.as_str(), dir.as_str())));
+        self.plan.hidden.retain(|path| {
+            dirs.iter()
+                .any(|dir| is_within(path.as_str(), dir.as_str()))
+        });
         self.plan.hidden.sort();
         for hidden in &self.plan.hidden {
             shown.push(Shown {
@@ -709,7 +709,10 @@ impl Planner<'_> {
         parents.sort();
         parents.dedup();
         for parent in parents {
-            if !tops.iter().any(|top| is_within(parent.as_str(), top.as_str())) {
+            if !tops
+                .iter()
+                .any(|top| is_within(parent.as_str(), top.as_str()))
+            {
                 tops.push(parent);
             }
         }

@@ -116,7 +116,11 @@ mod tests {
             for nixos in [false, true] {
                 for member in set.members(nixos) {
                     assert!(member.starts_with('/'), "{member}");
-                    assert_eq!(super::super::refusal(member, "/nix/store"), None, "{member}");
+                    assert_eq!(
+                        super::super::refusal(member, "/nix/store"),
+                        None,
+                        "{member}"
+                    );
                 }
             }
         }

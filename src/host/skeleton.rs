@@ -212,7 +212,9 @@ fn read_record(dir: &Utf8Path, name: &str) -> Result<String, String> {
     .map_err(|e| format!("{dir}: {}", e.desc()))?;
     let dir_file = std::fs::File::from(dir_fd);
     if !ours(&dir_file.metadata().map_err(|e| e.to_string())?) {
-        return Err(format!("{dir} is not a directory of ours that no one else can write"));
+        return Err(format!(
+            "{dir} is not a directory of ours that no one else can write"
+        ));
     }
     let fd = openat(
         dir_file.as_fd(),
@@ -334,7 +336,10 @@ mod tests {
         );
         assert_eq!(Record::decode(&record.encode()), Ok(record.clone()));
         assert_ne!(Record::new("b.service", &links()).digest, record.digest);
-        assert_eq!(record.file_name().len(), ".nix-confinement-host-".len() + 32);
+        assert_eq!(
+            record.file_name().len(),
+            ".nix-confinement-host-".len() + 32
+        );
     }
 
     #[test]
