@@ -565,10 +565,10 @@ impl Planner<'_> {
             }
             let candidate = resolved.join(&component);
             let in_store = self.store.store_path_of(candidate.as_str());
-            if in_store.is_none() {
-                if let Some(why) = refusal_on_the_way(candidate.as_str(), self.store.as_str()) {
-                    return Err(format!("it leads to {candidate}: {why}"));
-                }
+            if in_store.is_none()
+                && let Some(why) = refusal_on_the_way(candidate.as_str())
+            {
+                return Err(format!("it leads to {candidate}: {why}"));
             }
             let meta = match std::fs::symlink_metadata(self.root.join(&candidate)) {
                 Ok(meta) => meta,
@@ -732,8 +732,7 @@ impl Planner<'_> {
 /// Why the walk may not pass `path` on its way (an API file system, a
 /// secret, another service's root), if it may not: unlike [`refusal`], a
 /// directory that merely holds such a thing may be passed through.
-fn refusal_on_the_way(path: &str, store_dir: &str) -> Option<String> {
-    let _ = store_dir;
+fn refusal_on_the_way(path: &str) -> Option<String> {
     REFUSED_AREAS
         .iter()
         .chain(SECRETS)
