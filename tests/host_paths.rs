@@ -408,3 +408,57 @@ fn an_unset_or_reset_key_adds_nothing() {
     assert_eq!(host_lines(&dropin), Vec::<&str>::new());
     assert!(!root.out.join("nix-confinement-host@.service").exists());
 }
+
+/// Fedora: `/etc/ssl/certs` a link to `/etc/pki/tls/certs`, whose bundle
+/// and `/etc/pki/tls/cert.pem` link into `/etc/pki/ca-trust/extracted`;
+/// `/etc/pki/tls/private` beside them stays out.
+#[test]
+fn fedora_tls_links_are_reproduced_and_their_targets_bound() {
+    let root = TestRoot::new("host-fedora");
+    root.write(
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "-----BEGIN",
+    );
+    root.symlink(
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    );
+    root.symlink(
+        "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+        "/etc/pki/tls/cert.pem",
+    );
+    root.write("/etc/pki/tls/private/host.key", "secret");
+    root.symlink("/etc/pki/tls/certs", "/etc/ssl/certs");
+    root.symlink("/etc/pki/tls/cert.pem", "/etc/ssl/cert.pem");
+    let app = program(&root, 14, "app");
+    unit_with(&root, &app, "@tls");
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let dropin = root.dropin("a.service");
+    let digest = skeleton_of(&dropin);
+    assert_eq!(
+        host_lines(&dropin),
+        [
+            format!("Requires=nix-confinement-host@{digest}.service"),
+            format!("After=nix-confinement-host@{digest}.service"),
+            format!("AssertPathIsMountPoint=/run/nix-confinement-host/{digest}"),
+            format!(
+                "BindReadOnlyPaths=/run/nix-confinement-host/{digest}/etc/pki/tls:/etc/pki/tls"
+            ),
+            format!("BindReadOnlyPaths=/run/nix-confinement-host/{digest}/etc/ssl:/etc/ssl"),
+            "BindReadOnlyPaths=-/etc/pki/ca-trust/extracted:/etc/pki/ca-trust/extracted".to_owned(),
+            "BindReadOnlyPaths=-/etc/pki/tls/certs:/etc/pki/tls/certs".to_owned(),
+        ]
+    );
+    let record =
+        std::fs::read_to_string(root.out.join(format!(".nix-confinement-host-{digest}"))).unwrap();
+    assert_eq!(
+        record,
+        "nix-confinement-generator host links 1\nunit a.service\n\
+         /etc/pki/tls/cert.pem\t/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem\n\
+         /etc/ssl/cert.pem\t/etc/pki/tls/cert.pem\n\
+         /etc/ssl/certs\t/etc/pki/tls/certs\n"
+    );
+    assert!(!dropin.contains("private"));
+    assert_eq!(root.verify("a.service"), "");
+}
