@@ -10,12 +10,14 @@ pub const KEY_MODE: &str = "X-ConfinementMode";
 pub const KEY_FULL_UNIT: &str = "X-ConfinementFullUnit";
 pub const KEY_PACKAGES: &str = "X-ConfinementPackages";
 pub const KEY_BIN_SH: &str = "X-ConfinementBinSh";
+pub const KEY_HOST_PATHS: &str = "X-ConfinementHostPaths";
 pub const KNOWN_KEYS: &[&str] = &[
     KEY_ENABLE,
     KEY_MODE,
     KEY_FULL_UNIT,
     KEY_PACKAGES,
     KEY_BIN_SH,
+    KEY_HOST_PATHS,
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,17 @@ pub struct Request {
     pub full_unit: Located<bool>,
     pub packages: Vec<Located<Utf8PathBuf>>,
     pub bin_sh: BinSh,
+    /// `X-ConfinementHostPaths=`, in order (see [`crate::host`]).
+    pub host_paths: Vec<Located<HostPath>>,
+}
+
+/// One word of `X-ConfinementHostPaths=`: a host path, or a named set of
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPath {
+    /// An absolute, normalized path (no `.` or `..`, no repeated `/`).
+    Path(Utf8PathBuf),
+    Set(crate::host::sets::HostSet),
 }
 
 /// The annotations of one unit and what was wrong with them.
@@ -291,6 +304,7 @@ impl<'u> Reader<'u> {
             full_unit: self.boolean(KEY_FULL_UNIT, false),
             packages: self.packages(),
             bin_sh: self.bin_sh(),
+            host_paths: self.host_paths(),
         })
     }
 
@@ -345,6 +359,36 @@ impl<'u> Reader<'u> {
         packages
     }
 
+    /// Every word of every assignment since the last reset: a named set
+    /// (`@resolve`) or an absolute path, made normal (repeated and trailing
+    /// `/` dropped); `.` and `..` are refused, since the path is shown at
+    /// the same place inside.
+    fn host_paths(&mut self) -> Vec<Located<HostPath>> {
+        let mut paths = Vec::new();
+        let assignments: Vec<&Setting> = self
+            .settings
+            .iter()
+            .filter(|s| s.key == KEY_HOST_PATHS)
+            .copied()
+            .collect();
+        for setting in assignments {
+            if setting.value.is_empty() {
+                paths.clear();
+                continue;
+            }
+            for word in setting.value.split_ascii_whitespace() {
+                match parse_host_path(word) {
+                    Ok(value) => paths.push(Located {
+                        value,
+                        location: Some(setting.location.clone()),
+                    }),
+                    Err(why) => self.error(setting, format!("{KEY_HOST_PATHS}: {why}")),
+                }
+            }
+        }
+        paths
+    }
+
     fn bin_sh(&mut self) -> BinSh {
         match self.last(KEY_BIN_SH) {
             None => BinSh::Default,
@@ -364,6 +408,43 @@ impl<'u> Reader<'u> {
             }
         }
     }
+}
+
+/// One word of `X-ConfinementHostPaths=`, or why it is not one.
+pub fn parse_host_path(word: &str) -> Result<HostPath, String> {
+    if let Some(name) = word.strip_prefix('@') {
+        return crate::host::sets::HostSet::parse(name)
+            .map(HostPath::Set)
+            .ok_or_else(|| {
+                format!(
+                    "\"{}\" is not a set of host paths (one of {})",
+                    word.escape_debug(),
+                    crate::host::sets::HostSet::names()
+                )
+            });
+    }
+    if !word.starts_with('/') {
+        return Err(format!(
+            "\"{}\" is neither an absolute path nor a set (@name)",
+            word.escape_debug()
+        ));
+    }
+    if word.chars().any(char::is_control) {
+        return Err(format!(
+            "\"{}\" holds a control character",
+            word.escape_debug()
+        ));
+    }
+    let components: Vec<&str> = word.split('/').filter(|c| !c.is_empty()).collect();
+    if components.iter().any(|c| *c == "." || *c == "..") {
+        return Err(format!(
+            "{word:?} has a . or .. component: name the path as it is on the host"
+        ));
+    }
+    Ok(HostPath::Path(Utf8PathBuf::from(format!(
+        "/{}",
+        components.join("/")
+    ))))
 }
 
 /// A setting that looks like an annotation but is not read as one.
@@ -441,12 +522,13 @@ fn probable_key(section: &str, key: &str, value: &str) -> Option<&'static str> {
 }
 
 /// [`KNOWN_KEYS`] as [`letters_and_digits`] reads them.
-const KNOWN_LETTERS: [&str; 5] = [
+const KNOWN_LETTERS: [&str; 6] = [
     "xconfinementenable",
     "xconfinementmode",
     "xconfinementfullunit",
     "xconfinementpackages",
     "xconfinementbinsh",
+    "xconfinementhostpaths",
 ];
 
 fn letters_and_digits(text: &str) -> String {
@@ -491,6 +573,12 @@ fn value_fits(key: &str, value: &str) -> bool {
             !value.is_empty() && value.split_ascii_whitespace().all(|w| w.starts_with('/'))
         }
         KEY_BIN_SH => value.starts_with('/') && !value.contains(char::is_whitespace),
+        KEY_HOST_PATHS => {
+            !value.is_empty()
+                && value
+                    .split_ascii_whitespace()
+                    .all(|w| w.starts_with('/') || w.starts_with('@'))
+        }
         _ => false,
     }
 }
@@ -869,6 +957,48 @@ mod tests {
                 "[{section}] {key}={value}"
             );
         }
+    }
+
+    #[test]
+    fn host_paths_accumulate_reset_and_are_made_normal() {
+        use crate::host::sets::HostSet;
+        let a = read_annotations(
+            &unit(
+                "a.service",
+                &[
+                    ("Service", KEY_ENABLE, "yes"),
+                    ("Service", KEY_HOST_PATHS, "/etc/passwd"),
+                    ("Service", KEY_HOST_PATHS, ""),
+                    ("Service", KEY_HOST_PATHS, "@resolve //etc//hosts/ @users"),
+                    ("Service", KEY_HOST_PATHS, "relative @nope /a/../b /x\x01y"),
+                ],
+            ),
+            true,
+        );
+        let request = a.request.unwrap();
+        let paths: Vec<HostPath> = request.host_paths.iter().map(|p| p.value.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                HostPath::Set(HostSet::Resolve),
+                HostPath::Path(Utf8PathBuf::from("/etc/hosts")),
+                HostPath::Set(HostSet::Users),
+            ]
+        );
+        assert_eq!(request.host_paths[0].location.as_ref().unwrap().line, 4);
+        assert_eq!(
+            messages(&a.errors),
+            [
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"relative\" is neither an absolute path nor a set (@name)",
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"@nope\" is not a set of host paths (one of @resolve, @tls, @timezone, @users)",
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"/a/../b\" has a . or .. component: name the path as it is on the host",
+                "/etc/systemd/system/u:5: a.service: X-ConfinementHostPaths: \"/x\\u{1}y\" holds a control character",
+            ]
+        );
+        assert_eq!(
+            probable_key("Service", "X-ConfinementHostPath", "@tls"),
+            Some(KEY_HOST_PATHS)
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ usage: nix-confinement-generator [--root DIR] NORMAL [EARLY LATE]
        nix-confinement-generator [--root DIR] explain UNIT
        nix-confinement-generator [--root DIR] check
        nix-confinement-generator [--root DIR] view start|stop DIGEST
+       nix-confinement-generator [--root DIR] host start DIGEST RECORDS|stop DIGEST
        nix-confinement-generator check --loaded [--reload]
 
 Confines services annotated with X-ConfinementEnable=yes to their Nix store
@@ -38,6 +39,13 @@ enum Command {
     View {
         start: bool,
         digest: String,
+    },
+    /// Mounts (`start`, from the records' directory) or unmounts the
+    /// links of a unit's host paths: run by the unit that confined
+    /// services require, not by hand.
+    Host {
+        digest: String,
+        records: Option<String>,
     },
     CheckLoaded {
         reload: bool,
@@ -86,6 +94,17 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             }
         }
         [c, ..] if c == "view" => return Err("view takes start or stop and a digest".into()),
+        [c, action, digest, records] if c == "host" && action == "start" => Command::Host {
+            digest: digest.clone(),
+            records: Some(records.clone()),
+        },
+        [c, action, digest] if c == "host" && action == "stop" => Command::Host {
+            digest: digest.clone(),
+            records: None,
+        },
+        [c, ..] if c == "host" => {
+            return Err("host takes start DIGEST RECORDS or stop DIGEST".into());
+        }
         [c, loaded] if c == "check" && loaded == "--loaded" => {
             Command::CheckLoaded { reload: false }
         }
@@ -155,6 +174,9 @@ pub fn main() -> i32 {
         }
         Command::Check => check(&root, env_unit_path.as_deref()),
         Command::View { start, digest } => crate::view::run(&root, start, &digest),
+        Command::Host { digest, records } => {
+            crate::host::skeleton::run(&root, records.is_some(), &digest, records.as_deref())
+        }
         Command::CheckLoaded { reload } => {
             crate::check_loaded::run(&root, env_unit_path.as_deref(), reload)
         }
@@ -243,10 +265,35 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
                     let _ = writeln!(out, "    via {}", reached.chain.join(" -> "));
                 }
             }
+            explain_host_paths(&mut out, &unit.roots.host);
             0
         }
         Outcome::Blocked { .. } => 1,
         Outcome::Empty => 0,
+    }
+}
+
+/// What `X-ConfinementHostPaths=` shows inside, and why, for `explain`.
+fn explain_host_paths(out: &mut impl Write, host: &crate::host::HostPlan) {
+    if host.shown.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n# Host paths shown inside ({}), as the host is now:",
+        host.shown.len()
+    );
+    for shown in &host.shown {
+        let _ = writeln!(out, "{}\n    {}; {}", shown.path, shown.what, shown.why);
+    }
+    if let Some(record) = &host.skeleton {
+        let digest = record.digest.to_string();
+        let _ = writeln!(
+            out,
+            "# links: mounted at {} by {}",
+            crate::host::skeleton::path(&digest),
+            crate::host::skeleton::unit(&digest)
+        );
     }
 }
 

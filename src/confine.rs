@@ -107,6 +107,7 @@ impl<'r> Confiner<'r> {
             closure: &closure.paths,
             extra_binds: &extra_binds,
             binding: view.as_deref().map_or(Binding::PerPath, Binding::View),
+            host: &unit.roots.host,
         });
         let reached = if explain {
             self.closures.explain(unit, &closure)

@@ -54,6 +54,8 @@ pub struct Confinement<'a> {
     /// `(source, target)` binds for Exec programs named outside the store.
     pub extra_binds: &'a [(String, String)],
     pub binding: Binding<'a>,
+    /// What `X-ConfinementHostPaths=` shows.
+    pub host: &'a crate::host::HostPlan,
 }
 
 /// The value of a boolean-ish unit setting as systemd reads it for our
@@ -206,6 +208,18 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
             STORE_VIEW.to_owned()
         }
     };
+    if let Some(record) = &c.host.skeleton {
+        // The links of the host paths: mounted by their unit, like a view.
+        let digest = record.digest.to_string();
+        let unit = crate::host::skeleton::unit(&digest);
+        let _ = writeln!(out, "Requires={unit}");
+        let _ = writeln!(out, "After={unit}");
+        let _ = writeln!(
+            out,
+            "AssertPathIsMountPoint={}",
+            crate::host::skeleton::path(&digest)
+        );
+    }
     out.push_str("[Service]\n");
     // %n is the full unit name, and for a template each instance's name: no
     // two units or instances share a root (unlike the module's mkPathSafeName).
@@ -269,7 +283,49 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
     for (bind_source, target) in c.extra_binds {
         push_bind(&mut out, c.store_dir, &source, bind_source, target);
     }
+    render_host_paths(&mut out, c, &source);
     out
+}
+
+/// The lines of `X-ConfinementHostPaths=`: each directory of links from the
+/// unit's skeleton, each host file or directory (ignored when it is missing
+/// at the start: inside as on the host), the store files reached through a
+/// link in `/`, and the sockets hidden in a directory bound whole (`+`: the
+/// path inside the root).
+fn render_host_paths(out: &mut String, c: &Confinement<'_>, store_source: &str) {
+    let host = c.host;
+    if let Some(record) = &host.skeleton {
+        let top = crate::host::skeleton::path(&record.digest.to_string());
+        for dir in &host.skeleton_dirs {
+            let _ = writeln!(
+                out,
+                "BindReadOnlyPaths={}{}:{}",
+                top,
+                escape_path(dir.as_str()),
+                escape_path(dir.as_str())
+            );
+        }
+    }
+    for bind in &host.binds {
+        let _ = writeln!(
+            out,
+            "BindReadOnlyPaths=-{}:{}",
+            escape_path(bind.source.as_str()),
+            escape_path(bind.target.as_str())
+        );
+    }
+    for (store_file, target) in &host.store_binds {
+        push_bind(
+            out,
+            c.store_dir,
+            store_source,
+            store_file.as_str(),
+            target.as_str(),
+        );
+    }
+    for hidden in &host.hidden {
+        let _ = writeln!(out, "InaccessiblePaths=-+{}", escape_path(hidden.as_str()));
+    }
 }
 
 /// The unit that mounts the view `digest`: an instance of
@@ -315,7 +371,7 @@ pub fn render_view_template(program: &str, store_dir: &str, lists_dir: &str) -> 
 
 /// A word of an Exec line that systemd reads back as `word`: quoted when
 /// it holds a space or a quote, `%` doubled (a specifier otherwise).
-fn escape_exec_word(word: &str) -> String {
+pub fn escape_exec_word(word: &str) -> String {
     let word = word.replace('%', "%%");
     if word.contains([' ', '\t', '"', '\'', '\\']) {
         format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))

@@ -100,6 +100,9 @@ pub fn run_generator(
     } else {
         Views::Off("no unit is annotated".to_owned())
     };
+    if annotated {
+        write_host_skeletons(&output, units, logger, &mut write_failed);
+    }
     let mut confiner = Confiner::new(config, closures, views);
     confiner.closures.resolve(units);
     let resolved = started.elapsed();
@@ -203,6 +206,40 @@ fn write_store_view_unit(output: &OutputDir, config: &Config, logger: &Logger) -
         Err(error) => {
             logger.error(error);
             false
+        }
+    }
+}
+
+/// The records of the units' host links and the template of the units
+/// that mount them (see [`crate::host::skeleton`]), when a unit has links.
+/// A record that cannot be written leaves its unit unable to start: the
+/// run fails.
+fn write_host_skeletons(
+    output: &OutputDir,
+    units: &[UnitPlan],
+    logger: &Logger,
+    write_failed: &mut bool,
+) {
+    use crate::host::skeleton;
+    let records: std::collections::BTreeMap<String, &skeleton::Record> = units
+        .iter()
+        .filter(|u| u.request.is_some() && !u.is_blocked())
+        .filter_map(|u| u.roots.host.skeleton.as_ref())
+        .map(|r| (r.file_name(), r))
+        .collect();
+    if records.is_empty() {
+        return;
+    }
+    let template = skeleton::render_template(&own_program(), output.path().as_str());
+    let written = std::iter::once(output.write_unit(skeleton::TEMPLATE, &template)).chain(
+        records
+            .iter()
+            .map(|(name, record)| output.write_unit(name, &record.encode())),
+    );
+    for result in written {
+        if let Err(error) = result {
+            logger.error(error);
+            *write_failed = true;
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod diag;
 pub mod dropin;
 pub mod fast_map;
 pub mod generator;
+pub mod host;
 pub mod loaded;
 pub mod logging;
 pub mod output;

@@ -298,6 +298,7 @@ fn unreadable_unit(
             },
             packages: Vec::new(),
             bin_sh: annotation::BinSh::Default,
+            host_paths: Vec::new(),
         }),
         mode: config.default_mode,
         roots: Roots::default(),

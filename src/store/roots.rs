@@ -87,6 +87,8 @@ pub struct Roots {
     /// The file to bind at `/bin/sh`.
     pub bin_sh: Option<Utf8PathBuf>,
     pub extra_binds: Vec<ExtraBind>,
+    /// What `X-ConfinementHostPaths=` shows (its store paths are in `paths`).
+    pub host: crate::host::HostPlan,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
 }
@@ -307,6 +309,25 @@ impl Collector<'_> {
     }
 }
 
+impl Collector<'_> {
+    /// The host paths: what they show, and the store paths they reach.
+    fn host_paths(&mut self, request: &Request) {
+        let mut host =
+            crate::host::plan_host_paths(self.root, self.store, self.unit, &request.host_paths);
+        for root in std::mem::take(&mut host.roots) {
+            self.add(
+                &root.store_path,
+                annotation::KEY_HOST_PATHS,
+                root.location.as_ref(),
+                &root.text,
+            );
+        }
+        self.roots.errors.append(&mut host.errors);
+        self.roots.warnings.append(&mut host.warnings);
+        self.roots.host = host;
+    }
+}
+
 /// Collects the roots of `unit`'s confinement in the store `store`;
 /// `default_bin_sh` is the `/bin/sh` of units that do not choose theirs.
 pub fn collect_roots(
@@ -336,6 +357,7 @@ pub fn collect_roots(
         collector.package(&package.value, package.location.as_ref());
     }
     collector.bin_sh(&request.bin_sh, default_bin_sh);
+    collector.host_paths(request);
     collector.roots
 }
 

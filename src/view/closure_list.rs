@@ -22,6 +22,15 @@ impl std::fmt::Display for Digest {
 }
 
 impl Digest {
+    /// The digest of a text that names what it is (a host links record,
+    /// see [`crate::host::skeleton`]): SipHash and [`name_hash`] of it, in
+    /// two lanes.
+    pub fn of_text(text: &str) -> Digest {
+        let mut hasher = DefaultHasher::new();
+        hasher.write(text.as_bytes());
+        Digest(hasher.finish(), name_hash(text))
+    }
+
     /// Reads a digest written by [`Digest`]'s `Display`.
     pub fn parse(text: &str) -> Option<Digest> {
         if text.len() != 32 || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {

@@ -99,7 +99,7 @@ build_tree() {
 
 # ---- the Nix store (real Nix, cached by a hash of its inputs) -------------
 
-STORE_ATTRS=(bb check serve greeting hello sh2 target link foobar profile elsewhere dotdot)
+STORE_ATTRS=(bb check serve greeting hello sh2 target link foobar profile elsewhere dotdot etc)
 # A store path that exists on disk but is not registered in the database:
 # the blocked case's ExecStart. Its hash part is valid Nix base32.
 UNREG_NAME=1111111111111111111111111111ncgz-ncg-e2e-unregistered

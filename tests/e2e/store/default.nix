@@ -18,6 +18,9 @@
 #   dotdot                        symlinks that climb out of it (store -> ..,
 #                                 root -> ../../..) or leave the store
 #                                 (/etc/ncg-elsewhere, the profile)
+#   etc       -> hello            a NixOS-style etc: etc/ncg-nixos -> hello's
+#                                 program, reached from the container's
+#                                 /etc/ncg-nixos -> /etc/static/ncg-nixos
 { busybox }:
 let
   lib = import ./lib.nix { };
@@ -60,6 +63,11 @@ rec {
     ln -s ../../.. "$out/root"
     ln -s /etc/ncg-elsewhere "$out/elsewhere"
     ln -s /nix/var/nix/profiles/ncg-e2e "$out/profile"
+  '';
+
+  etc = runCommand "ncg-etc" { inherit hello; } ''
+    mkdir -p "$out/etc"
+    ln -s "$hello/bin/ncg-hello" "$out/etc/ncg-nixos"
   '';
 
   profile = runCommand "ncg-profile-env" { inherit check greeting; } ''

@@ -1,0 +1,360 @@
+//! The skeleton of a unit's host paths: the links they need inside, in a
+//! tmpfs of their own that `nix-confinement-host@<digest>.service` mounts at
+//! [`SKELETONS`]`/<digest>` and the unit binds read-only over each
+//! directory that holds one of the links (systemd cannot bind a link, nor
+//! make one in a root directory).
+//!
+//! The generator writes the links as a record, `.nix-confinement-host-<digest>`
+//! in its output directory (root's, rewritten at every run; systemd reads no
+//! hidden file there), and the template whose instances mount them
+//! (`nix-confinement-generator host start <digest> <output directory>`). The
+//! digest covers the unit's name: units do not share a skeleton, since
+//! systemd makes the mount points of the unit's own mounts below the linked
+//! directories in it (the tmpfs stays writable on the host for that; inside,
+//! the bind is read-only). When no unit needs it any more the unit stops
+//! (`host stop`): the host's mount goes, a running service keeps its own.
+
+use crate::view::closure_list::Digest;
+use camino::{Utf8Path, Utf8PathBuf};
+use nix::fcntl::{OFlag, openat};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
+use std::fmt::Write as _;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Where skeletons are mounted.
+pub const SKELETONS: &str = "/run/nix-confinement-host";
+/// The template of the units that mount skeletons.
+pub const TEMPLATE: &str = "nix-confinement-host@.service";
+
+const HEADER: &str = "nix-confinement-generator host links 1\n";
+
+/// The record of a unit's links, and its digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub unit: String,
+    /// (where, target), sorted by where.
+    pub links: Vec<(Utf8PathBuf, String)>,
+    pub digest: Digest,
+}
+
+impl Record {
+    pub fn new(unit: &str, links: &[(Utf8PathBuf, String)]) -> Record {
+        let mut links = links.to_vec();
+        links.sort();
+        let mut record = Record {
+            unit: unit.to_owned(),
+            links,
+            digest: Digest::of_text(""),
+        };
+        record.digest = Digest::of_text(&record.encode());
+        record
+    }
+
+    /// The record file's content: the header, `unit NAME`, then one line
+    /// per link, `WHERE<TAB>TARGET`.
+    pub fn encode(&self) -> String {
+        let mut text = String::from(HEADER);
+        let _ = writeln!(text, "unit {}", self.unit);
+        for (at, target) in &self.links {
+            let _ = writeln!(text, "{at}\t{target}");
+        }
+        text
+    }
+
+    /// Reads a record file; every link must be an absolute, normal path
+    /// that is not `/` (it is made inside the skeleton) with a target that
+    /// holds no newline or NUL.
+    pub fn decode(text: &str) -> Result<Record, String> {
+        let rest = text
+            .strip_prefix(HEADER)
+            .ok_or("not a host links record of this version")?;
+        let (unit_line, rest) = rest.split_once('\n').ok_or("the unit is missing")?;
+        let unit = unit_line
+            .strip_prefix("unit ")
+            .ok_or("the unit is missing")?;
+        if !rest.is_empty() && !rest.ends_with('\n') {
+            return Err("the last line is cut short".into());
+        }
+        let mut links = Vec::new();
+        for line in rest.split_terminator('\n') {
+            let (at, target) = line
+                .split_once('\t')
+                .ok_or_else(|| format!("{line:?} is not WHERE<TAB>TARGET"))?;
+            let normal = at.starts_with('/')
+                && at.len() > 1
+                && at
+                    .split('/')
+                    .skip(1)
+                    .all(|c| !c.is_empty() && c != "." && c != "..");
+            if !normal || target.is_empty() || target.contains('\0') {
+                return Err(format!("{line:?} is not a link to make"));
+            }
+            links.push((Utf8PathBuf::from(at), target.to_owned()));
+        }
+        if links.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err("the links are not sorted".into());
+        }
+        let record = Record::new(unit, &links);
+        if record.encode() != text {
+            return Err("not in the form the generator writes".into());
+        }
+        Ok(record)
+    }
+
+    /// The record's file name in the output directory.
+    pub fn file_name(&self) -> String {
+        file_name(&self.digest.to_string())
+    }
+}
+
+pub fn file_name(digest: &str) -> String {
+    format!(".nix-confinement-host-{digest}")
+}
+
+/// The unit that mounts the skeleton `digest`.
+pub fn unit(digest: &str) -> String {
+    format!("nix-confinement-host@{digest}.service")
+}
+
+/// Where the skeleton `digest` is mounted.
+pub fn path(digest: &str) -> String {
+    format!("{SKELETONS}/{digest}")
+}
+
+/// [`TEMPLATE`]'s text: `program` mounts and unmounts skeletons, whose
+/// records are in `records` (the generator's output directory).
+pub fn render_template(program: &str, records: &str) -> String {
+    format!(
+        "# Generated by {}: mounts the links to host paths of one confined\n\
+         # unit, named by the instance (its digest), for the unit to bind.\n\
+         [Unit]\n\
+         Description=Links to host paths %i for a confined service\n\
+         Documentation=man:nix-confinement-generator(8)\n\
+         DefaultDependencies=no\n\
+         Conflicts=umount.target\n\
+         Before=umount.target\n\
+         StopWhenUnneeded=yes\n\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         RemainAfterExit=yes\n\
+         ExecStart={} host start %i {}\n\
+         ExecStop={} host stop %i\n",
+        crate::dropin::GENERATOR,
+        crate::dropin::escape_exec_word(program),
+        crate::dropin::escape_exec_word(records),
+        crate::dropin::escape_exec_word(program),
+    )
+}
+
+/// `host start DIGEST RECORDS` or `host stop DIGEST`, under `root`; returns
+/// the exit status. Messages go to standard error (the unit's journal).
+pub fn run(root: &crate::rootfs::Root, start: bool, digest: &str, records: Option<&str>) -> i32 {
+    let Some(parsed) = Digest::parse(digest) else {
+        eprintln!("nix-confinement-generator: host: {digest:?} is not a digest");
+        return 2;
+    };
+    let target = root.join(Utf8Path::new(&path(digest)));
+    let result = match (start, records) {
+        (true, Some(records)) => start_skeleton(parsed, Utf8Path::new(records), &target),
+        (true, None) => Err("host start needs the records' directory".to_owned()),
+        (false, _) => crate::view::mount::unmount_view(target.as_std_path())
+            .map(|()| format!("{target}: unmounted"))
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(done) => {
+            eprintln!("nix-confinement-generator: host {digest}: {done}");
+            0
+        }
+        Err(error) => {
+            eprintln!("nix-confinement-generator: host {digest}: {error}");
+            1
+        }
+    }
+}
+
+/// Reads the record `digest` in `records` (a directory of ours that no one
+/// else can write), checks it, and mounts its links at `target`.
+fn start_skeleton(digest: Digest, records: &Utf8Path, target: &Utf8Path) -> Result<String, String> {
+    let name = file_name(&digest.to_string());
+    let shown = records.join(&name);
+    let text = read_record(records, &name).map_err(|e| format!("{shown}: {e}"))?;
+    let record = Record::decode(&text).map_err(|e| format!("{shown}: {e}"))?;
+    if record.digest != digest {
+        return Err(format!(
+            "{shown}: its content does not have the digest it is named by"
+        ));
+    }
+    mount_skeleton(&record, target)?;
+    Ok(format!(
+        "{} link(s) of {} mounted at {target}",
+        record.links.len(),
+        record.unit
+    ))
+}
+
+/// The record `name` in `dir`, when both are ours and no one else can
+/// write them; opened through the directory's descriptor, never a link.
+fn read_record(dir: &Utf8Path, name: &str) -> Result<String, String> {
+    use std::io::Read;
+    let ours = |meta: &std::fs::Metadata| {
+        use std::os::unix::fs::MetadataExt;
+        meta.uid() == nix::unistd::geteuid().as_raw() && meta.mode() & 0o022 == 0
+    };
+    let dir_fd = openat(
+        nix::fcntl::AT_FDCWD,
+        dir.as_std_path(),
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{dir}: {}", e.desc()))?;
+    let dir_file = std::fs::File::from(dir_fd);
+    if !ours(&dir_file.metadata().map_err(|e| e.to_string())?) {
+        return Err(format!(
+            "{dir} is not a directory of ours that no one else can write"
+        ));
+    }
+    let fd = openat(
+        dir_file.as_fd(),
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| e.desc().to_owned())?;
+    let mut file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() || !ours(&meta) {
+        return Err("not a regular file of ours that no one else can write".to_owned());
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Ok(text)
+}
+
+/// Mounts a tmpfs at `target` (made when missing; never through a link)
+/// holding the record's links and the directories on their way, private
+/// (nothing mounted later travels into it or out of it).
+pub fn mount_skeleton(record: &Record, target: &Utf8Path) -> Result<(), String> {
+    for path in [target.parent(), Some(target)].into_iter().flatten() {
+        if let Ok(found) = std::fs::symlink_metadata(path)
+            && !found.is_dir()
+        {
+            return Err(format!(
+                "{path}: not a directory: a skeleton is not mounted on a link or a file"
+            ));
+        }
+    }
+    std::fs::create_dir_all(target).map_err(|e| format!("{target}: {e}"))?;
+    // A restart of the unit: the mount of the last start goes first.
+    let _ = umount2(
+        target.as_std_path(),
+        MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
+    );
+    mount(
+        Some("nix-confinement-host"),
+        target.as_std_path(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=1m"),
+    )
+    .map_err(|e| format!("{target}: mounting a tmpfs: {}", e.desc()))?;
+    let filled = (|| {
+        mount(
+            None::<&str>,
+            target.as_std_path(),
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| format!("{target}: making it private: {}", e.desc()))?;
+        let top = open_directory(None, target.as_str()).map_err(|e| format!("{target}: {e}"))?;
+        for (at, link_target) in &record.links {
+            make_link(&top, at, link_target).map_err(|e| format!("{target}{at}: {e}"))?;
+        }
+        Ok::<(), String>(())
+    })();
+    if filled.is_err() {
+        let _ = umount2(target.as_std_path(), MntFlags::MNT_DETACH);
+    }
+    filled
+}
+
+fn open_directory(parent: Option<&OwnedFd>, name: &str) -> Result<OwnedFd, String> {
+    let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match parent {
+        Some(dir) => openat(dir, name, flags, Mode::empty()),
+        None => openat(nix::fcntl::AT_FDCWD, name, flags, Mode::empty()),
+    }
+    .map_err(|e| e.desc().to_owned())
+}
+
+/// Makes the link `at` (logical, below the skeleton's top) and the
+/// directories on its way, relative to `top`: nothing is ever followed.
+fn make_link(top: &OwnedFd, at: &Utf8Path, target: &str) -> Result<(), String> {
+    let components: Vec<&str> = at.as_str().split('/').filter(|c| !c.is_empty()).collect();
+    let (name, dirs) = components.split_last().ok_or("no name")?;
+    let mut dir: Option<OwnedFd> = None;
+    for component in dirs {
+        let parent = dir.as_ref().unwrap_or(top);
+        match nix::sys::stat::mkdirat(parent, *component, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.desc().to_owned()),
+        }
+        dir = Some(open_directory(Some(parent), component)?);
+    }
+    let parent = dir.as_ref().unwrap_or(top);
+    nix::unistd::symlinkat(target, parent, *name).map_err(|e| e.desc().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn links() -> Vec<(Utf8PathBuf, String)> {
+        vec![
+            (
+                Utf8PathBuf::from("/etc/resolv.conf"),
+                "../run/systemd/resolve/stub-resolv.conf".to_owned(),
+            ),
+            (
+                Utf8PathBuf::from("/etc/localtime"),
+                "/usr/share/zoneinfo/Europe/Berlin".to_owned(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_and_name_their_unit() {
+        let record = Record::new("a.service", &links());
+        assert_eq!(
+            record.encode(),
+            "nix-confinement-generator host links 1\nunit a.service\n\
+             /etc/localtime\t/usr/share/zoneinfo/Europe/Berlin\n\
+             /etc/resolv.conf\t../run/systemd/resolve/stub-resolv.conf\n"
+        );
+        assert_eq!(Record::decode(&record.encode()), Ok(record.clone()));
+        assert_ne!(Record::new("b.service", &links()).digest, record.digest);
+        assert_eq!(
+            record.file_name().len(),
+            ".nix-confinement-host-".len() + 32
+        );
+    }
+
+    #[test]
+    fn forged_records_are_refused() {
+        let text = Record::new("a.service", &links()).encode();
+        for bad in [
+            text.replace("links 1", "links 2"),
+            text.replace("/etc/localtime", "/etc/../localtime"),
+            text.replace("/etc/localtime", "etc/localtime"),
+            text.replace("/etc/localtime\t", "/etc/localtime "),
+            text.replace("/etc/resolv.conf", "/etc/a"),
+            text.trim_end().to_owned(),
+            text.replace("unit a.service\n", ""),
+        ] {
+            assert!(Record::decode(&bad).is_err(), "{bad}");
+        }
+    }
+}
