@@ -14,6 +14,7 @@ use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::fcntl::OFlag;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::os::fd::OwnedFd;
 
 /// What the highest-priority entry for a unit name is.
@@ -354,28 +355,71 @@ fn resolve_directories(root: &Root, path: &Utf8Path) -> Utf8PathBuf {
 }
 
 /// Why a link is not an alias systemd accepts
-/// (`unit_validate_alias_symlink_or_warn()`).
-fn validate_alias(source: &str, target: &str) -> Result<(), String> {
-    let source = UnitName::parse(source).ok_or("the link's name is not a unit name")?;
-    let target =
-        UnitName::parse(target).ok_or_else(|| format!("{target:?} is not a valid unit name"))?;
+/// (`unit_validate_alias_symlink_or_warn()`); shown in the warning that
+/// names the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InvalidAlias {
+    LinkNameNotUnitName,
+    TargetNotUnitName(String),
+    TypeWithoutAliases(String),
+    TypeWithoutTemplates(String),
+    KindsDiffer,
+    InstancesDiffer,
+    TypesDiffer,
+}
+
+impl fmt::Display for InvalidAlias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidAlias::LinkNameNotUnitName => write!(f, "the link's name is not a unit name"),
+            InvalidAlias::TargetNotUnitName(target) => {
+                write!(f, "{target:?} is not a valid unit name")
+            }
+            InvalidAlias::TypeWithoutAliases(unit_type) => {
+                write!(f, "{unit_type} units cannot have aliases")
+            }
+            InvalidAlias::TypeWithoutTemplates(unit_type) => {
+                write!(f, "{unit_type} units cannot be templates")
+            }
+            InvalidAlias::KindsDiffer => {
+                write!(
+                    f,
+                    "plain, template and instance names cannot alias each other"
+                )
+            }
+            InvalidAlias::InstancesDiffer => write!(f, "the instance names differ"),
+            InvalidAlias::TypesDiffer => write!(f, "the unit types differ"),
+        }
+    }
+}
+
+impl std::error::Error for InvalidAlias {}
+
+fn validate_alias(source: &str, target: &str) -> Result<(), InvalidAlias> {
+    let source = UnitName::parse(source).ok_or(InvalidAlias::LinkNameNotUnitName)?;
+    let target = UnitName::parse(target)
+        .ok_or_else(|| InvalidAlias::TargetNotUnitName(target.to_owned()))?;
     if !ALIAS_TYPES.contains(&source.unit_type) {
-        return Err(format!("{} units cannot have aliases", source.unit_type));
+        return Err(InvalidAlias::TypeWithoutAliases(
+            source.unit_type.to_owned(),
+        ));
     }
     if source.instance.is_some() && !TEMPLATE_TYPES.contains(&source.unit_type) {
-        return Err(format!("{} units cannot be templates", source.unit_type));
+        return Err(InvalidAlias::TypeWithoutTemplates(
+            source.unit_type.to_owned(),
+        ));
     }
     let kind = |n: &UnitName| (n.is_template(), n.is_instance());
     let compatible =
         kind(&source) == kind(&target) || (source.is_instance() && target.is_template());
     if !compatible {
-        return Err("plain, template and instance names cannot alias each other".into());
+        return Err(InvalidAlias::KindsDiffer);
     }
     if source.is_instance() && target.is_instance() && source.instance != target.instance {
-        return Err("the instance names differ".into());
+        return Err(InvalidAlias::InstancesDiffer);
     }
     if source.unit_type != target.unit_type {
-        return Err("the unit types differ".into());
+        return Err(InvalidAlias::TypesDiffer);
     }
     Ok(())
 }
