@@ -375,7 +375,7 @@ pub fn assess(expected: &Expectations, systemctl: &Systemctl) -> Report {
             Err(error) => report.other.push(Problem {
                 unit: "systemd".into(),
                 kind: ProblemKind::Unknown,
-                message: error,
+                message: error.to_string(),
                 reload_fixes: false,
             }),
         }
@@ -395,7 +395,7 @@ pub fn assess(expected: &Expectations, systemctl: &Systemctl) -> Report {
             report.other.push(Problem {
                 unit: "systemd".into(),
                 kind: ProblemKind::Unknown,
-                message: error,
+                message: error.to_string(),
                 reload_fixes: false,
             });
             return report;
