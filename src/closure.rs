@@ -625,8 +625,8 @@ impl Opening {
             // Only with a closure cache: the roots are then looked up and
             // the graph below them is in memory. Without one, reading the
             // database a unit at a time would read its pages more often
-            // than one walk over all units at the end does (measured: 95
-            // -> 99 ms on the benchmark system).
+            // than one walk over all units at the end does (measured on the
+            // benchmark system; see benches/README.md).
             if let Ok(db) = opened.db.as_mut()
                 && db.uses_cache()
             {

@@ -477,8 +477,9 @@ impl Catalog {
     fn build_names_map(&mut self) {
         // A list per unit, not a set: most units have one name, and each
         // name comes once (a thousand one-element sets, a tree node each,
-        // were 6 % of the page faults of a run). Its users do not need the
-        // names in order.
+        // were a measurable share of a run's page faults on the benchmark
+        // system; see benches/README.md). Its users do not need the names
+        // in order.
         let mut names_map: FastMap<String, Vec<String>> = FastMap::default();
         for name in self.entries.keys() {
             if !matches!(self.follow(name), Some((_, Entry::File { .. }))) {
