@@ -1,24 +1,9 @@
-//! The generator's own scratch directories — where the closure cache and the
-//! drop-in store are kept — found inside the root like every path it reads,
-//! and opened so that nothing outside them can be written to.
-//!
-//! A configured path is resolved the way link targets are under `--root`:
-//! `..` stops at the root and an absolute link starts again from it. Each
-//! component is opened relative to the directory before it (`openat()` with
-//! `O_NOFOLLOW`) and links are read and followed here, never by the kernel,
-//! so a link swapped in while the path is walked cannot lead out of the
-//! root. The directory found is then used only through its descriptor
-//! (`*at()` calls): a rename or a link made later cannot redirect a write.
-//!
-//! What is accepted:
-//! - the directory itself is not a link (it is opened with `O_NOFOLLOW`),
-//!   belongs to the generator's user and no one else can write to it;
-//! - a link on the way is followed only when it belongs to the generator's
-//!   user or to root: one planted by another user (in `/tmp`, say) is not
-//!   (in the spirit of the kernel's `protected_symlinks`).
-//!
-//! Made when missing, mode 0700: the directory and the directories on the
-//! way to it (made for it, they are the generator's alone too).
+//! The generator's own scratch directories (the closure cache, the view
+//! records), found inside the root like every path it reads and opened so
+//! that nothing outside them can be written to: links are followed here,
+//! never by the kernel, so one swapped in while the path is walked cannot
+//! lead out of the root, and the directory found is then used only through
+//! its descriptor. What is accepted: see [`ScratchDir::create`].
 
 use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -73,6 +58,22 @@ impl ScratchDir {
 
     /// The directory at the logical `path` inside `root`, made (mode 0700,
     /// and the directories on the way) when missing.
+    ///
+    /// `path` is resolved the way link targets are under `--root`: `..`
+    /// stops at the root and an absolute link starts again from it. Each
+    /// component is opened relative to the directory before it (`openat()`
+    /// with `O_NOFOLLOW`) and links are read and followed here; later
+    /// writes go through the descriptor (`*at()` calls), so a rename or a
+    /// link made afterwards cannot redirect them. What is accepted:
+    /// - the directory itself is not a link, belongs to the generator's user
+    ///   and no one else can write to it;
+    /// - a link on the way is followed only when it belongs to the
+    ///   generator's user or to root: one planted by another user (in
+    ///   `/tmp`, say) is not (in the spirit of the kernel's
+    ///   `protected_symlinks`).
+    ///
+    /// Directories made on the way are the generator's alone too (mode
+    /// 0700).
     pub fn create(root: &Root, path: &Utf8Path) -> Result<ScratchDir, ScratchError> {
         walk(root, path, true)?.ok_or_else(|| error(path, "could not be made"))
     }

@@ -1,41 +1,13 @@
 //! The closure cache: the part of the reference graph a run read from the
 //! Nix database, kept in `/run` for the next run (every `daemon-reload`).
 //!
-//! A cache is used only while nothing it was read from has changed: the
-//! database file, its write-ahead log and the store directory (whose
-//! entries' symlink flags it holds) must have exactly the `stat` stamps
-//! (device, inode, size, modification and change times) they had before the
-//! graph was read; see [`Sources`]. Any write to the database — a path
-//! registered or deleted, references added to a path that stays valid, the
-//! file restored from a copy — and any entry of the store directory
-//! created, removed or replaced changes a stamp, and the next run reads the
-//! database as if there were no cache. Finer checks (ids, registration
-//! times, the rows of `Refs` added since) were tried before and missed
-//! changes: a database restored from a copy keeps its inode, and SQLite
-//! reuses the rowids of deleted rows.
-//!
-//! The file is binary, little-endian, written whole and renamed into place;
-//! its tables are flat, so that reading it is a few copies, not an
-//! allocation per store path:
-//!
-//! ```text
-//! magic "NCGCLOS\x04"
-//! stamp of db.sqlite                    (see below)
-//! u8 1 and the stamp of db.sqlite-wal, or u8 0 when there was none
-//! stamp of the store directory
-//! u32 length, bytes: the store directory
-//! u32 n: the number of store paths, then the tables, each of n entries
-//! i64 × n   ValidPaths.id
-//! i64 × n   registrationTime
-//! u8 × n    1 = the store path is a symlink, 0 = it is not
-//! u32 × n+1 where each path starts in the text (and the text's length)
-//! u32 length, bytes: the paths, one after the other
-//! u32 × n+1 where each path's references start (and their count)
-//! u32 × …   references, as indices of these tables
-//!
-//! a stamp: u64 device, u64 inode, u64 size, i64 × 2 modified (seconds,
-//! nanoseconds), i64 × 2 changed (seconds, nanoseconds)
-//! ```
+//! A cache is used only while the `stat` stamps of everything it was read
+//! from — the database, its write-ahead log, the store directory — are
+//! exactly as they were before the graph was read (see [`Sources`]): any
+//! write to the database and any store entry added, removed or replaced
+//! changes one. Finer checks (ids, registration times, rows added since)
+//! missed changes: a restored database keeps its inode, and SQLite reuses
+//! the rowids of deleted rows.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -315,6 +287,29 @@ impl Tables for ClosureCache {
 
 /// Writes the file format from `tables`, table by table, as it goes (no
 /// copy of the whole file in memory).
+///
+/// The file is binary, little-endian, written whole and renamed into place;
+/// its tables are flat, so that reading it is a few copies, not an
+/// allocation per store path:
+///
+/// ```text
+/// magic "NCGCLOS\x04"
+/// stamp of db.sqlite                    (see below)
+/// u8 1 and the stamp of db.sqlite-wal, or u8 0 when there was none
+/// stamp of the store directory
+/// u32 length, bytes: the store directory
+/// u32 n: the number of store paths, then the tables, each of n entries
+/// i64 × n   ValidPaths.id
+/// i64 × n   registrationTime
+/// u8 × n    1 = the store path is a symlink, 0 = it is not
+/// u32 × n+1 where each path starts in the text (and the text's length)
+/// u32 length, bytes: the paths, one after the other
+/// u32 × n+1 where each path's references start (and their count)
+/// u32 × …   references, as indices of these tables
+///
+/// a stamp: u64 device, u64 inode, u64 size, i64 × 2 modified (seconds,
+/// nanoseconds), i64 × 2 changed (seconds, nanoseconds)
+/// ```
 pub fn encode_to(
     out: &mut impl Write,
     sources: &Sources,

@@ -1,15 +1,10 @@
 //! Closure views: one read-only overlayfs per closure, bound at the store's
-//! place in each confined service that has that closure.
-//!
-//! The generator records each confined unit's closure in
-//! `<[Generator] Views=>/<digest>` and makes the unit require
-//! `nix-confinement-view@<digest>.service`, which runs
-//! `nix-confinement-generator view start <digest>` at the first start of a
-//! unit that needs it: the view is mounted at [`VIEWS`]`/<digest>` and its
-//! store directory bound at the store's place in the service. Units with
-//! the same closure share one view; when no unit needs it any more the
-//! view unit stops (`view stop`) and the host's mount goes. See
-//! nix-confinement-generator(8).
+//! place in each confined service that has that closure. The generator
+//! records each confined unit's closure in `<[Generator] Views=>/<digest>`;
+//! the unit requires `nix-confinement-view@<digest>.service`, which runs
+//! `view start <digest>` to mount the view at [`VIEWS`]`/<digest>`. Units
+//! with the same closure share one view; it goes when no unit needs it any
+//! more (`view stop`). See nix-confinement-generator(8).
 
 pub mod closure_list;
 pub mod layer;
