@@ -176,7 +176,7 @@ impl Listing {
                     let read = match (&search_dirs[*index], real.file_name()) {
                         (Some(dir), Some(name)) => {
                             super::files::read_file_at(dir, name, &mut buffer)
-                                .map_err(|e| e.to_string())
+                                .map_err(std::sync::Arc::new)
                         }
                         _ => read_under(root_dir, real, &mut buffer),
                     };
@@ -214,7 +214,7 @@ type ListedDropinDir = (usize, String, Listing, Vec<(Utf8PathBuf, FileRead)>);
 
 fn read_under(root_dir: &Utf8Path, real: &Utf8Path, buffer: &mut Vec<u8>) -> FileRead {
     super::files::read_file(&crate::diag::under_root(root_dir, real), buffer)
-        .map_err(|e| e.to_string())
+        .map_err(std::sync::Arc::new)
 }
 
 /// A directory's entries with their types as readdir reports them (no extra
