@@ -2,19 +2,11 @@
 //! service, against what the generator writes now.
 //!
 //! systemd applies the generator's drop-ins only to units it loads after a
-//! generator run: a unit file that appeared after the last `daemon-reload`
-//! is loaded from disk on demand, without them, and a service started
-//! before its confinement was loaded keeps running as it was started. Each
-//! annotated unit is therefore asked about (which loads it, as a start
-//! would), and one line is printed per problem:
-//!
-//! - `UNCONFINED`: loaded without its confinement drop-in;
-//! - `RUNNING UNCONFINED`: a process of it runs outside its confinement root;
-//! - `STALE`: the drop-in it loaded is not what the generator writes now;
-//! - `BLOCKED`: it loaded the blocking drop-in (the reason follows).
-//!
-//! With `--reload`, systemd is reloaded when a reload resolves a problem
-//! (all but a running process, which needs a restart), then asked again.
+//! generator run, and a service started before its confinement was loaded
+//! keeps running as it was started. Each annotated unit is therefore asked
+//! about (which loads it, as a start would), and one line is printed per
+//! problem ([`ProblemKind`]); with `--reload`, systemd is reloaded when that
+//! resolves a problem, then asked again.
 
 use crate::closure::Closures;
 use crate::confine::{Confiner, Outcome};
@@ -60,9 +52,16 @@ pub struct Problem {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemKind {
+    /// `UNCONFINED`: loaded without its confinement drop-in (a unit file
+    /// that appeared after the last `daemon-reload` is loaded from disk on
+    /// demand, without the generator's drop-ins).
     Unconfined,
+    /// `RUNNING UNCONFINED`: a process of it runs outside its confinement
+    /// root (a reload does not fix this; a restart does).
     RunningUnconfined,
+    /// `STALE`: the drop-in it loaded is not what the generator writes now.
     Stale,
+    /// `BLOCKED`: it loaded the blocking drop-in (the reason follows).
     Blocked,
     /// What could not be found out (not allowed to look, systemd not there).
     Unknown,
@@ -375,7 +374,7 @@ pub fn assess(expected: &Expectations, systemctl: &Systemctl) -> Report {
             Err(error) => report.other.push(Problem {
                 unit: "systemd".into(),
                 kind: ProblemKind::Unknown,
-                message: error,
+                message: error.to_string(),
                 reload_fixes: false,
             }),
         }
@@ -395,7 +394,7 @@ pub fn assess(expected: &Expectations, systemctl: &Systemctl) -> Report {
             report.other.push(Problem {
                 unit: "systemd".into(),
                 kind: ProblemKind::Unknown,
-                message: error,
+                message: error.to_string(),
                 reload_fixes: false,
             });
             return report;

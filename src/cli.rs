@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::confine::{Confiner, Outcome};
 use crate::diag::Diagnostic;
 use crate::generator::run_generator;
-use crate::logging::{self, Logger};
+use crate::logging::Logger;
 use crate::plan::{self, Plan};
 use crate::rootfs::Root;
 use crate::view::record::Views;
@@ -60,7 +60,25 @@ struct Args {
     command: Command,
 }
 
-fn parse_args(args: &[String]) -> Result<Args, String> {
+/// What is wrong with the command line (shown with the usage).
+#[derive(Debug, PartialEq, Eq)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+impl From<&str> for UsageError {
+    fn from(message: &str) -> UsageError {
+        UsageError(message.to_owned())
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Args, UsageError> {
     let mut root = Utf8PathBuf::from("/");
     let mut rest: &[String] = args;
     loop {
@@ -118,7 +136,12 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             normal: Utf8PathBuf::from(normal),
         },
         [] => return Err("missing the output directory".into()),
-        _ => return Err(format!("unexpected arguments: {}", rest.join(" "))),
+        _ => {
+            return Err(UsageError(format!(
+                "unexpected arguments: {}",
+                rest.join(" ")
+            )));
+        }
     };
     if matches!(command, Command::CheckLoaded { .. }) && !root_is_host {
         return Err(
@@ -163,7 +186,7 @@ pub fn main() -> i32 {
             let logger = Logger::from_env(true);
             if std::env::var("SYSTEMD_IN_INITRD").is_ok_and(|v| v == "1") {
                 // The real root and its store are not mounted yet.
-                logger.log(logging::LOG_DEBUG, "in the initrd: nothing to do");
+                logger.debug(|| "in the initrd: nothing to do".into());
                 return 0;
             }
             run_generator(&root, &normal, env_unit_path.as_deref(), &logger)
@@ -376,7 +399,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Result<Args, String> {
+    fn args(list: &[&str]) -> Result<Args, UsageError> {
         parse_args(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
     }
 

@@ -13,7 +13,7 @@ use crate::dropin::ClosurePath;
 use crate::plan::UnitPlan;
 use crate::rootfs::Root;
 use crate::scratch::ScratchDir;
-use crate::store::cache::Sources;
+use crate::store::cache::{CacheError, CacheErrorKind, Sources};
 use crate::store::db::NodeId;
 use crate::store::disk::StoreProbe;
 use crate::store::roots::Origin;
@@ -404,7 +404,7 @@ impl Closures {
     /// something the cache did not have, from a database and store that
     /// were settled when read (see [`Sources::stamp`]). `Err` says why it
     /// could not be written (see [`crate::scratch`] for where it may be).
-    pub fn save_cache(&mut self) -> Result<(), String> {
+    pub fn save_cache(&mut self) -> Result<(), CacheNotKept> {
         let Database::Opened(opened) = &mut self.database else {
             return Ok(());
         };
@@ -429,7 +429,8 @@ impl Closures {
             return Ok(());
         };
         let paths = crate::store::cache::Tables::len(&tables);
-        let written = crate::scratch::split_file(file).and_then(|(dir, name)| {
+        let written = (|| {
+            let (dir, name) = crate::scratch::split_file(file)?;
             let dir = ScratchDir::create(&self.root, dir)?;
             crate::store::cache::write_tables_at(
                 dir.fd(),
@@ -439,7 +440,7 @@ impl Closures {
                 self.config.store_dir.as_str(),
                 &tables,
             )
-        });
+        })();
         match written {
             Ok(()) => {
                 opened
@@ -447,10 +448,28 @@ impl Closures {
                     .push(format!("{file}: wrote {paths} store paths"));
                 Ok(())
             }
-            Err(e) => Err(format!("closure cache {file} not kept: {e}")),
+            Err(cause) => Err(CacheNotKept {
+                file: file.clone(),
+                cause,
+            }),
         }
     }
 }
+
+/// Why [`Closures::save_cache`] did not write the closure cache `file`.
+#[derive(Debug)]
+pub struct CacheNotKept {
+    pub file: camino::Utf8PathBuf,
+    pub cause: CacheError,
+}
+
+impl std::fmt::Display for CacheNotKept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "closure cache {} not kept: {}", self.file, self.cause)
+    }
+}
+
+impl std::error::Error for CacheNotKept {}
 
 /// The fully resolved target of a store path known to be a symlink.
 fn resolve_symlink(
@@ -533,20 +552,27 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
     };
     opened.sources = Some(sources);
     // Found inside the root, never made here (see [`Opening`]).
-    let found = crate::scratch::split_file(file).and_then(|(dir, name)| {
+    let found = (|| {
+        let (dir, name) = crate::scratch::split_file(file)?;
         match ScratchDir::find(root, dir)? {
             Some(dir) => crate::store::cache::read_stamped_at(dir.fd(), name, file),
             None => Ok(None),
         }
-    });
+    })();
+    let refused = |why: String| CacheError {
+        path: file.to_owned(),
+        kind: CacheErrorKind::Refused(why),
+    };
     let used = found.and_then(|cache| match cache {
-        Some((cache, _)) if *cache.store_dir != *config.store_dir.as_str() => Err(format!(
-            "{file}: made for the store {}, not {}",
-            cache.store_dir,
-            config.store_dir.as_str()
-        )),
-        Some((cache, _)) if cache.sources != sources => Err(format!(
-            "{file}: the Nix database or the store directory changed since it was made"
+        Some((cache, _)) if *cache.store_dir != *config.store_dir.as_str() => {
+            Err(refused(format!(
+                "made for the store {}, not {}",
+                cache.store_dir,
+                config.store_dir.as_str()
+            )))
+        }
+        Some((cache, _)) if cache.sources != sources => Err(refused(
+            "the Nix database or the store directory changed since it was made".into(),
         )),
         Some((cache, stamp)) => {
             // Every path is checked here, on the worker, once: the units'
@@ -555,16 +581,16 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
                 .map(|i| cache.path(i))
                 .find(|&path| !config.store_dir.is_store_path(path))
             {
-                return Err(format!(
-                    "{file}: holds {bad:?}, which is not a store path in {}",
+                return Err(refused(format!(
+                    "holds {bad:?}, which is not a store path in {}",
                     config.store_dir.as_str()
-                ));
+                )));
             }
             let paths = cache.len();
             nix_db
                 .use_cache(cache, stamp)
                 .map(|()| format!("{file}: read {paths} store paths"))
-                .map_err(|e| format!("{file}: {e}"))
+                .map_err(|e| refused(e.to_string()))
         }
         None => Ok(format!("{file}: none yet")),
     });
@@ -599,8 +625,8 @@ impl Opening {
             // Only with a closure cache: the roots are then looked up and
             // the graph below them is in memory. Without one, reading the
             // database a unit at a time would read its pages more often
-            // than one walk over all units at the end does (measured: 95
-            // -> 99 ms on the benchmark system).
+            // than one walk over all units at the end does (measured on the
+            // benchmark system; see benches/README.md).
             if let Ok(db) = opened.db.as_mut()
                 && db.uses_cache()
             {

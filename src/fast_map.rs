@@ -1,7 +1,8 @@
 //! A hash map for the keys of one run: database ids, unit names and paths
 //! read from this machine's files. SipHash, std's default, resists keys
 //! chosen to collide; these are not chosen by anyone who could not write
-//! the unit files anyway, and hashing them was 5 % of a run's instructions.
+//! the unit files anyway, and hashing them was a measurable share of a run's
+//! instructions (measured on the benchmark system; see benches/README.md).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

@@ -2,13 +2,11 @@
 //! their Nix store closure, as the NixOS option
 //! `systemd.services.<name>.confinement` does at system build time.
 //!
-//! The data flows one way and the modules follow it: the configuration
-//! (`config`) and unit files (`unit`) → annotations (`annotation`) → a plan
-//! per service with its roots (`plan`, `store::roots`) → closures from the
-//! Nix database (`closure`, `store`) → views (`view`) → drop-in text
-//! (`confine`, `dropin`) → files (`output`). `cli` reads argv and runs one
-//! mode: the generator, `explain`, `check` or `view`. Everything below `cli`
-//! takes the root directory as a parameter, so tests need no privileges.
+//! The modules follow the data, which flows one way: configuration and unit
+//! files (`config`, `unit`) → annotations (`annotation`) → a plan per service
+//! and its roots (`plan`, `store::roots`) → closures (`closure`, `store`) →
+//! views (`view`) → drop-ins (`confine`, `dropin`) → files (`output`). `cli`
+//! runs one mode; all below it takes the root directory as a parameter.
 
 pub mod annotation;
 pub mod check_loaded;

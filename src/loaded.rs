@@ -79,6 +79,59 @@ pub fn parse_list_units(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Why the running systemd could not be asked.
+#[derive(Debug)]
+pub enum SystemctlError {
+    /// No `/run/systemd/system`: systemd does not run this system.
+    NotRunning,
+    /// No `systemctl` in `$PATH` or the usual places.
+    NotFound,
+    /// `systemctl` could not be run.
+    Spawn {
+        program: PathBuf,
+        error: std::io::Error,
+    },
+    /// `systemctl <command>` failed: its exit status and standard error.
+    Failed {
+        program: PathBuf,
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// `systemctl` answered with bytes that are not UTF-8.
+    NotUtf8 { program: PathBuf },
+}
+
+impl std::fmt::Display for SystemctlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SystemctlError::NotRunning => write!(
+                f,
+                "systemd is not running on this system (no /run/systemd/system)"
+            ),
+            SystemctlError::NotFound => write!(f, "systemctl was not found in $PATH"),
+            SystemctlError::Spawn { program, error } => {
+                write!(f, "running {}: {error}", program.display())
+            }
+            SystemctlError::Failed {
+                program,
+                command,
+                status,
+                stderr,
+            } => write!(
+                f,
+                "{} {command} failed ({status}): {stderr}",
+                program.display()
+            ),
+            SystemctlError::NotUtf8 { program } => {
+                write!(f, "{}: output is not UTF-8", program.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for SystemctlError {}
+
 /// `systemctl`, to ask the running system manager.
 pub struct Systemctl {
     program: PathBuf,
@@ -87,9 +140,9 @@ pub struct Systemctl {
 impl Systemctl {
     /// `systemctl` from `$PATH` (or the usual places), when systemd runs
     /// this system (`/run/systemd/system` exists).
-    pub fn find() -> Result<Systemctl, String> {
+    pub fn find() -> Result<Systemctl, SystemctlError> {
         if !Path::new("/run/systemd/system").is_dir() {
-            return Err("systemd is not running on this system (no /run/systemd/system)".into());
+            return Err(SystemctlError::NotRunning);
         }
         let path = std::env::var_os("PATH").unwrap_or_default();
         let candidates = std::env::split_paths(&path)
@@ -104,33 +157,35 @@ impl Systemctl {
                 return Ok(Systemctl { program });
             }
         }
-        Err("systemctl was not found in $PATH".into())
+        Err(SystemctlError::NotFound)
     }
 
-    fn run(&self, args: &[&str]) -> Result<String, String> {
+    fn run(&self, args: &[&str]) -> Result<String, SystemctlError> {
+        let program = || self.program.clone();
         let output = Command::new(&self.program)
             .args(args)
             .env("SYSTEMD_PAGER", "")
             .env("SYSTEMD_COLORS", "0")
             .output()
-            .map_err(|e| format!("running {}: {e}", self.program.display()))?;
+            .map_err(|error| SystemctlError::Spawn {
+                program: program(),
+                error,
+            })?;
         if !output.status.success() {
-            return Err(format!(
-                "{} {} failed ({}): {}",
-                self.program.display(),
-                args.first().copied().unwrap_or_default(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ));
+            return Err(SystemctlError::Failed {
+                program: program(),
+                command: args.first().copied().unwrap_or_default().to_owned(),
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
         }
-        String::from_utf8(output.stdout)
-            .map_err(|_| format!("{}: output is not UTF-8", self.program.display()))
+        String::from_utf8(output.stdout).map_err(|_| SystemctlError::NotUtf8 { program: program() })
     }
 
     /// What systemd loaded for each of `names`. Asking loads a unit that is
     /// not loaded yet, as starting it would (and as `systemctl status`
     /// does): it is then known as a start would find it.
-    pub fn show(&self, names: &[String]) -> Result<Vec<LoadedUnit>, String> {
+    pub fn show(&self, names: &[String]) -> Result<Vec<LoadedUnit>, SystemctlError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -140,7 +195,7 @@ impl Systemctl {
     }
 
     /// The names of the loaded service units.
-    pub fn loaded_services(&self) -> Result<Vec<String>, String> {
+    pub fn loaded_services(&self) -> Result<Vec<String>, SystemctlError> {
         let text = self.run(&[
             "list-units",
             "--all",
@@ -158,19 +213,19 @@ impl Systemctl {
         let _ = self.run(&["show", "--property=Version"]);
     }
 
-    pub fn daemon_reload(&self) -> Result<(), String> {
+    pub fn daemon_reload(&self) -> Result<(), SystemctlError> {
         self.run(&["daemon-reload"]).map(|_| ())
     }
 
     /// The units with a start job waiting.
-    pub fn queued_starts(&self) -> Result<Vec<String>, String> {
+    pub fn queued_starts(&self) -> Result<Vec<String>, SystemctlError> {
         let text = self.run(&["list-jobs", "--plain", "--no-legend", "--full"])?;
         Ok(parse_list_jobs(&text, "start"))
     }
 
     /// Starts `units` without waiting: a start job already queued for one
     /// is merged with the new one, which pulls in what the unit needs now.
-    pub fn start_no_block(&self, units: &[String]) -> Result<(), String> {
+    pub fn start_no_block(&self, units: &[String]) -> Result<(), SystemctlError> {
         if units.is_empty() {
             return Ok(());
         }

@@ -83,7 +83,7 @@ impl OutputDir {
         content: &str,
     ) -> Result<(), OutputError> {
         let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
-        write_atomically(unit_dir, file_name, content).map_err(error)
+        write_atomically(unit_dir, file_name, content, error)
     }
 
     /// Puts `NORMAL/<shared>`, a file written with [`OutputDir::write_unit`],
@@ -193,7 +193,7 @@ impl OutputDir {
                 "refusing a name that is not a single path component".into(),
             ));
         }
-        write_atomically(&self.dir, name, content).map_err(error)
+        write_atomically(&self.dir, name, content, error)
     }
 }
 
@@ -301,34 +301,44 @@ impl<'o> DropinWriter<'o> {
     }
 }
 
-/// Writes `content` to a temporary file in `dir` and renames it to `name`.
-pub(crate) fn write_atomically(dir: &OwnedFd, name: &str, content: &str) -> Result<(), String> {
+/// Writes `content` to a temporary file in `dir` and renames it to `name`;
+/// `error` makes the error naming the file from what went wrong (called
+/// only then: the path is not built for every file written).
+pub(crate) fn write_atomically(
+    dir: &OwnedFd,
+    name: &str,
+    content: &str,
+    error: impl FnOnce(String) -> OutputError,
+) -> Result<(), OutputError> {
     let temp_name = temporary_name(name);
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let mode = Mode::from_bits_truncate(0o644);
-    let file = match openat(dir, temp_name.as_str(), flags, mode) {
+    let opened = match openat(dir, temp_name.as_str(), flags, mode) {
         Err(Errno::EEXIST) => {
             // Left over by a killed run with our pid: remove and retry.
             let _ = unlinkat(dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
             openat(dir, temp_name.as_str(), flags, mode)
         }
         other => other,
-    }
-    .map_err(|e| format!("creating a temporary file: {}", e.desc()))?;
+    };
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => return Err(error(format!("creating a temporary file: {}", e.desc()))),
+    };
     let mut file = std::fs::File::from(file);
     if let Err(e) = file
         .write_all(content.as_bytes())
         .and_then(|()| file.flush())
     {
         let _ = unlinkat(dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-        return Err(e.to_string());
+        return Err(error(e.to_string()));
     }
     drop(file);
     // rename() replaces a planted symlink itself, never what it points to.
     renameat(dir, temp_name.as_str(), dir, name).map_err(|e| {
         let _ = unlinkat(dir, temp_name.as_str(), UnlinkatFlags::NoRemoveDir);
-        e.desc().to_owned()
+        error(e.desc().to_owned())
     })
 }
 

@@ -1,34 +1,43 @@
-//! The generator's own scratch directories — where the closure cache and the
-//! drop-in store are kept — found inside the root like every path it reads,
-//! and opened so that nothing outside them can be written to.
-//!
-//! A configured path is resolved the way link targets are under `--root`:
-//! `..` stops at the root and an absolute link starts again from it. Each
-//! component is opened relative to the directory before it (`openat()` with
-//! `O_NOFOLLOW`) and links are read and followed here, never by the kernel,
-//! so a link swapped in while the path is walked cannot lead out of the
-//! root. The directory found is then used only through its descriptor
-//! (`*at()` calls): a rename or a link made later cannot redirect a write.
-//!
-//! What is accepted:
-//! - the directory itself is not a link (it is opened with `O_NOFOLLOW`),
-//!   belongs to the generator's user and no one else can write to it;
-//! - a link on the way is followed only when it belongs to the generator's
-//!   user or to root: one planted by another user (in `/tmp`, say) is not
-//!   (in the spirit of the kernel's `protected_symlinks`).
-//!
-//! Made when missing, mode 0700: the directory and the directories on the
-//! way to it (made for it, they are the generator's alone too).
+//! The generator's own scratch directories (the closure cache, the view
+//! records), found inside the root like every path it reads and opened so
+//! that nothing outside them can be written to: links are followed here,
+//! never by the kernel, so one swapped in while the path is walked cannot
+//! lead out of the root, and the directory found is then used only through
+//! its descriptor. What is accepted: see [`ScratchDir::create`].
 
 use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
 use nix::sys::stat::{Mode, fstat, fstatat, mkdirat};
+use std::fmt;
 use std::os::fd::OwnedFd;
 
 /// The kernel's own limit on symlinks followed while resolving one path.
 const MAX_SYMLINKS: usize = 40;
+
+/// Why a scratch directory could not be found or made: the logical path
+/// involved and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScratchError {
+    pub path: Utf8PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for ScratchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for ScratchError {}
+
+fn error(path: &Utf8Path, message: impl Into<String>) -> ScratchError {
+    ScratchError {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
 
 /// A directory of the generator's own, open.
 #[derive(Debug)]
@@ -43,14 +52,30 @@ pub struct ScratchDir {
 impl ScratchDir {
     /// The directory at the logical `path` inside `root`, or `Ok(None)` when
     /// it (or a directory on the way to it) does not exist. Reads only.
-    pub fn find(root: &Root, path: &Utf8Path) -> Result<Option<ScratchDir>, String> {
+    pub fn find(root: &Root, path: &Utf8Path) -> Result<Option<ScratchDir>, ScratchError> {
         walk(root, path, false)
     }
 
     /// The directory at the logical `path` inside `root`, made (mode 0700,
     /// and the directories on the way) when missing.
-    pub fn create(root: &Root, path: &Utf8Path) -> Result<ScratchDir, String> {
-        walk(root, path, true)?.ok_or_else(|| format!("{path}: could not be made"))
+    ///
+    /// `path` is resolved the way link targets are under `--root`: `..`
+    /// stops at the root and an absolute link starts again from it. Each
+    /// component is opened relative to the directory before it (`openat()`
+    /// with `O_NOFOLLOW`) and links are read and followed here; later
+    /// writes go through the descriptor (`*at()` calls), so a rename or a
+    /// link made afterwards cannot redirect them. What is accepted:
+    /// - the directory itself is not a link, belongs to the generator's user
+    ///   and no one else can write to it;
+    /// - a link on the way is followed only when it belongs to the
+    ///   generator's user or to root: one planted by another user (in
+    ///   `/tmp`, say) is not (in the spirit of the kernel's
+    ///   `protected_symlinks`).
+    ///
+    /// Directories made on the way are the generator's alone too (mode
+    /// 0700).
+    pub fn create(root: &Root, path: &Utf8Path) -> Result<ScratchDir, ScratchError> {
+        walk(root, path, true)?.ok_or_else(|| error(path, "could not be made"))
     }
 
     /// The directory, to use with `*at()` calls.
@@ -70,20 +95,20 @@ impl ScratchDir {
 }
 
 /// The directory and the name of a scratch file at the logical `path`.
-pub fn split_file(path: &Utf8Path) -> Result<(&Utf8Path, &str), String> {
+pub fn split_file(path: &Utf8Path) -> Result<(&Utf8Path, &str), ScratchError> {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => Ok((dir, name)),
-        _ => Err(format!("{path}: names no file")),
+        _ => Err(error(path, "names no file")),
     }
 }
 
-fn walk(root: &Root, path: &Utf8Path, create: bool) -> Result<Option<ScratchDir>, String> {
+fn walk(root: &Root, path: &Utf8Path, create: bool) -> Result<Option<ScratchDir>, ScratchError> {
     let root_dir = nix::fcntl::open(
         root.dir().as_std_path(),
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("{}: {}", root.dir(), e.desc()))?;
+    .map_err(|e| error(root.dir(), e.desc()))?;
     let us = nix::unistd::geteuid().as_raw();
     // The directories walked, the root first, each with its logical path:
     // `..` goes back to the one before, never above the root.
@@ -120,41 +145,45 @@ fn walk(root: &Root, path: &Utf8Path, create: bool) -> Result<Option<ScratchDir>
                     // Made here (or by someone else meanwhile): opened again,
                     // and checked like any other.
                     Ok(()) | Err(Errno::EEXIST) => pending.push(component),
-                    Err(e) => return Err(format!("{logical}: cannot be made: {}", e.desc())),
+                    Err(e) => return Err(error(&logical, format!("cannot be made: {}", e.desc()))),
                 }
             }
             Err(Errno::ELOOP | Errno::ENOTDIR) => {
                 let found = fstatat(parent, component.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(|e| format!("{logical}: {}", e.desc()))?;
+                    .map_err(|e| error(&logical, e.desc()))?;
                 if found.st_mode & libc::S_IFMT != libc::S_IFLNK {
-                    return Err(format!("{logical}: not a directory"));
+                    return Err(error(&logical, "not a directory"));
                 }
                 if is_last {
-                    return Err(format!(
-                        "{logical}: a symbolic link; the directory itself must not be one"
+                    return Err(error(
+                        &logical,
+                        "a symbolic link; the directory itself must not be one",
                     ));
                 }
                 if found.st_uid != us && found.st_uid != 0 {
-                    return Err(format!(
-                        "{logical}: a symbolic link of uid {}; only links of root or of uid {us} are followed",
-                        found.st_uid
+                    return Err(error(
+                        &logical,
+                        format!(
+                            "a symbolic link of uid {}; only links of root or of uid {us} are followed",
+                            found.st_uid
+                        ),
                     ));
                 }
                 links_followed += 1;
                 if links_followed > MAX_SYMLINKS {
-                    return Err(format!("{logical}: too many levels of symbolic links"));
+                    return Err(error(&logical, "too many levels of symbolic links"));
                 }
                 let target = readlinkat(parent, component.as_str())
-                    .map_err(|e| format!("{logical}: {}", e.desc()))?;
+                    .map_err(|e| error(&logical, e.desc()))?;
                 let target = target
                     .into_string()
-                    .map_err(|_| format!("{logical}: a symbolic link whose target is not UTF-8"))?;
+                    .map_err(|_| error(&logical, "a symbolic link whose target is not UTF-8"))?;
                 if target.starts_with('/') {
                     walked.truncate(1);
                 }
                 pending.extend(components_reversed(&target));
             }
-            Err(e) => return Err(format!("{logical}: {}", e.desc())),
+            Err(e) => return Err(error(&logical, e.desc())),
         }
     }
     let (found, path) = walked.pop().expect("the root is never popped");
@@ -166,13 +195,16 @@ fn walk(root: &Root, path: &Utf8Path, create: bool) -> Result<Option<ScratchDir>
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("{path}: {}", e.desc()))?;
-    let stat = fstat(&dir).map_err(|e| format!("{path}: {}", e.desc()))?;
+    .map_err(|e| error(&path, e.desc()))?;
+    let stat = fstat(&dir).map_err(|e| error(&path, e.desc()))?;
     if stat.st_uid != us || stat.st_mode & 0o022 != 0 {
-        return Err(format!(
-            "{path}: owned by uid {} with mode {:o}; only a directory of uid {us} that no one else can write is used",
-            stat.st_uid,
-            stat.st_mode & 0o7777
+        return Err(error(
+            &path,
+            format!(
+                "owned by uid {} with mode {:o}; only a directory of uid {us} that no one else can write is used",
+                stat.st_uid,
+                stat.st_mode & 0o7777
+            ),
         ));
     }
     Ok(Some(ScratchDir {
@@ -209,7 +241,13 @@ mod tests {
     }
 
     fn write_and_check(dir: &ScratchDir) {
-        crate::output::write_atomically(dir.fd(), "probe", "x").unwrap();
+        crate::output::write_atomically(dir.fd(), "probe", "x", |message| {
+            crate::output::OutputError {
+                path: dir.path().join("probe"),
+                message,
+            }
+        })
+        .unwrap();
     }
 
     #[test]
@@ -269,21 +307,29 @@ mod tests {
         let (root, base) = temp_root("refused");
         std::fs::create_dir_all(base.join("root/real")).unwrap();
         symlink("/real", base.join("root/link")).unwrap();
-        let error = ScratchDir::create(&root, Utf8Path::new("/link")).unwrap_err();
+        let error = ScratchDir::create(&root, Utf8Path::new("/link"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("/link: a symbolic link"), "{error}");
         std::fs::set_permissions(
             base.join("root/real"),
             std::fs::Permissions::from_mode(0o1777),
         )
         .unwrap();
-        let error = ScratchDir::create(&root, Utf8Path::new("/real")).unwrap_err();
+        let error = ScratchDir::create(&root, Utf8Path::new("/real"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("/real: owned by uid"), "{error}");
         assert!(error.contains("mode 1777"), "{error}");
         std::fs::write(base.join("root/file"), "").unwrap();
-        let error = ScratchDir::create(&root, Utf8Path::new("/file/x")).unwrap_err();
+        let error = ScratchDir::create(&root, Utf8Path::new("/file/x"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("/file: not a directory"), "{error}");
         symlink("/loop", base.join("root/loop")).unwrap();
-        let error = ScratchDir::create(&root, Utf8Path::new("/loop/x")).unwrap_err();
+        let error = ScratchDir::create(&root, Utf8Path::new("/loop/x"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("too many levels"), "{error}");
         std::fs::remove_dir_all(&base).unwrap();
     }
@@ -297,7 +343,9 @@ mod tests {
         std::fs::create_dir_all(base.join("root/real")).unwrap();
         symlink("/real", base.join("root/link")).unwrap();
         std::os::unix::fs::lchown(base.join("root/link"), Some(65534), Some(65534)).unwrap();
-        let error = ScratchDir::create(&root, Utf8Path::new("/link/x")).unwrap_err();
+        let error = ScratchDir::create(&root, Utf8Path::new("/link/x"))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("/link: a symbolic link of uid 65534"),
             "{error}"

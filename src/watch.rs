@@ -1,22 +1,11 @@
 //! The units the generator writes so that the running systemd catches up
-//! with the unit files between reloads.
-//!
-//! systemd loads a unit it has not loaded yet from disk when it is first
-//! started or asked about, without running generators: a service annotated
-//! after the last `daemon-reload` would start without its drop-in. And at
-//! boot the generator runs before any file system of fstab is mounted: a
-//! store on its own file system is not there yet, and every annotated unit
-//! is blocked. Both are caught by `nix-confinement-check.service`, which runs
-//! `nix-confinement-generator check --loaded --reload`: it compares what
-//! systemd loaded with what the generator writes now, reloads systemd when
-//! they differ, and fails (naming each unit) when an annotated unit stays
-//! blocked or runs unconfined. It runs
-//!
-//! - at boot, once the store and state directories are mounted;
-//! - before any start of a blocked unit (the blocking drop-in wants it and is
-//!   ordered after it, so that a start queued at boot proceeds confined once
-//!   the reload replaced the block);
-//! - when a unit file or drop-in directory changes (`nix-confinement-check.path`).
+//! with the unit files between reloads: systemd loads a unit annotated
+//! after the last `daemon-reload` from disk without running generators, and
+//! at boot the generator runs before a store on its own file system is
+//! mounted. `nix-confinement-check.service` (`check --loaded --reload`)
+//! reloads systemd when what it loaded differs from what the generator
+//! writes now; it runs at boot, before any start of a blocked unit, and
+//! when a unit file changes (`nix-confinement-check.path`).
 
 use crate::dropin::{CHECK_SERVICE, GENERATOR, escape_path};
 use crate::output::{OutputDir, OutputError};

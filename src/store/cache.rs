@@ -1,56 +1,98 @@
 //! The closure cache: the part of the reference graph a run read from the
 //! Nix database, kept in `/run` for the next run (every `daemon-reload`).
 //!
-//! A cache is used only while nothing it was read from has changed: the
-//! database file, its write-ahead log and the store directory (whose
-//! entries' symlink flags it holds) must have exactly the `stat` stamps
-//! (device, inode, size, modification and change times) they had before the
-//! graph was read; see [`Sources`]. Any write to the database — a path
-//! registered or deleted, references added to a path that stays valid, the
-//! file restored from a copy — and any entry of the store directory
-//! created, removed or replaced changes a stamp, and the next run reads the
-//! database as if there were no cache. Finer checks (ids, registration
-//! times, the rows of `Refs` added since) were tried before and missed
-//! changes: a database restored from a copy keeps its inode, and SQLite
-//! reuses the rowids of deleted rows.
-//!
-//! The file is binary, little-endian, written whole and renamed into place;
-//! its tables are flat, so that reading it is a few copies, not an
-//! allocation per store path:
-//!
-//! ```text
-//! magic "NCGCLOS\x04"
-//! stamp of db.sqlite                    (see below)
-//! u8 1 and the stamp of db.sqlite-wal, or u8 0 when there was none
-//! stamp of the store directory
-//! u32 length, bytes: the store directory
-//! u32 n: the number of store paths, then the tables, each of n entries
-//! i64 × n   ValidPaths.id
-//! i64 × n   registrationTime
-//! u8 × n    1 = the store path is a symlink, 0 = it is not
-//! u32 × n+1 where each path starts in the text (and the text's length)
-//! u32 length, bytes: the paths, one after the other
-//! u32 × n+1 where each path's references start (and their count)
-//! u32 × …   references, as indices of these tables
-//!
-//! a stamp: u64 device, u64 inode, u64 size, i64 × 2 modified (seconds,
-//! nanoseconds), i64 × 2 changed (seconds, nanoseconds)
-//! ```
+//! A cache is used only while the `stat` stamps of everything it was read
+//! from — the database, its write-ahead log, the store directory — are
+//! exactly as they were before the graph was read (see [`Sources`]): any
+//! write to the database and any store entry added, removed or replaced
+//! changes one. Finer checks (ids, registration times, rows added since)
+//! missed changes: a restored database keeps its inode, and SQLite reuses
+//! the rowids of deleted rows.
 
+use std::fmt;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use crate::scratch::ScratchError;
+
 const MAGIC: &[u8; 8] = b"NCGCLOS\x04";
 /// A cache larger than this is not read (a damaged length field, or a file
 /// that is not ours).
 const MAX_SIZE: u64 = 512 << 20;
+
+/// Why a closure cache file could not be read or written: the file (or
+/// its directory) and what went wrong.
+#[derive(Debug)]
+pub struct CacheError {
+    pub path: Utf8PathBuf,
+    pub kind: CacheErrorKind,
+}
+
+#[derive(Debug)]
+pub enum CacheErrorKind {
+    /// A system call on the file or its directory failed.
+    System(Errno),
+    /// Reading or writing the file failed.
+    Io(std::io::Error),
+    /// The file is not one this program uses: what it is instead.
+    Refused(String),
+    /// What is wrong inside the file.
+    Corrupt(Corrupt),
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.path)?;
+        match &self.kind {
+            CacheErrorKind::System(errno) => write!(f, "{}", errno.desc()),
+            CacheErrorKind::Io(e) => write!(f, "{e}"),
+            CacheErrorKind::Refused(what) => write!(f, "{what}"),
+            CacheErrorKind::Corrupt(corrupt) => write!(f, "{corrupt}"),
+        }
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+impl From<ScratchError> for CacheError {
+    fn from(e: ScratchError) -> CacheError {
+        CacheError {
+            path: e.path,
+            kind: CacheErrorKind::Refused(e.message),
+        }
+    }
+}
+
+fn error(path: &Utf8Path, kind: CacheErrorKind) -> CacheError {
+    CacheError {
+        path: path.to_owned(),
+        kind,
+    }
+}
+
+/// What the decoder found wrong inside a cache's bytes (which file they
+/// came from is for [`CacheError`] to say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corrupt(pub String);
+
+impl fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+fn corrupt(what: impl Into<String>) -> Corrupt {
+    Corrupt(what.into())
+}
 
 /// What a cache's graph was read from, stamped before it was read: the
 /// database file, its write-ahead log (Nix writes through one; it holds
@@ -203,7 +245,7 @@ impl ClosureCache {
     }
 
     /// Decodes a cache from its file's bytes.
-    pub fn decode(bytes: &[u8]) -> Result<ClosureCache, String> {
+    pub fn decode(bytes: &[u8]) -> Result<ClosureCache, Corrupt> {
         decode_from(&mut &*bytes, bytes.len() as u64)
     }
 }
@@ -245,6 +287,29 @@ impl Tables for ClosureCache {
 
 /// Writes the file format from `tables`, table by table, as it goes (no
 /// copy of the whole file in memory).
+///
+/// The file is binary, little-endian, written whole and renamed into place;
+/// its tables are flat, so that reading it is a few copies, not an
+/// allocation per store path:
+///
+/// ```text
+/// magic "NCGCLOS\x04"
+/// stamp of db.sqlite                    (see below)
+/// u8 1 and the stamp of db.sqlite-wal, or u8 0 when there was none
+/// stamp of the store directory
+/// u32 length, bytes: the store directory
+/// u32 n: the number of store paths, then the tables, each of n entries
+/// i64 × n   ValidPaths.id
+/// i64 × n   registrationTime
+/// u8 × n    1 = the store path is a symlink, 0 = it is not
+/// u32 × n+1 where each path starts in the text (and the text's length)
+/// u32 length, bytes: the paths, one after the other
+/// u32 × n+1 where each path's references start (and their count)
+/// u32 × …   references, as indices of these tables
+///
+/// a stamp: u64 device, u64 inode, u64 size, i64 × 2 modified (seconds,
+/// nanoseconds), i64 × 2 changed (seconds, nanoseconds)
+/// ```
 pub fn encode_to(
     out: &mut impl Write,
     sources: &Sources,
@@ -329,16 +394,16 @@ fn encode_stamp(out: &mut impl Write, stamp: &FileStamp) -> std::io::Result<()> 
 /// with it. The tables must agree with each other and every reference must
 /// name an entry, so a decoded cache is a well-formed graph (whether its ids
 /// are distinct is checked by its user, who indexes them anyway).
-pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, String> {
+pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Corrupt> {
     let mut input = Reader { input, at: 0, size };
     if input.bytes(8)? != MAGIC {
-        return Err("not a closure cache of this version".into());
+        return Err(corrupt("not a closure cache of this version"));
     }
     let database = input.stamp()?;
     let wal = match input.bytes(1)?[0] {
         0 => None,
         1 => Some(input.stamp()?),
-        other => return Err(format!("write-ahead log flag {other}")),
+        other => return Err(corrupt(format!("write-ahead log flag {other}"))),
     };
     let sources = Sources {
         database,
@@ -350,7 +415,7 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
     // Each path takes at least 25 bytes: a larger count is damage, not a
     // reason to allocate.
     if n as u64 > size / 25 {
-        return Err(format!("{n} paths cannot fit in {size} bytes"));
+        return Err(corrupt(format!("{n} paths cannot fit in {size} bytes")));
     }
     let db_ids = input.i64s(n)?;
     let registration_times = input.i64s(n)?;
@@ -360,9 +425,9 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
         .map(|b| match b {
             0 => Ok(false),
             1 => Ok(true),
-            other => Err(format!("symlink flag {other}")),
+            other => Err(corrupt(format!("symlink flag {other}"))),
         })
-        .collect::<Result<Vec<bool>, String>>()?;
+        .collect::<Result<Vec<bool>, Corrupt>>()?;
     let path_starts = input.u32s(n + 1)?;
     let paths = input.text()?;
     check_starts(&path_starts, paths.len(), "path")?;
@@ -370,23 +435,33 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
         .iter()
         .find(|&&s| !paths.is_char_boundary(s as usize))
     {
-        return Err(format!("path start {bad} is inside a character"));
+        return Err(corrupt(format!("path start {bad} is inside a character")));
     }
     let reference_starts = input.u32s(n + 1)?;
     let reference_count = *reference_starts.last().expect("n + 1 entries") as u64;
     if reference_count > size / 4 {
-        return Err(format!(
+        return Err(corrupt(format!(
             "{reference_count} references cannot fit in {size} bytes"
-        ));
+        )));
     }
     let references = input.u32s(reference_count as usize)?;
     check_starts(&reference_starts, references.len(), "reference")?;
     if let Some(bad) = references.iter().find(|&&r| r as usize >= n) {
-        return Err(format!("reference {bad} is not in the table of {n} paths"));
+        return Err(corrupt(format!(
+            "reference {bad} is not in the table of {n} paths"
+        )));
     }
     let mut one = [0u8; 1];
-    if input.input.read(&mut one).map_err(|e| e.to_string())? != 0 {
-        return Err(format!("bytes after the tables, at byte {}", input.at));
+    if input
+        .input
+        .read(&mut one)
+        .map_err(|e| corrupt(e.to_string()))?
+        != 0
+    {
+        return Err(corrupt(format!(
+            "bytes after the tables, at byte {}",
+            input.at
+        )));
     }
     Ok(ClosureCache {
         sources,
@@ -402,12 +477,12 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
 }
 
 /// Starts must begin at 0, never decrease and end at the table's length.
-fn check_starts(starts: &[u32], length: usize, what: &str) -> Result<(), String> {
+fn check_starts(starts: &[u32], length: usize, what: &str) -> Result<(), Corrupt> {
     if starts.first() != Some(&0)
         || starts.last().map(|&l| l as usize) != Some(length)
         || starts.windows(2).any(|w| w[0] > w[1])
     {
-        return Err(format!("the {what} table is not in order"));
+        return Err(corrupt(format!("the {what} table is not in order")));
     }
     Ok(())
 }
@@ -422,9 +497,12 @@ struct Reader<'a, R: Read> {
 impl<R: Read> Reader<'_, R> {
     /// The next `n` bytes (a damaged length cannot make it allocate more
     /// than the file holds).
-    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, String> {
+    fn bytes(&mut self, n: usize) -> Result<Vec<u8>, Corrupt> {
         if n as u64 > self.size.saturating_sub(self.at) {
-            return Err(format!("truncated at byte {}: {n} more expected", self.at));
+            return Err(corrupt(format!(
+                "truncated at byte {}: {n} more expected",
+                self.at
+            )));
         }
         // Room for all of it at once (growing by doubling would copy the
         // megabyte of paths and touch twice the memory), read into without
@@ -433,22 +511,25 @@ impl<R: Read> Reader<'_, R> {
         let read = (&mut *self.input)
             .take(n as u64)
             .read_to_end(&mut out)
-            .map_err(|e| format!("at byte {}: {e}", self.at))?;
+            .map_err(|e| corrupt(format!("at byte {}: {e}", self.at)))?;
         if read < n {
-            return Err(format!("truncated at byte {}", self.at + read as u64));
+            return Err(corrupt(format!(
+                "truncated at byte {}",
+                self.at + read as u64
+            )));
         }
         self.at += n as u64;
         Ok(out)
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    fn u32(&mut self) -> Result<u32, Corrupt> {
         let b = self.bytes(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    fn u64(&mut self) -> Result<u64, Corrupt> {
         let b = self.bytes(8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
-    fn stamp(&mut self) -> Result<FileStamp, String> {
+    fn stamp(&mut self) -> Result<FileStamp, Corrupt> {
         Ok(FileStamp {
             device: self.u64()?,
             inode: self.u64()?,
@@ -457,18 +538,18 @@ impl<R: Read> Reader<'_, R> {
             changed: (self.u64()? as i64, self.u64()? as i64),
         })
     }
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<String, Corrupt> {
         let at = self.at;
         let length = self.u32()? as usize;
         String::from_utf8(self.bytes(length)?)
-            .map_err(|_| format!("text at byte {at} is not UTF-8"))
+            .map_err(|_| corrupt(format!("text at byte {at} is not UTF-8")))
     }
     /// `n` little-endian words, converted a piece at a time.
     fn words<const W: usize, T>(
         &mut self,
         n: usize,
         convert: impl Fn([u8; W]) -> T,
-    ) -> Result<Vec<T>, String> {
+    ) -> Result<Vec<T>, Corrupt> {
         let mut out = Vec::with_capacity(n.min(1 << 20));
         let mut left = n;
         let mut buffer = vec![0u8; W * 4096];
@@ -477,7 +558,7 @@ impl<R: Read> Reader<'_, R> {
             let piece = &mut buffer[..count * W];
             self.input
                 .read_exact(piece)
-                .map_err(|_| format!("truncated at byte {}", self.at))?;
+                .map_err(|_| corrupt(format!("truncated at byte {}", self.at)))?;
             self.at += piece.len() as u64;
             out.extend(
                 piece
@@ -488,10 +569,10 @@ impl<R: Read> Reader<'_, R> {
         }
         Ok(out)
     }
-    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, String> {
+    fn u32s(&mut self, n: usize) -> Result<Vec<u32>, Corrupt> {
         self.words(n, u32::from_le_bytes)
     }
-    fn i64s(&mut self, n: usize) -> Result<Vec<i64>, String> {
+    fn i64s(&mut self, n: usize) -> Result<Vec<i64>, Corrupt> {
         self.words(n, i64::from_le_bytes)
     }
 }
@@ -499,7 +580,7 @@ impl<R: Read> Reader<'_, R> {
 /// Reads the cache at `real` (a path on this machine). `Ok(None)`: there is
 /// none. The file must be a regular file owned by us and writable by no one
 /// else: it decides what confined services see.
-pub fn read(real: &Utf8Path) -> Result<Option<ClosureCache>, String> {
+pub fn read(real: &Utf8Path) -> Result<Option<ClosureCache>, CacheError> {
     read_stamped(real).map(|read| read.map(|(cache, _)| cache))
 }
 
@@ -529,12 +610,12 @@ impl FileStamp {
 }
 
 /// [`read`], with the stamp of the file read.
-pub fn read_stamped(real: &Utf8Path) -> Result<Option<(ClosureCache, FileStamp)>, String> {
+pub fn read_stamped(real: &Utf8Path) -> Result<Option<(ClosureCache, FileStamp)>, CacheError> {
     let (dir, name) = crate::scratch::split_file(real)?;
     match open_dir(dir) {
         Ok(dir) => read_stamped_at(&dir, name, real),
         Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(format!("{dir}: {}", e.desc())),
+        Err(e) => Err(error(dir, CacheErrorKind::System(e))),
     }
 }
 
@@ -544,7 +625,7 @@ pub fn read_stamped_at(
     dir: &impl AsFd,
     name: &str,
     shown: &Utf8Path,
-) -> Result<Option<(ClosureCache, FileStamp)>, String> {
+) -> Result<Option<(ClosureCache, FileStamp)>, CacheError> {
     let file = match openat(
         dir,
         name,
@@ -553,7 +634,7 @@ pub fn read_stamped_at(
     ) {
         Ok(file) => std::fs::File::from(file),
         Err(Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(format!("{shown}: {}", e.desc())),
+        Err(e) => return Err(error(shown, CacheErrorKind::System(e))),
     };
     read_file(file, shown)
 }
@@ -563,31 +644,34 @@ pub fn read_stamped_at(
 fn read_file(
     file: std::fs::File,
     real: &Utf8Path,
-) -> Result<Option<(ClosureCache, FileStamp)>, String> {
-    let metadata = file.metadata().map_err(|e| format!("{real}: {e}"))?;
+) -> Result<Option<(ClosureCache, FileStamp)>, CacheError> {
+    let refused = |what: String| error(real, CacheErrorKind::Refused(what));
+    let metadata = file
+        .metadata()
+        .map_err(|e| error(real, CacheErrorKind::Io(e)))?;
     if !metadata.is_file() {
-        return Err(format!("{real}: not a regular file"));
+        return Err(refused("not a regular file".into()));
     }
     if metadata.uid() != nix::unistd::geteuid().as_raw() || metadata.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{real}: owned by uid {} with mode {:o}; only a file of ours that no one else can write is used",
+        return Err(refused(format!(
+            "owned by uid {} with mode {:o}; only a file of ours that no one else can write is used",
             metadata.uid(),
             metadata.mode() & 0o7777
-        ));
+        )));
     }
     if metadata.len() > MAX_SIZE {
-        return Err(format!("{real}: {} bytes is too large", metadata.len()));
+        return Err(refused(format!("{} bytes is too large", metadata.len())));
     }
     let mut input = std::io::BufReader::with_capacity(1 << 16, file);
     decode_from(&mut input, metadata.len())
         .map(|cache| Some((cache, FileStamp::of(&metadata))))
-        .map_err(|e| format!("{real}: {e}"))
+        .map_err(|e| error(real, CacheErrorKind::Corrupt(e)))
 }
 
 /// Writes the cache to `real` whole: a new file in the same directory,
 /// renamed over the old one, so that a reader sees the old or the new file,
 /// never a part. The directory is made (mode 0700) when missing.
-pub fn write(real: &Utf8Path, cache: &ClosureCache) -> Result<(), String> {
+pub fn write(real: &Utf8Path, cache: &ClosureCache) -> Result<(), CacheError> {
     write_tables(real, &cache.sources, &cache.store_dir, cache)
 }
 
@@ -597,16 +681,16 @@ pub fn write_tables(
     sources: &Sources,
     store_dir: &str,
     tables: &impl Tables,
-) -> Result<(), String> {
+) -> Result<(), CacheError> {
     let (dir, name) = crate::scratch::split_file(real)?;
     if !dir.as_std_path().is_dir() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("{dir}: {e}"))?;
+            .map_err(|e| error(dir, CacheErrorKind::Io(e)))?;
     }
-    let dir = open_dir(dir).map_err(|e| format!("{dir}: {}", e.desc()))?;
+    let dir = open_dir(dir).map_err(|e| error(dir, CacheErrorKind::System(e)))?;
     write_tables_at(&dir, name, real, sources, store_dir, tables)
 }
 
@@ -620,7 +704,7 @@ pub fn write_tables_at(
     sources: &Sources,
     store_dir: &str,
     tables: &impl Tables,
-) -> Result<(), String> {
+) -> Result<(), CacheError> {
     let temporary = format!(".{name}.{}", std::process::id());
     let result = (|| {
         let file = openat(
@@ -640,7 +724,7 @@ pub fn write_tables_at(
     })();
     if let Err(e) = result {
         let _ = unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir);
-        return Err(format!("{shown}: {e}"));
+        return Err(error(shown, CacheErrorKind::Io(e)));
     }
     Ok(())
 }
@@ -772,7 +856,12 @@ mod tests {
         let mut cache = ClosureCache::new(sample_sources(), "/nix/store");
         cache.push(1, 0, false, "/nix/store/a", [1]);
         let error = ClosureCache::decode(&cache.encode()).unwrap_err();
-        assert!(error.contains("reference 1 is not in the table"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("reference 1 is not in the table"),
+            "{error}"
+        );
         // Another version.
         let mut other = bytes;
         other[7] = 1;
@@ -805,14 +894,19 @@ mod tests {
     fn only_a_private_file_of_ours_is_read() {
         let dir = tempdir();
         let path = dir.join("closures");
-        assert_eq!(read(&path), Ok(None));
+        assert_eq!(read(&path).unwrap(), None);
         write(&path, &sample()).unwrap();
         let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(read(&path), Ok(Some(sample())));
+        assert_eq!(read(&path).unwrap(), Some(sample()));
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
-        assert!(read(&path).unwrap_err().contains("no one else can write"));
+        let error = read(&path).unwrap_err();
+        assert!(matches!(error.kind, CacheErrorKind::Refused(_)), "{error}");
+        assert!(
+            error.to_string().contains("no one else can write"),
+            "{error}"
+        );
         std::fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
         assert!(read(&path).is_err(), "a symlink is not followed");

@@ -33,6 +33,30 @@ impl fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
+/// Why [`NixDb::use_cache`] refused a closure cache (which file it is, the
+/// caller says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheNotUsed {
+    /// Nodes were read from the database already: the cache's would not
+    /// come first.
+    DatabaseReadBefore,
+    /// The cache is damaged: a database id appears twice.
+    IdTwice(i64),
+}
+
+impl fmt::Display for CacheNotUsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheNotUsed::DatabaseReadBefore => {
+                write!(f, "the database was read before the cache")
+            }
+            CacheNotUsed::IdTwice(db_id) => write!(f, "path id {db_id} appears twice"),
+        }
+    }
+}
+
+impl std::error::Error for CacheNotUsed {}
+
 /// How the database was opened, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -199,7 +223,7 @@ impl NixDb {
                 OpenMode::ImmutableIgnoringWal,
             )
         };
-        check_tables(&conn).map_err(error)?;
+        check_tables(&conn, &logical)?;
         rusqlite::vtab::array::load_module(&conn).map_err(|e| error(e.to_string()))?;
 
         Ok(NixDb {
@@ -229,16 +253,16 @@ impl NixDb {
     /// checks every root against the database and drops the cache's data
     /// if a root's id or registration time differ. Refused when it is
     /// damaged (an id twice).
-    pub fn use_cache(&mut self, cache: ClosureCache, stamp: FileStamp) -> Result<(), String> {
+    pub fn use_cache(&mut self, cache: ClosureCache, stamp: FileStamp) -> Result<(), CacheNotUsed> {
         if !self.nodes.is_empty() {
-            return Err("the database was read before the cache".into());
+            return Err(CacheNotUsed::DatabaseReadBefore);
         }
         let n = cache.len();
         self.by_db_id.reserve(n);
         for (index, &db_id) in cache.db_ids.iter().enumerate() {
             if self.by_db_id.insert(db_id, index as NodeId).is_some() {
                 self.by_db_id.clear();
-                return Err(format!("path id {db_id} appears twice"));
+                return Err(CacheNotUsed::IdTwice(db_id));
             }
         }
         self.nodes.reserve(n);
@@ -920,14 +944,17 @@ fn open_read_only(real: &Utf8Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn check_tables(conn: &Connection) -> Result<(), String> {
+fn check_tables(conn: &Connection, path: &Utf8Path) -> Result<(), DbError> {
     for (table, query) in [
         ("ValidPaths", "SELECT id, path FROM ValidPaths LIMIT 0"),
         ("Refs", "SELECT referrer, reference FROM Refs LIMIT 0"),
     ] {
         conn.prepare(query)
             .and_then(|mut s| s.query([]).map(|_| ()))
-            .map_err(|e| format!("table {table} is missing or unreadable: {e}"))?;
+            .map_err(|e| DbError {
+                path: path.to_owned(),
+                message: format!("table {table} is missing or unreadable: {e}"),
+            })?;
     }
     Ok(())
 }

@@ -23,9 +23,10 @@ struct Listing {
     unknown: HashSet<Box<str>>,
 }
 
-/// A listing costs about one eighth of an `fstatat()` per entry (measured
-/// here: 0.25 µs against 2 µs); file systems report a directory's size in
-/// bytes, roughly this many per entry.
+/// Listing [`LISTING_ENTRIES_PER_LOOKUP`] entries costs about what one
+/// `fstatat()` does (measured on the benchmark system; see
+/// benches/README.md); file systems report a directory's size in bytes,
+/// roughly this many per entry.
 const BYTES_PER_ENTRY_ESTIMATE: u64 = 50;
 const LISTING_ENTRIES_PER_LOOKUP: u64 = 8;
 

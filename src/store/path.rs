@@ -1,14 +1,10 @@
 //! Recognising Nix store paths in text: `<store dir>/<32 characters of Nix
-//! base32>-<name>`, where the name is the longest run of the characters Nix
-//! allows in names. A subpath (`…-foo/bin/foo`) counts as its store path.
-//!
-//! A store path counts wherever it occurs in a word, whatever comes before
-//! it: an option letter (`-c/nix/store/…`), `=`, `:`, a URL's `file://`, or
-//! another store path (`/nix/store/…-a/nix/store/…-b` names both). The NixOS
-//! module puts every store path interpolated into a unit into the closure,
-//! and Nix's own reference scanner finds a hash anywhere in a file, so a
-//! scanner that skipped some positions would confine a service without a
-//! path it was built with.
+//! base32>-<name>`, the name the longest run of characters Nix allows in
+//! names; a subpath (`…-foo/bin/foo`) counts as its store path. A store
+//! path counts wherever it occurs in a word (after `-c`, `=`, `file://` or
+//! another store path): the NixOS module puts every interpolated store path
+//! into the closure and Nix's reference scanner finds a hash anywhere, so a
+//! scanner that skipped some positions would leave a path out.
 
 /// Nix's base-32 alphabet (no `e o u t`).
 const NIX_BASE32: &[u8] = b"0123456789abcdfghijklmnpqrsvwxyz";

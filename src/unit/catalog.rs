@@ -14,6 +14,7 @@ use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::fcntl::OFlag;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::os::fd::OwnedFd;
 
 /// What the highest-priority entry for a unit name is.
@@ -175,7 +176,7 @@ impl Listing {
                     let read = match (&search_dirs[*index], real.file_name()) {
                         (Some(dir), Some(name)) => {
                             super::files::read_file_at(dir, name, &mut buffer)
-                                .map_err(|e| e.to_string())
+                                .map_err(std::sync::Arc::new)
                         }
                         _ => read_under(root_dir, real, &mut buffer),
                     };
@@ -213,7 +214,7 @@ type ListedDropinDir = (usize, String, Listing, Vec<(Utf8PathBuf, FileRead)>);
 
 fn read_under(root_dir: &Utf8Path, real: &Utf8Path, buffer: &mut Vec<u8>) -> FileRead {
     super::files::read_file(&crate::diag::under_root(root_dir, real), buffer)
-        .map_err(|e| e.to_string())
+        .map_err(std::sync::Arc::new)
 }
 
 /// A directory's entries with their types as readdir reports them (no extra
@@ -354,28 +355,71 @@ fn resolve_directories(root: &Root, path: &Utf8Path) -> Utf8PathBuf {
 }
 
 /// Why a link is not an alias systemd accepts
-/// (`unit_validate_alias_symlink_or_warn()`).
-fn validate_alias(source: &str, target: &str) -> Result<(), String> {
-    let source = UnitName::parse(source).ok_or("the link's name is not a unit name")?;
-    let target =
-        UnitName::parse(target).ok_or_else(|| format!("{target:?} is not a valid unit name"))?;
+/// (`unit_validate_alias_symlink_or_warn()`); shown in the warning that
+/// names the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InvalidAlias {
+    LinkNameNotUnitName,
+    TargetNotUnitName(String),
+    TypeWithoutAliases(String),
+    TypeWithoutTemplates(String),
+    KindsDiffer,
+    InstancesDiffer,
+    TypesDiffer,
+}
+
+impl fmt::Display for InvalidAlias {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidAlias::LinkNameNotUnitName => write!(f, "the link's name is not a unit name"),
+            InvalidAlias::TargetNotUnitName(target) => {
+                write!(f, "{target:?} is not a valid unit name")
+            }
+            InvalidAlias::TypeWithoutAliases(unit_type) => {
+                write!(f, "{unit_type} units cannot have aliases")
+            }
+            InvalidAlias::TypeWithoutTemplates(unit_type) => {
+                write!(f, "{unit_type} units cannot be templates")
+            }
+            InvalidAlias::KindsDiffer => {
+                write!(
+                    f,
+                    "plain, template and instance names cannot alias each other"
+                )
+            }
+            InvalidAlias::InstancesDiffer => write!(f, "the instance names differ"),
+            InvalidAlias::TypesDiffer => write!(f, "the unit types differ"),
+        }
+    }
+}
+
+impl std::error::Error for InvalidAlias {}
+
+fn validate_alias(source: &str, target: &str) -> Result<(), InvalidAlias> {
+    let source = UnitName::parse(source).ok_or(InvalidAlias::LinkNameNotUnitName)?;
+    let target = UnitName::parse(target)
+        .ok_or_else(|| InvalidAlias::TargetNotUnitName(target.to_owned()))?;
     if !ALIAS_TYPES.contains(&source.unit_type) {
-        return Err(format!("{} units cannot have aliases", source.unit_type));
+        return Err(InvalidAlias::TypeWithoutAliases(
+            source.unit_type.to_owned(),
+        ));
     }
     if source.instance.is_some() && !TEMPLATE_TYPES.contains(&source.unit_type) {
-        return Err(format!("{} units cannot be templates", source.unit_type));
+        return Err(InvalidAlias::TypeWithoutTemplates(
+            source.unit_type.to_owned(),
+        ));
     }
     let kind = |n: &UnitName| (n.is_template(), n.is_instance());
     let compatible =
         kind(&source) == kind(&target) || (source.is_instance() && target.is_template());
     if !compatible {
-        return Err("plain, template and instance names cannot alias each other".into());
+        return Err(InvalidAlias::KindsDiffer);
     }
     if source.is_instance() && target.is_instance() && source.instance != target.instance {
-        return Err("the instance names differ".into());
+        return Err(InvalidAlias::InstancesDiffer);
     }
     if source.unit_type != target.unit_type {
-        return Err("the unit types differ".into());
+        return Err(InvalidAlias::TypesDiffer);
     }
     Ok(())
 }
@@ -433,8 +477,9 @@ impl Catalog {
     fn build_names_map(&mut self) {
         // A list per unit, not a set: most units have one name, and each
         // name comes once (a thousand one-element sets, a tree node each,
-        // were 6 % of the page faults of a run). Its users do not need the
-        // names in order.
+        // were a measurable share of a run's page faults on the benchmark
+        // system; see benches/README.md). Its users do not need the names
+        // in order.
         let mut names_map: FastMap<String, Vec<String>> = FastMap::default();
         for name in self.entries.keys() {
             if !matches!(self.follow(name), Some((_, Entry::File { .. }))) {

@@ -1,69 +1,9 @@
-//! Splitting of `Exec*=` values into commands and words, exactly as systemd
-//! does it (systemd.service(5) "COMMAND LINES", systemd.syntax(7) "Quoting").
-//!
-//! Interface (used by the rest of the generator; do not change the names):
-//!
-//! ```text
-//! pub struct ExecCommand {
-//!     pub prefixes: String,       // the prefix characters as written: any of "-@:+!" and "!!"
-//!     pub program: String,        // first word after the prefixes, unquoted and C-unescaped
-//!     pub args: Vec<String>,      // remaining words (argv[0] included when '@' was used), unquoted and C-unescaped
-//! }
-//! pub fn split_exec_value(value: &str) -> Result<Vec<ExecCommand>, ExecSyntaxError>;
-//! ```
-//!
-//! Specifiers (`%n`, `%%`, …) are NOT expanded: systemd expands them per word
-//! after unquoting, so words keep them verbatim for the store-path scanner.
-//!
-//! # How systemd does it, and where this module deliberately differs
-//!
-//! This is a transcription of `config_parse_exec()` (src/core/load-fragment.c),
-//! which reads every word with `extract_first_word_and_warn(…, NULL,
-//! EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE, …)` (src/basic/extract-word.c), which in
-//! turn decodes escapes with `cunescape_one()` (src/basic/escape.c). These three
-//! were read in the Debian sources of systemd 252.39 and 257.13: the word
-//! splitting and unescaping are identical in both. The behaviour was also
-//! confirmed against systemd 252 itself: the values of the tests below, and
-//! some 300 000 random ones, were fed to the real `config_parse_exec()` of
-//! `libsystemd-core-252.so` and gave the same words, prefixes and errors; and
-//! `systemd-analyze verify` reports the same warnings and fatal errors.
-//!
-//! - Words are separated by runs of `" \t\n\r"` (systemd's `WHITESPACE`).
-//! - `'…'` and `"…"` may open and close anywhere in a word (`a"b c"d` is
-//!   `ab cd`); `""` is an empty word. Backslash escapes work inside both kinds
-//!   of quotes, unlike in a shell.
-//! - An unknown or invalid escape (`\q`, `\x4g`, `\400`, `\x00`, `\;x`, `\ `) is
-//!   kept verbatim, backslash included: systemd retries the word with
-//!   `EXTRACT_UNESCAPE_RELAX` and only logs a warning. NUL can never be
-//!   produced (`\x00`, `\000`, `\u0000` stay as written); a trailing lone
-//!   backslash outside quotes is kept.
-//! - `\xHH` and `\NNN` produce one raw byte, `\uXXXX` / `\UXXXXXXXX` a UTF-8
-//!   encoded code point. Bytes that do not form UTF-8 (`\xff`) cannot be held
-//!   in a `String` and become U+FFFD; that keeps the word's store paths intact,
-//!   as U+FFFD, like the raw byte, ends a store path name.
-//! - A lone `;` word separates commands, and so does a first word that *unquotes*
-//!   to `;` (`";"`, `\x3b`); later in a command only a raw unquoted `;` does. A
-//!   raw `\;` word is a literal `;` argument.
-//! - Specifiers are expanded by systemd *after* unquoting, so `\x25i` becomes
-//!   `%i` and then the instance name. Words here are exactly what systemd hands
-//!   to its specifier expansion: `%i` comes out verbatim, whether written as
-//!   `%i` or `\x25i`, and `%%` stays `%%`.
-//! - `$VAR` / `${VAR}` are expanded at execution time and also stay verbatim.
-//!
-//! Deliberate differences:
-//! - systemd reacts to a bad command in two ways: it refuses to load the unit
-//!   (`-ENOEXEC`), or it logs the problem and drops that command and every
-//!   command after it in the same value (it drops them when the `-` prefix is
-//!   present, or when a command's first word has unbalanced quotes). This
-//!   module returns an error in both cases: an annotated unit whose `Exec`
-//!   lines systemd has partly thrown away is blocked (fail closed) instead of
-//!   being confined around the commands that survived.
-//! - A program ending in `/.` or `/..` is refused, as systemd 257 does; 252
-//!   runs `/bin/true/.` as `/bin/true`.
-//! - A program containing `%` skips the checks that only make sense after
-//!   specifier expansion (absolute path or bare name, length), so a few values
-//!   that systemd refuses pass here. Harmless: systemd refuses the unit anyway.
-//! - A NUL character in the value is an error (systemd's C strings end there).
+//! Splitting `Exec*=` values into commands and words exactly as systemd
+//! does (systemd.service(5) "COMMAND LINES", systemd.syntax(7) "Quoting"):
+//! the store paths a service runs are found in the words systemd will use.
+//! Specifiers (`%n`) and `$VAR` stay verbatim, as systemd expands them after
+//! unquoting. Where systemd would drop part of a value, the whole value is
+//! refused (fail closed); see [`split_exec_value`] for the rules.
 
 use std::fmt;
 
@@ -104,6 +44,54 @@ const NAME_MAX: usize = 255;
 
 /// Splits an `Exec*=` value into its commands. An empty or blank value gives
 /// no commands (for an empty one, the caller applies the reset).
+///
+/// This is a transcription of `config_parse_exec()` (src/core/load-fragment.c),
+/// which reads every word with `extract_first_word_and_warn(…, NULL,
+/// EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE, …)` (src/basic/extract-word.c), which in
+/// turn decodes escapes with `cunescape_one()` (src/basic/escape.c). These three
+/// were read in the Debian sources of systemd 252.39 and 257.13: the word
+/// splitting and unescaping are identical in both. The behaviour was also
+/// confirmed against systemd 252 itself: the values of this module's tests, and
+/// some 300 000 random ones, were fed to the real `config_parse_exec()` of
+/// `libsystemd-core-252.so` and gave the same words, prefixes and errors; and
+/// `systemd-analyze verify` reports the same warnings and fatal errors.
+///
+/// - Words are separated by runs of `" \t\n\r"` (systemd's `WHITESPACE`).
+/// - `'…'` and `"…"` may open and close anywhere in a word (`a"b c"d` is
+///   `ab cd`); `""` is an empty word. Backslash escapes work inside both kinds
+///   of quotes, unlike in a shell.
+/// - An unknown or invalid escape (`\q`, `\x4g`, `\400`, `\x00`, `\;x`, `\ `) is
+///   kept verbatim, backslash included: systemd retries the word with
+///   `EXTRACT_UNESCAPE_RELAX` and only logs a warning. NUL can never be
+///   produced (`\x00`, `\000`, `\u0000` stay as written); a trailing lone
+///   backslash outside quotes is kept.
+/// - `\xHH` and `\NNN` produce one raw byte, `\uXXXX` / `\UXXXXXXXX` a UTF-8
+///   encoded code point. Bytes that do not form UTF-8 (`\xff`) cannot be held
+///   in a `String` and become U+FFFD; that keeps the word's store paths intact,
+///   as U+FFFD, like the raw byte, ends a store path name.
+/// - A lone `;` word separates commands, and so does a first word that *unquotes*
+///   to `;` (`";"`, `\x3b`); later in a command only a raw unquoted `;` does. A
+///   raw `\;` word is a literal `;` argument.
+/// - Specifiers are expanded by systemd *after* unquoting, so `\x25i` becomes
+///   `%i` and then the instance name. Words here are exactly what systemd hands
+///   to its specifier expansion: `%i` comes out verbatim, whether written as
+///   `%i` or `\x25i`, and `%%` stays `%%`.
+/// - `$VAR` / `${VAR}` are expanded at execution time and also stay verbatim.
+///
+/// Deliberate differences:
+/// - systemd reacts to a bad command in two ways: it refuses to load the unit
+///   (`-ENOEXEC`), or it logs the problem and drops that command and every
+///   command after it in the same value (it drops them when the `-` prefix is
+///   present, or when a command's first word has unbalanced quotes). This
+///   function returns an error in both cases: an annotated unit whose `Exec`
+///   lines systemd has partly thrown away is blocked (fail closed) instead of
+///   being confined around the commands that survived.
+/// - A program ending in `/.` or `/..` is refused, as systemd 257 does; 252
+///   runs `/bin/true/.` as `/bin/true`.
+/// - A program containing `%` skips the checks that only make sense after
+///   specifier expansion (absolute path or bare name, length), so a few values
+///   that systemd refuses pass here. Harmless: systemd refuses the unit anyway.
+/// - A NUL character in the value is an error (systemd's C strings end there).
 ///
 /// # Errors
 ///

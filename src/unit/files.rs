@@ -6,8 +6,10 @@ use crate::rootfs::Root;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::sync::Arc;
 
-/// A file's bytes, or why it cannot be read.
-pub type FileContents = Result<Arc<[u8]>, String>;
+/// A file's bytes, or why it cannot be read (shared: the answer is kept for
+/// the run and handed to every unit that reads the file; the caller names
+/// the file).
+pub type FileContents = Result<Arc<[u8]>, Arc<std::io::Error>>;
 
 /// Reads files under the root, each once per run: a top-level drop-in
 /// (`service.d/`) applies to every service, and a unit's files are read
@@ -53,7 +55,7 @@ impl<'r> FileReader<'r> {
         if let Some(cached) = self.cache.get(real.as_str()) {
             return cached.clone();
         }
-        let read = read_file(&self.root.join(real), &mut Vec::new()).map_err(|e| e.to_string());
+        let read = read_file(&self.root.join(real), &mut Vec::new()).map_err(Arc::new);
         self.cache.insert(real.as_str().to_owned(), read.clone());
         read
     }

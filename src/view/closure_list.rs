@@ -43,6 +43,35 @@ impl Digest {
     }
 }
 
+/// What is wrong with a closure list's content (which file it is, the
+/// caller says).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListError {
+    NotThisVersion,
+    NoStoreDir,
+    StoreDirNotAbsolute(String),
+    NotAName(String),
+    CutShort,
+    NotSorted,
+}
+
+impl std::fmt::Display for ListError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListError::NotThisVersion => write!(f, "not a closure list of this version"),
+            ListError::NoStoreDir => write!(f, "the store directory is missing"),
+            ListError::StoreDirNotAbsolute(dir) => {
+                write!(f, "{dir:?} is not an absolute store directory")
+            }
+            ListError::NotAName(line) => write!(f, "{line:?} is not the name of a store path"),
+            ListError::CutShort => write!(f, "the last line is cut short"),
+            ListError::NotSorted => write!(f, "the names are not sorted"),
+        }
+    }
+}
+
+impl std::error::Error for ListError {}
+
 /// A closure: the store directory and the names (`<hash>-<name>`) of its
 /// store paths, sorted and each once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,15 +115,11 @@ impl ClosureList {
     /// Reads a file's content; `Err` says what is wrong with it. Every name
     /// must be a plain store entry name (no `/`, not `.` or `..`): each is
     /// looked up in the store directory when the layer is built.
-    pub fn decode(text: &str) -> Result<ClosureList, String> {
-        let rest = text
-            .strip_prefix(HEADER)
-            .ok_or("not a closure list of this version")?;
-        let (store_dir, rest) = rest
-            .split_once('\n')
-            .ok_or("the store directory is missing")?;
+    pub fn decode(text: &str) -> Result<ClosureList, ListError> {
+        let rest = text.strip_prefix(HEADER).ok_or(ListError::NotThisVersion)?;
+        let (store_dir, rest) = rest.split_once('\n').ok_or(ListError::NoStoreDir)?;
         if !store_dir.starts_with('/') {
-            return Err(format!("{store_dir:?} is not an absolute store directory"));
+            return Err(ListError::StoreDirNotAbsolute(store_dir.to_owned()));
         }
         let mut names = Vec::new();
         for line in rest.split_terminator('\n') {
@@ -105,15 +130,15 @@ impl ClosureList {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"+-._?=".contains(&b));
             if !plain {
-                return Err(format!("{line:?} is not the name of a store path"));
+                return Err(ListError::NotAName(line.to_owned()));
             }
             names.push(line.to_owned());
         }
         if !rest.is_empty() && !rest.ends_with('\n') {
-            return Err("the last line is cut short".into());
+            return Err(ListError::CutShort);
         }
         if names.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("the names are not sorted".into());
+            return Err(ListError::NotSorted);
         }
         Ok(ClosureList {
             store_dir: store_dir.to_owned(),

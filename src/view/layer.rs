@@ -1,17 +1,9 @@
 //! The metadata layer of a closure view: a directory whose entries stand for
 //! the closure's store paths, laid over the store by a read-only overlayfs.
-//!
-//! The layer holds one directory, [`STORE_ENTRY`], marked opaque, so that
-//! nothing of the store shows through it but what it names. For each store
-//! path it holds an entry of the same name: a directory that redirects to
-//! the store's (`trusted.overlay.redirect`), a symlink copied as it is, or a
-//! regular file as an empty sparse file of the same size that takes its data
-//! from the store's (`trusted.overlay.metacopy` and the redirect). The
-//! kernel looks names up lazily, so a view of 5,000 paths costs what a view
-//! of 100 does at a service's start; only building the layer is linear.
-//! Redirects are absolute: the lower layer below this one is the store
-//! directory itself, so `/<name>` is `<store>/<name>` whatever the store's
-//! mounts look like above it.
+//! It holds only metadata (redirects and metacopy attributes point into the
+//! store directory below it), and the kernel looks names up lazily, so a
+//! service starts as fast with a large closure as with a small one; only
+//! building the layer is linear. See [`build`] for what it holds.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -65,6 +57,16 @@ pub struct Built {
 /// (a merged directory's attributes are its upper layer's). A name that is
 /// not in the store, or is neither a directory, a regular file nor a
 /// symlink, is an error: the view would not be the closure.
+///
+/// The layer holds one directory, [`STORE_ENTRY`], marked opaque, so that
+/// nothing of the store shows through it but what it names. For each store
+/// path it holds an entry of the same name: a directory that redirects to
+/// the store's (`trusted.overlay.redirect`), a symlink copied as it is, or
+/// a regular file as an empty sparse file of the same size that takes its
+/// data from the store's (`trusted.overlay.metacopy` and the redirect).
+/// Redirects are absolute: the lower layer below this one is the store
+/// directory itself, so `/<name>` is `<store>/<name>` whatever the store's
+/// mounts look like above it.
 pub fn build(
     layer: BorrowedFd<'_>,
     store: BorrowedFd<'_>,

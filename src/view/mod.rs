@@ -1,15 +1,10 @@
 //! Closure views: one read-only overlayfs per closure, bound at the store's
-//! place in each confined service that has that closure.
-//!
-//! The generator records each confined unit's closure in
-//! `<[Generator] Views=>/<digest>` and makes the unit require
-//! `nix-confinement-view@<digest>.service`, which runs
-//! `nix-confinement-generator view start <digest>` at the first start of a
-//! unit that needs it: the view is mounted at [`VIEWS`]`/<digest>` and its
-//! store directory bound at the store's place in the service. Units with
-//! the same closure share one view; when no unit needs it any more the
-//! view unit stops (`view stop`) and the host's mount goes. See
-//! nix-confinement-generator(8).
+//! place in each confined service that has that closure. The generator
+//! records each confined unit's closure in `<[Generator] Views=>/<digest>`;
+//! the unit requires `nix-confinement-view@<digest>.service`, which runs
+//! `view start <digest>` to mount the view at [`VIEWS`]`/<digest>`. Units
+//! with the same closure share one view; it goes when no unit needs it any
+//! more (`view stop`). See nix-confinement-generator(8).
 
 pub mod closure_list;
 pub mod layer;
@@ -21,6 +16,7 @@ use crate::rootfs::Root;
 use crate::scratch::ScratchDir;
 use camino::Utf8Path;
 use closure_list::{ClosureList, Digest};
+use mount::ViewError;
 
 /// Where views are mounted.
 pub const VIEWS: &str = "/run/nix-confinement-views";
@@ -73,17 +69,21 @@ fn start_view(
         .ok_or_else(|| format!("{lists_path}: no such directory (no closure was recorded)"))?;
     let name = digest.to_string();
     let shown = lists.path().join(&name);
-    let text = read_private_file(&lists, &name).map_err(|e| format!("{shown}: {e}"))?;
-    let list = ClosureList::decode(&text).map_err(|e| format!("{shown}: {e}"))?;
+    let refused = |message: String| ViewError {
+        path: shown.clone().into(),
+        message,
+    };
+    let text = read_private_file(&lists, &name)?;
+    let list = ClosureList::decode(&text).map_err(|e| refused(e.to_string()))?;
     if list.digest() != digest {
-        return Err(format!("{shown}: its content does not have the digest it is named by").into());
+        return Err(refused("its content does not have the digest it is named by".into()).into());
     }
     if list.store_dir != config.store_dir.as_str() {
-        return Err(format!(
-            "{shown}: made for the store {}, not {}",
+        return Err(refused(format!(
+            "made for the store {}, not {}",
             list.store_dir,
             config.store_dir.as_str()
-        )
+        ))
         .into());
     }
     let store = root.join(Utf8Path::new(config.store_dir.as_str()));
@@ -104,9 +104,13 @@ fn start_view(
 /// that no one else can write (what it names becomes visible to confined
 /// services). Opened through the directory's descriptor, never through a
 /// link.
-fn read_private_file(dir: &ScratchDir, name: &str) -> Result<String, String> {
+fn read_private_file(dir: &ScratchDir, name: &str) -> Result<String, ViewError> {
     use std::io::Read;
     use std::os::unix::fs::MetadataExt;
+    let error = |message: String| ViewError {
+        path: dir.path().join(name).into(),
+        message,
+    };
     let fd = nix::fcntl::openat(
         dir.fd(),
         name,
@@ -116,16 +120,19 @@ fn read_private_file(dir: &ScratchDir, name: &str) -> Result<String, String> {
             | nix::fcntl::OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| e.desc().to_owned())?;
+    .map_err(|e| error(e.desc().to_owned()))?;
     let mut file = std::fs::File::from(fd);
-    let metadata = file.metadata().map_err(|e| e.to_string())?;
+    let metadata = file.metadata().map_err(|e| error(e.to_string()))?;
     if !metadata.is_file()
         || metadata.uid() != nix::unistd::geteuid().as_raw()
         || metadata.mode() & 0o022 != 0
     {
-        return Err("not a regular file of ours that no one else can write".to_owned());
+        return Err(error(
+            "not a regular file of ours that no one else can write".to_owned(),
+        ));
     }
     let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    file.read_to_string(&mut text)
+        .map_err(|e| error(e.to_string()))?;
     Ok(text)
 }

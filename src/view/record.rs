@@ -7,15 +7,60 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use nix::dir::{Dir, Type};
+use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::closure_list::{self, ClosureList, Digest};
 use crate::rootfs::Root;
-use crate::scratch::ScratchDir;
+use crate::scratch::{ScratchDir, ScratchError};
+
+/// Why closures cannot be recorded for views (they are not used then), or
+/// a record could not be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// The running kernel cannot mount views: why.
+    Kernel(String),
+    /// `trusted.*` attributes cannot be set in the records' directory.
+    NoTrustedAttributes { path: Utf8PathBuf, errno: Errno },
+    /// The records' directory or a record in it, and what is wrong.
+    Path { path: Utf8PathBuf, message: String },
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordError::Kernel(reason) => f.write_str(reason),
+            RecordError::NoTrustedAttributes { path, errno } => write!(
+                f,
+                "trusted extended attributes cannot be set here ({path}: {})",
+                errno.desc()
+            ),
+            RecordError::Path { path, message } => write!(f, "{path}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+impl From<ScratchError> for RecordError {
+    fn from(e: ScratchError) -> RecordError {
+        RecordError::Path {
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
+
+fn error(path: &Utf8Path, message: impl Into<String>) -> RecordError {
+    RecordError::Path {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
 
 /// Whether this run confines through views, and how.
 pub enum Views {
@@ -36,7 +81,7 @@ impl Views {
             None => Views::Off("[Generator] Views= is empty".to_owned()),
             Some(path) => match Recorder::open(root, path) {
                 Ok(recorder) => Views::Record(recorder),
-                Err(reason) => Views::Off(reason),
+                Err(reason) => Views::Off(reason.to_string()),
             },
         }
     }
@@ -59,10 +104,10 @@ impl Views {
             );
         }
         match ScratchDir::find(root, lists) {
-            Err(reason) => Views::Off(reason),
+            Err(reason) => Views::Off(reason.to_string()),
             Ok(Some(dir)) => match attributes_kept(&dir) {
                 Ok(()) => Views::Preview,
-                Err(reason) => Views::Off(reason),
+                Err(reason) => Views::Off(reason.to_string()),
             },
             // Made by the generator's next run, and tried then.
             Ok(None) => Views::Preview,
@@ -77,7 +122,7 @@ impl Views {
         store_dir: &str,
         closure: &[(u32, &str)],
         hashes: &mut NameHashes,
-    ) -> Result<Option<Digest>, String> {
+    ) -> Result<Option<Digest>, RecordError> {
         let recorder = match self {
             Views::Off(_) => return Ok(None),
             Views::Record(recorder) => Some(recorder),
@@ -113,7 +158,7 @@ impl NameHashes {
 
 /// Whether the file system of `dir` keeps extended attributes: reading one
 /// that is not there says "no such attribute" where it does.
-fn attributes_kept(dir: &ScratchDir) -> Result<(), String> {
+fn attributes_kept(dir: &ScratchDir) -> Result<(), RecordError> {
     let key = CString::new("trusted.nix-confinement-probe").expect("no NUL");
     let mut byte = [0u8; 1];
     // SAFETY: an open descriptor, a NUL-terminated name, a buffer of 1.
@@ -125,10 +170,10 @@ fn attributes_kept(dir: &ScratchDir) -> Result<(), String> {
             byte.len(),
         )
     };
-    match nix::errno::Errno::last() {
-        nix::errno::Errno::EOPNOTSUPP if read < 0 => Err(format!(
-            "{}: its file system keeps no extended attributes",
-            dir.path()
+    match Errno::last() {
+        Errno::EOPNOTSUPP if read < 0 => Err(error(
+            dir.path(),
+            "its file system keeps no extended attributes",
         )),
         _ => Ok(()),
     }
@@ -156,9 +201,9 @@ impl Recorder {
     /// Opens (makes) the directory `path` under `root` and checks that views
     /// can be mounted on this machine. `Err` says why views are not used:
     /// confined units then bind each store path instead.
-    pub fn open(root: &Root, path: &Utf8Path) -> Result<Recorder, String> {
+    pub fn open(root: &Root, path: &Utf8Path) -> Result<Recorder, RecordError> {
         if let Some(reason) = kernel_cannot_mount_views() {
-            return Err(reason);
+            return Err(RecordError::Kernel(reason));
         }
         let dir = ScratchDir::create(root, path)?;
         trusted_attributes_work(&dir)?;
@@ -182,7 +227,7 @@ impl Recorder {
         &mut self,
         digest: Digest,
         list: impl FnOnce() -> ClosureList,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         if !self.present.contains(&digest) && !self.used.contains(&digest) {
             write_record(&self.dir, &digest.to_string(), list().encode().as_bytes())?;
         }
@@ -250,22 +295,21 @@ fn kernel_cannot_mount_views() -> Option<String> {
 /// `CAP_SYS_ADMIN` in the first user namespace (not in a container's own)
 /// and a file system that keeps them: tried on `dir` itself (nothing is
 /// created that a killed run could leave behind).
-fn trusted_attributes_work(dir: &ScratchDir) -> Result<(), String> {
+fn trusted_attributes_work(dir: &ScratchDir) -> Result<(), RecordError> {
     let key = CString::new("trusted.nix-confinement-probe").expect("no NUL");
     let fd = dir.fd().as_raw_fd();
     // SAFETY: an open descriptor, a NUL-terminated name, one byte of value.
     let set = unsafe { libc::fsetxattr(fd, key.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
-    let errno = nix::errno::Errno::last();
+    let errno = Errno::last();
     // SAFETY: as above.
     unsafe { libc::fremovexattr(fd, key.as_ptr()) };
     if set == 0 {
         Ok(())
     } else {
-        Err(format!(
-            "trusted extended attributes cannot be set here ({}: {})",
-            dir.path(),
-            errno.desc()
-        ))
+        Err(RecordError::NoTrustedAttributes {
+            path: dir.path().to_owned(),
+            errno,
+        })
     }
 }
 
@@ -279,7 +323,7 @@ struct Listing {
 
 /// The records in `dir`. Anything there that a run or a view unit did not
 /// make means the directory is not ours alone: refused, nothing removed.
-fn list_records(dir: &ScratchDir) -> Result<Listing, String> {
+fn list_records(dir: &ScratchDir) -> Result<Listing, RecordError> {
     let shown = dir.path();
     let mut listing = Dir::openat(
         dir.fd(),
@@ -287,12 +331,12 @@ fn list_records(dir: &ScratchDir) -> Result<Listing, String> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("{shown}: {}", e.desc()))?;
+    .map_err(|e| error(shown, e.desc()))?;
     let mut found = Listing::default();
     for entry in listing.iter() {
-        let entry = entry.map_err(|e| format!("{shown}: {}", e.desc()))?;
+        let entry = entry.map_err(|e| error(shown, e.desc()))?;
         let Ok(name) = entry.file_name().to_str() else {
-            return Err(format!("{shown} holds a name that is not UTF-8"));
+            return Err(error(shown, "holds a name that is not UTF-8"));
         };
         if name == "." || name == ".." {
             continue;
@@ -318,9 +362,12 @@ fn list_records(dir: &ScratchDir) -> Result<Listing, String> {
             }
             _ if is_temporary(name, ".layer-", "") && kind == Some(Type::Directory) => {}
             _ => {
-                return Err(format!(
-                    "{shown} holds {name:?}, which views did not make; views are recorded only \
-                     in a directory of their own"
+                return Err(error(
+                    shown,
+                    format!(
+                        "holds {name:?}, which views did not make; views are recorded only \
+                         in a directory of their own"
+                    ),
                 ));
             }
         }
@@ -342,7 +389,7 @@ fn is_temporary(name: &str, prefix: &str, suffix: &str) -> bool {
 }
 
 /// Writes a record whole: a temporary file renamed into place, mode 0600.
-fn write_record(dir: &ScratchDir, name: &str, bytes: &[u8]) -> Result<(), String> {
+fn write_record(dir: &ScratchDir, name: &str, bytes: &[u8]) -> Result<(), RecordError> {
     use std::io::Write;
     let temporary = format!(".{name}.{}.tmp", std::process::id());
     let shown = dir.path().join(name);
@@ -359,7 +406,7 @@ fn write_record(dir: &ScratchDir, name: &str, bytes: &[u8]) -> Result<(), String
     })();
     result.map_err(|e| {
         let _ = unlinkat(dir.fd(), temporary.as_str(), UnlinkatFlags::NoRemoveDir);
-        format!("{shown}: {e}")
+        error(&shown, e.to_string())
     })
 }
 
