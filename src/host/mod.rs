@@ -1,30 +1,8 @@
-//! Host paths (`X-ConfinementHostPaths=`): files and directories of the host
-//! made visible read-only at the same place inside a confined service, read
-//! from the host at every run (see nix-confinement(5), HOST PATHS).
-//!
-//! Each listed path is resolved on the host a component at a time, and
-//! inside it resolves the same way:
-//! - a symlink on the way is reproduced: the service gets a link of the
-//!   same name and target, from the unit's *skeleton* (a small tmpfs of
-//!   links that `nix-confinement-host@<digest>.service` mounts, see
-//!   [`skeleton`]), bound read-only over the link's directory. systemd
-//!   cannot bind a link, nor make one inside the root;
-//! - a link whose chain ends in the Nix store is reproduced pointing
-//!   straight at where it ends (NixOS's `/etc/x -> /etc/static/x -> ...`):
-//!   that store path joins the closure, and nothing else of the chain;
-//! - the file or directory the chain ends at on the host is bound read-only
-//!   at its own place, except in a directory whose files are replaced by
-//!   rename (systemd-resolved's `/run/systemd/resolve`): that directory is
-//!   bound, so that a running service sees the new file, not the inode it
-//!   started with;
-//! - a link in `/` itself (`/lib -> usr/lib`) cannot be reproduced (the
-//!   root is systemd's): the end of such a chain is bound at the listed
-//!   path.
-//!
-//! Paths that hold secrets, the API file systems and the store itself are
-//! refused (see [`refusal`]), and so is a file or directory that not
-//! everyone may read. A listed path that does not exist is a warning, not a
-//! block; a set's members that do not exist are left out quietly.
+//! Host paths (`X-ConfinementHostPaths=`): the host files a confined
+//! daemon needs (to resolve names, trust certificates, tell the time), shown
+//! read-only at the same place and read from the host at every run, while
+//! the rest of the host stays hidden. What an administrator sees of it:
+//! nix-confinement(5), HOST PATHS.
 
 pub mod sets;
 pub mod skeleton;
@@ -315,7 +293,25 @@ struct Planner<'a> {
     links: BTreeMap<Utf8PathBuf, (String, Shown)>,
 }
 
-/// Plans the host paths `items` of `unit`, read under `root`.
+/// Plans the host paths `items` of `unit`, read under `root`. Each listed
+/// path is resolved on the host a component at a time, and inside it
+/// resolves the same way:
+/// - a link on the way is reproduced: a link of the same name and target in
+///   the unit's [`skeleton`], bound read-only over the link's directory
+///   (systemd cannot bind a link, nor make one inside the root);
+/// - a link whose chain ends in the Nix store (NixOS's `/etc/x ->
+///   /etc/static/x -> ...`) is reproduced pointing straight at where it
+///   ends: that store path joins the closure, and nothing else of the chain;
+/// - what the chain ends at is bound read-only at its own place, except in
+///   one of [`RENAMED_DIRS`], which is bound whole;
+/// - a link in `/` itself (`/lib -> usr/lib`) cannot be reproduced (the
+///   root is systemd's): the end of such a chain is bound at the listed
+///   path.
+///
+/// A path that [`refusal`] refuses, that leads through one, or that ends at
+/// anything but a file or directory everyone may read is an error; a listed
+/// path that does not exist is a warning, and a set's members that do not
+/// exist are left out quietly.
 pub fn plan_host_paths(
     root: &Root,
     store: &StoreDir,
@@ -617,8 +613,9 @@ impl Planner<'_> {
         }
     }
 
-    /// Resolves `listed` on the host a component at a time (see the module
-    /// documentation); `Err` when the chain leads where nothing is shown.
+    /// Resolves `listed` on the host a component at a time (see
+    /// [`plan_host_paths`]); `Err` when the chain leads where nothing is
+    /// shown.
     fn walk(&self, listed: &Utf8Path) -> Result<Walk, HostPathError> {
         let mut walk = Walk::default();
         let mut pending = components_reversed(listed.as_str());
