@@ -410,36 +410,61 @@ impl<'u> Reader<'u> {
     }
 }
 
+/// A word of `X-ConfinementHostPaths=` that is not a host path: the word
+/// as written and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPathSyntaxError {
+    /// `@name` names no set.
+    UnknownSet(String),
+    NotAbsolute(String),
+    ControlCharacter(String),
+    /// A `.` or `..` component: the path must be named as it is on the host.
+    DotComponent(String),
+}
+
+impl std::fmt::Display for HostPathSyntaxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPathSyntaxError::UnknownSet(word) => write!(
+                f,
+                "\"{}\" is not a set of host paths (one of {})",
+                word.escape_debug(),
+                crate::host::sets::HostSet::names()
+            ),
+            HostPathSyntaxError::NotAbsolute(word) => write!(
+                f,
+                "\"{}\" is neither an absolute path nor a set (@name)",
+                word.escape_debug()
+            ),
+            HostPathSyntaxError::ControlCharacter(word) => {
+                write!(f, "\"{}\" holds a control character", word.escape_debug())
+            }
+            HostPathSyntaxError::DotComponent(word) => write!(
+                f,
+                "{word:?} has a . or .. component: name the path as it is on the host"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HostPathSyntaxError {}
+
 /// One word of `X-ConfinementHostPaths=`, or why it is not one.
-pub fn parse_host_path(word: &str) -> Result<HostPath, String> {
+pub fn parse_host_path(word: &str) -> Result<HostPath, HostPathSyntaxError> {
     if let Some(name) = word.strip_prefix('@') {
         return crate::host::sets::HostSet::parse(name)
             .map(HostPath::Set)
-            .ok_or_else(|| {
-                format!(
-                    "\"{}\" is not a set of host paths (one of {})",
-                    word.escape_debug(),
-                    crate::host::sets::HostSet::names()
-                )
-            });
+            .ok_or_else(|| HostPathSyntaxError::UnknownSet(word.to_owned()));
     }
     if !word.starts_with('/') {
-        return Err(format!(
-            "\"{}\" is neither an absolute path nor a set (@name)",
-            word.escape_debug()
-        ));
+        return Err(HostPathSyntaxError::NotAbsolute(word.to_owned()));
     }
     if word.chars().any(char::is_control) {
-        return Err(format!(
-            "\"{}\" holds a control character",
-            word.escape_debug()
-        ));
+        return Err(HostPathSyntaxError::ControlCharacter(word.to_owned()));
     }
     let components: Vec<&str> = word.split('/').filter(|c| !c.is_empty()).collect();
     if components.iter().any(|c| *c == "." || *c == "..") {
-        return Err(format!(
-            "{word:?} has a . or .. component: name the path as it is on the host"
-        ));
+        return Err(HostPathSyntaxError::DotComponent(word.to_owned()));
     }
     Ok(HostPath::Path(Utf8PathBuf::from(format!(
         "/{}",

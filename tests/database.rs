@@ -1,5 +1,5 @@
-//! Reading the Nix database exactly as SPEC §4 "Closure" says: without
-//! creating or changing any file, through the WAL when a writer is or was
+//! Reading the Nix database only, as nix-confinement-generator(8) promises:
+//! without creating or changing any file, through the WAL when a writer is or was
 //! active, and on a read-only file system. Databases are written by real
 //! `nix-store`; a Python `sqlite3` connection only holds the database open
 //! (as a running nix-daemon would), so that Nix's writes stay in the WAL.

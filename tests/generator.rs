@@ -1,5 +1,6 @@
 //! The generator end to end on roots built with real Nix: closures, every
-//! row of the SPEC §4 drop-in table, and every reason of §5 to block a unit.
+//! key of the drop-in (nix-confinement(5), THE DROP-IN), and every reason to
+//! block a unit (nix-confinement(5), FAILING CLOSED).
 //! Every drop-in written here is also checked with `systemd-analyze verify`.
 
 mod support;
@@ -803,7 +804,7 @@ fn output_is_byte_identical_across_runs() {
     assert_every_dropin_verifies(&root);
 }
 
-// --- Failing closed (SPEC §5) -------------------------------------------
+// --- Failing closed (nix-confinement(5), FAILING CLOSED) -----------------
 
 #[test]
 fn blocked_for_an_unregistered_store_path() {

@@ -1,5 +1,5 @@
-//! Golden directory tests of unit discovery and merging (SPEC §2,
-//! systemd.unit(5)).
+//! Golden directory tests of unit discovery and merging (systemd.unit(5);
+//! the search path: nix-confinement-generator(8), DESCRIPTION).
 //!
 //! Each case is a directory `tests/golden/<case>/`:
 //!

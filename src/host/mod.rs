@@ -1,30 +1,8 @@
-//! Host paths (`X-ConfinementHostPaths=`): files and directories of the host
-//! made visible read-only at the same place inside a confined service, read
-//! from the host at every run (see nix-confinement(5), HOST PATHS).
-//!
-//! Each listed path is resolved on the host a component at a time, and
-//! inside it resolves the same way:
-//! - a symlink on the way is reproduced: the service gets a link of the
-//!   same name and target, from the unit's *skeleton* (a small tmpfs of
-//!   links that `nix-confinement-host@<digest>.service` mounts, see
-//!   [`skeleton`]), bound read-only over the link's directory. systemd
-//!   cannot bind a link, nor make one inside the root;
-//! - a link whose chain ends in the Nix store is reproduced pointing
-//!   straight at where it ends (NixOS's `/etc/x -> /etc/static/x -> ...`):
-//!   that store path joins the closure, and nothing else of the chain;
-//! - the file or directory the chain ends at on the host is bound read-only
-//!   at its own place, except in a directory whose files are replaced by
-//!   rename (systemd-resolved's `/run/systemd/resolve`): that directory is
-//!   bound, so that a running service sees the new file, not the inode it
-//!   started with;
-//! - a link in `/` itself (`/lib -> usr/lib`) cannot be reproduced (the
-//!   root is systemd's): the end of such a chain is bound at the listed
-//!   path.
-//!
-//! Paths that hold secrets, the API file systems and the store itself are
-//! refused (see [`refusal`]), and so is a file or directory that not
-//! everyone may read. A listed path that does not exist is a warning, not a
-//! block; a set's members that do not exist are left out quietly.
+//! Host paths (`X-ConfinementHostPaths=`): the host files a confined
+//! daemon needs (to resolve names, trust certificates, tell the time), shown
+//! read-only at the same place and read from the host at every run, while
+//! the rest of the host stays hidden. What an administrator sees of it:
+//! nix-confinement(5), HOST PATHS.
 
 pub mod sets;
 pub mod skeleton;
@@ -136,6 +114,71 @@ fn is_within(path: &str, dir: &str) -> bool {
     path == dir
         || (path.starts_with(dir) && (dir == "/" || path.as_bytes().get(dir.len()) == Some(&b'/')))
 }
+
+/// Why a listed host path is refused once followed on the host: the path
+/// where the trouble is, and what it is.
+#[derive(Debug)]
+pub enum HostPathError {
+    /// The walk would enter `area`, which is never shown.
+    LeadsTo {
+        path: Utf8PathBuf,
+        area: &'static str,
+    },
+    /// A link on the way is itself refused (see [`refusal`]).
+    LeadsThrough {
+        path: Utf8PathBuf,
+        why: String,
+    },
+    /// Where the chain ends is refused (see [`refusal`]).
+    ResolvesTo {
+        path: Utf8PathBuf,
+        why: String,
+    },
+    TooManyLinks(Utf8PathBuf),
+    TargetNotUtf8(Utf8PathBuf),
+    /// A socket, FIFO or device: only files and directories are shown.
+    NotFileOrDirectory {
+        path: Utf8PathBuf,
+        what: &'static str,
+    },
+    /// Not readable by everyone: a host path is not a secret.
+    NotReadable {
+        path: Utf8PathBuf,
+        mode: u32,
+    },
+    Io(Utf8PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for HostPathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostPathError::LeadsTo { path, area } => {
+                write!(f, "it leads to {path}: {area} is never shown")
+            }
+            HostPathError::LeadsThrough { path, why } => {
+                write!(f, "it leads through {path}: {why}")
+            }
+            HostPathError::ResolvesTo { path, why } => write!(f, "it resolves to {path}: {why}"),
+            HostPathError::TooManyLinks(path) => {
+                write!(f, "too many levels of symbolic links at {path}")
+            }
+            HostPathError::TargetNotUtf8(path) => {
+                write!(f, "{path} links to a path that is not UTF-8")
+            }
+            HostPathError::NotFileOrDirectory { path, what } => write!(
+                f,
+                "{path} is {what}: only files and directories are shown (bind it with BindReadOnlyPaths= if the service needs it)"
+            ),
+            HostPathError::NotReadable { path, mode } => write!(
+                f,
+                "{path} is not readable by everyone (mode {mode:04o}): a host path is not a secret; bind it with BindReadOnlyPaths= if the service needs it"
+            ),
+            HostPathError::Io(path, e) => write!(f, "{path}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HostPathError {}
 
 /// A host file or directory bound read-only (`BindReadOnlyPaths=-SOURCE:TARGET`,
 /// ignored when the source is missing at the start).
@@ -250,7 +293,25 @@ struct Planner<'a> {
     links: BTreeMap<Utf8PathBuf, (String, Shown)>,
 }
 
-/// Plans the host paths `items` of `unit`, read under `root`.
+/// Plans the host paths `items` of `unit`, read under `root`. Each listed
+/// path is resolved on the host a component at a time, and inside it
+/// resolves the same way:
+/// - a link on the way is reproduced: a link of the same name and target in
+///   the unit's [`skeleton`], bound read-only over the link's directory
+///   (systemd cannot bind a link, nor make one inside the root);
+/// - a link whose chain ends in the Nix store (NixOS's `/etc/x ->
+///   /etc/static/x -> ...`) is reproduced pointing straight at where it
+///   ends: that store path joins the closure, and nothing else of the chain;
+/// - what the chain ends at is bound read-only at its own place, except in
+///   one of [`RENAMED_DIRS`], which is bound whole;
+/// - a link in `/` itself (`/lib -> usr/lib`) cannot be reproduced (the
+///   root is systemd's): the end of such a chain is bound at the listed
+///   path.
+///
+/// A path that [`refusal`] refuses, that leads through one, or that ends at
+/// anything but a file or directory everyone may read is an error; a listed
+/// path that does not exist is a warning, and a set's members that do not
+/// exist are left out quietly.
 pub fn plan_host_paths(
     root: &Root,
     store: &StoreDir,
@@ -454,11 +515,15 @@ impl Planner<'_> {
     }
 
     /// Why the end of a chain may not be bound, if it may not.
-    fn check_end(&self, path: &Utf8Path, directory: bool) -> Result<(), String> {
+    fn check_end(&self, path: &Utf8Path, directory: bool) -> Result<(), HostPathError> {
         if let Some(why) = refusal(path.as_str(), self.store.as_str()) {
-            return Err(format!("it resolves to {path}: {why}"));
+            return Err(HostPathError::ResolvesTo {
+                path: path.to_owned(),
+                why,
+            });
         }
-        let meta = std::fs::metadata(self.root.join(path)).map_err(|e| format!("{path}: {e}"))?;
+        let meta = std::fs::metadata(self.root.join(path))
+            .map_err(|e| HostPathError::Io(path.to_owned(), e))?;
         let kind = meta.file_type();
         if !(kind.is_file() || kind.is_dir()) {
             let what = if kind.is_socket() {
@@ -468,16 +533,17 @@ impl Planner<'_> {
             } else {
                 "a device"
             };
-            return Err(format!(
-                "{path} is {what}: only files and directories are shown (bind it with BindReadOnlyPaths= if the service needs it)"
-            ));
+            return Err(HostPathError::NotFileOrDirectory {
+                path: path.to_owned(),
+                what,
+            });
         }
         let readable = if directory { 0o005 } else { 0o004 };
         if meta.mode() & readable != readable {
-            return Err(format!(
-                "{path} is not readable by everyone (mode {:04o}): a host path is not a secret; bind it with BindReadOnlyPaths= if the service needs it",
-                meta.mode() & 0o7777
-            ));
+            return Err(HostPathError::NotReadable {
+                path: path.to_owned(),
+                mode: meta.mode() & 0o7777,
+            });
         }
         Ok(())
     }
@@ -547,9 +613,10 @@ impl Planner<'_> {
         }
     }
 
-    /// Resolves `listed` on the host a component at a time (see the module
-    /// documentation); `Err` when the chain leads where nothing is shown.
-    fn walk(&self, listed: &Utf8Path) -> Result<Walk, String> {
+    /// Resolves `listed` on the host a component at a time (see
+    /// [`plan_host_paths`]); `Err` when the chain leads where nothing is
+    /// shown.
+    fn walk(&self, listed: &Utf8Path) -> Result<Walk, HostPathError> {
         let mut walk = Walk::default();
         let mut pending = components_reversed(listed.as_str());
         let mut resolved = Utf8PathBuf::from("/");
@@ -566,9 +633,12 @@ impl Planner<'_> {
             let candidate = resolved.join(&component);
             let in_store = self.store.store_path_of(candidate.as_str());
             if in_store.is_none()
-                && let Some(why) = refusal_on_the_way(candidate.as_str())
+                && let Some(area) = refused_area_of(candidate.as_str())
             {
-                return Err(format!("it leads to {candidate}: {why}"));
+                return Err(HostPathError::LeadsTo {
+                    path: candidate,
+                    area,
+                });
             }
             let meta = match std::fs::symlink_metadata(self.root.join(&candidate)) {
                 Ok(meta) => meta,
@@ -592,7 +662,7 @@ impl Planner<'_> {
                     };
                     return Ok(walk);
                 }
-                Err(e) => return Err(format!("{candidate}: {e}")),
+                Err(e) => return Err(HostPathError::Io(candidate, e)),
             };
             if !meta.file_type().is_symlink() {
                 if !meta.is_dir() && pending.iter().any(|c| c != ".") {
@@ -612,12 +682,15 @@ impl Planner<'_> {
             }
             followed += 1;
             if followed > MAX_SYMLINKS {
-                return Err(format!("too many levels of symbolic links at {candidate}"));
+                return Err(HostPathError::TooManyLinks(candidate));
             }
-            let target = std::fs::read_link(self.root.join(&candidate))
-                .map_err(|e| format!("{candidate}: {e}"))?;
-            let target = Utf8PathBuf::from_path_buf(target)
-                .map_err(|_| format!("{candidate} links to a path that is not UTF-8"))?;
+            let target = match std::fs::read_link(self.root.join(&candidate)) {
+                Ok(target) => target,
+                Err(e) => return Err(HostPathError::Io(candidate, e)),
+            };
+            let Ok(target) = Utf8PathBuf::from_path_buf(target) else {
+                return Err(HostPathError::TargetNotUtf8(candidate));
+            };
             if let Some(store_path) = in_store {
                 // A link inside the store comes with its store path.
                 walk.store_paths.push(store_path.to_owned());
@@ -625,7 +698,10 @@ impl Planner<'_> {
                 walk.through_root_link = true;
             } else {
                 if let Some(why) = refusal(candidate.as_str(), self.store.as_str()) {
-                    return Err(format!("it leads through {candidate}: {why}"));
+                    return Err(HostPathError::LeadsThrough {
+                        path: candidate,
+                        why,
+                    });
                 }
                 if let Ok(end) = self.root.canonicalize(&candidate)
                     && let Some(store_path) = self.store.store_path_of(end.as_str())
@@ -729,15 +805,16 @@ impl Planner<'_> {
     }
 }
 
-/// Why the walk may not pass `path` on its way (an API file system, a
-/// secret, another service's root), if it may not: unlike [`refusal`], a
-/// directory that merely holds such a thing may be passed through.
-fn refusal_on_the_way(path: &str) -> Option<String> {
+/// The area that `path` is in and that the walk may not pass on its way
+/// (an API file system, a secret, another service's root), if there is
+/// one: unlike [`refusal`], a directory that merely holds such a thing may
+/// be passed through.
+fn refused_area_of(path: &str) -> Option<&'static str> {
     REFUSED_AREAS
         .iter()
         .chain(SECRETS)
         .find(|area| is_within(path, area))
-        .map(|area| format!("{area} is never shown"))
+        .copied()
 }
 
 /// The directory of [`RENAMED_DIRS`] that holds `path` (or is it), and the

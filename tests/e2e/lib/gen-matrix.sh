@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Maintainer tool: (re)writes the 12 parametrised cases of SPEC §9 under
-# tests/e2e/cases/matrix-*: user in {root, dynamic, static} x PrivateTmp in
+# Maintainer tool: (re)writes the 12 parametrised cases (see tests/e2e/README.md)
+# under tests/e2e/cases/matrix-*: user in {root, dynamic, static} x PrivateTmp in
 # {yes, no} x mode in {chroot-only, full-apivfs}. The expected maps are those
 # of nixpkgs nixos/tests/systemd-confinement (at most the listed level), with
 # bin, nix, tmp and var/tmp exact, plus checks that the host's files are not
