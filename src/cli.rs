@@ -215,7 +215,11 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
             unit.name
         );
     }
-    let _ = writeln!(out, "# NORMAL/{}.d/{}", unit.name, unit.dropin_name);
+    let _ = writeln!(
+        out,
+        "# {}",
+        dropin_place(root, &unit.name, &unit.dropin_name)
+    );
     let _ = out.write_all(outcome.text().as_bytes());
     for warning in &unit.warnings {
         let _ = writeln!(out, "# warning: {warning}");
@@ -243,6 +247,23 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
         }
         Outcome::Blocked { .. } => 1,
         Outcome::Empty => 0,
+    }
+}
+
+/// Where the generator writes the drop-in `file_name` of `unit`, for
+/// `explain`: systemd's generator directory on the host; under `--root`, a
+/// path in the output directory the run is given.
+fn dropin_place(root: &Root, unit: &str, file_name: &str) -> String {
+    if root.dir() == "/" {
+        format!(
+            "{}/{unit}.d/{file_name}",
+            crate::check_loaded::GENERATOR_OUTPUT
+        )
+    } else {
+        format!(
+            "{unit}.d/{file_name}, in the output directory of `nix-confinement-generator --root {} OUTPUT`",
+            root.dir()
+        )
     }
 }
 
@@ -351,6 +372,19 @@ mod tests {
         assert!(args(&[]).is_err());
         assert!(args(&["--root"]).is_err());
         assert!(args(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn explain_names_the_dropin_where_systemd_reads_it() {
+        assert_eq!(
+            dropin_place(&Root::new("/"), "a@.service", "zz-confinement.conf"),
+            "/run/systemd/generator/a@.service.d/zz-confinement.conf"
+        );
+        assert_eq!(
+            dropin_place(&Root::new("/mnt"), "a.service", "x~confinement.conf"),
+            "a.service.d/x~confinement.conf, in the output directory of \
+             `nix-confinement-generator --root /mnt OUTPUT`"
+        );
     }
 
     #[test]

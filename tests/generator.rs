@@ -1092,6 +1092,21 @@ fn explain_names_the_key_line_and_reference_chain() {
     );
     let run = root.run(&["explain", "a.service"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
+    // Where the drop-in goes: under --root, in the output directory of the
+    // run (on the host, systemd's /run/systemd/generator: see cli.rs).
+    assert_eq!(
+        run.stdout.lines().next(),
+        Some(
+            format!(
+                "# a.service.d/zz-confinement.conf, in the output directory of \
+                 `nix-confinement-generator --root {} OUTPUT`",
+                root.dir.display()
+            )
+            .as_str()
+        ),
+        "{}",
+        run.stdout
+    );
     // The drop-in the generator would write, with the closure's view.
     let digest = support::view_of(&run.stdout).expect("the drop-in binds a view");
     assert!(
