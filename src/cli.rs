@@ -5,7 +5,7 @@ use crate::annotation::KNOWN_KEYS;
 use crate::closure::Closures;
 use crate::config::Config;
 use crate::confine::{Confiner, Outcome};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, counted};
 use crate::generator::run_generator;
 use crate::logging::{self, Logger};
 use crate::plan::{self, Plan};
@@ -227,7 +227,11 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     match &outcome {
         Outcome::Confined { closure, view, .. } => {
             let _ = writeln!(out, "\n# {}", binding_of(view.as_deref(), &confiner.views));
-            let _ = writeln!(out, "\n# Why each path is bound ({} paths):", closure.len());
+            let _ = writeln!(
+                out,
+                "\n# Why each path is bound ({}):",
+                counted(closure.len(), "path", "paths")
+            );
             for reached in closure {
                 let origin = &reached.origin;
                 let at = origin.location.as_ref().map_or_else(
@@ -300,7 +304,8 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
                 "NOT CONFINED: no drop-in can be written for it".to_owned()
             }
             Outcome::Confined { paths, view, .. } => format!(
-                "confined, {paths} store paths; {}",
+                "confined, {}; {}",
+                counted(*paths, "store path", "store paths"),
                 binding_of(view.as_deref(), &confiner.views)
             ),
             Outcome::Blocked { .. } => {
@@ -335,9 +340,9 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     };
     let _ = writeln!(
         out,
-        "{} annotated unit(s), {blocked} blocked{not_confined}, {} problem(s)",
-        units.len(),
-        problems.len()
+        "{}, {blocked} blocked{not_confined}, {}",
+        counted(units.len(), "annotated unit", "annotated units"),
+        counted(problems.len(), "problem", "problems")
     );
     i32::from(blocked > 0 || unconfined > 0 || unconfinable > 0)
 }

@@ -715,7 +715,7 @@ fn our_dropin_sorts_after_dropins_of_the_longest_names() {
     let run = root.generate();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("7 unit(s) confined, 0 blocked"),
+        run.stderr.contains("7 units confined, 0 blocked"),
         "{}",
         run.stderr
     );
@@ -1181,7 +1181,7 @@ fn check_lists_annotations_and_problems() {
     assert_eq!(run.status, 0, "{}", run.stdout);
     assert!(
         run.stdout.lines().any(|line| line.starts_with(
-            "good.service: confined, 1 store paths; store: the closure's read-only view "
+            "good.service: confined, 1 store path; store: the closure's read-only view "
         ) && line.ends_with(".service (mode full-apivfs)")),
         "{}",
         run.stdout
@@ -1191,6 +1191,34 @@ fn check_lists_annotations_and_problems() {
             .contains("    X-ConfinementEnable=yes  (/etc/systemd/system/good.service:3)\n"),
         "{}",
         run.stdout
+    );
+    assert!(
+        run.stdout
+            .ends_with("1 annotated unit, 0 blocked, 1 problem\n"),
+        "{}",
+        run.stdout
+    );
+    // One of a kind is singular everywhere: the drop-in, explain, the log.
+    let generated = root.generate();
+    assert!(
+        generated.stderr.contains("1 unit confined, 0 blocked"),
+        "{}",
+        generated.stderr
+    );
+    assert!(
+        root.dropin("good.service").contains(
+            "# Confines the service to its Nix store closure (1 path, mode full-apivfs).\n"
+        ),
+        "{}",
+        root.dropin("good.service")
+    );
+    let explain = root.run(&["explain", "good.service"]);
+    assert!(
+        explain
+            .stdout
+            .contains("\n# Why each path is bound (1 path):\n"),
+        "{}",
+        explain.stdout
     );
     assert!(
         run.stdout.contains(
@@ -1230,7 +1258,7 @@ fn an_annotation_in_an_alias_dropin_confines_the_real_unit_once() {
     let run = root.generate();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("2 unit(s) confined"),
+        run.stderr.contains("2 units confined"),
         "each unit once: {}",
         run.stderr
     );

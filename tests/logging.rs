@@ -203,7 +203,7 @@ fn assert_kmsg_records(records: &[KmsgRecord], pid: u32, console: &[String], blo
         "the warning"
     );
     assert_eq!(
-        priority_of("2 unit(s) confined, 1 blocked"),
+        priority_of("2 units confined, 1 blocked"),
         8 + 4,
         "the summary, a warning when a unit is blocked"
     );
@@ -250,7 +250,7 @@ fn kmsg_records_are_cut_to_what_the_kernel_takes() {
     assert!(
         records
             .iter()
-            .any(|r| r.text.ends_with("0 unit(s) confined, 1 blocked")),
+            .any(|r| r.text.ends_with("0 units confined, 1 blocked")),
         "{records:#?}"
     );
 }
@@ -362,7 +362,7 @@ fn assert_journal_entries(
         warned["OBJECT_SYSTEMD_UNIT"], "warned.service",
         "{warned:?}"
     );
-    let summary = entry(entries, "2 unit(s) confined, 1 blocked");
+    let summary = entry(entries, "2 units confined, 1 blocked");
     assert_eq!(summary["PRIORITY"], "4", "{summary:?}");
     assert!(!summary.contains_key("OBJECT_SYSTEMD_UNIT"), "{summary:?}");
 }
@@ -402,7 +402,7 @@ fn journal_priorities_are_the_messages_levels() {
     let (_, status, stderr) = run(in_namespace_with_journal(&generator, &journal.dir));
     assert_eq!(status, 0, "{stderr}");
     let entries = journal.entries();
-    let summary = entry(&entries, "1 unit(s) confined, 0 blocked");
+    let summary = entry(&entries, "1 unit confined, 0 blocked");
     assert_eq!(summary["PRIORITY"], "5", "{summary:?}");
     let timing = entry(&entries, "timing: units planned at");
     assert_eq!(timing["PRIORITY"], "7", "{timing:?}");

@@ -41,6 +41,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 
+use crate::diag::counted;
 use camino::Utf8Path;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
@@ -350,7 +351,11 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
     // Each path takes at least 25 bytes: a larger count is damage, not a
     // reason to allocate.
     if n as u64 > size / 25 {
-        return Err(format!("{n} paths cannot fit in {size} bytes"));
+        return Err(format!(
+            "{} cannot fit in {}",
+            counted(n, "path", "paths"),
+            counted(size, "byte", "bytes")
+        ));
     }
     let db_ids = input.i64s(n)?;
     let registration_times = input.i64s(n)?;
@@ -376,13 +381,18 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Str
     let reference_count = *reference_starts.last().expect("n + 1 entries") as u64;
     if reference_count > size / 4 {
         return Err(format!(
-            "{reference_count} references cannot fit in {size} bytes"
+            "{} cannot fit in {}",
+            counted(reference_count, "reference", "references"),
+            counted(size, "byte", "bytes")
         ));
     }
     let references = input.u32s(reference_count as usize)?;
     check_starts(&reference_starts, references.len(), "reference")?;
     if let Some(bad) = references.iter().find(|&&r| r as usize >= n) {
-        return Err(format!("reference {bad} is not in the table of {n} paths"));
+        return Err(format!(
+            "reference {bad} is not in the table of {}",
+            counted(n, "path", "paths")
+        ));
     }
     let mut one = [0u8; 1];
     if input.input.read(&mut one).map_err(|e| e.to_string())? != 0 {

@@ -139,9 +139,9 @@ else
     done
     report=$("$CARGO_TARGET_DIR/release/$NAME" --root "$root" check 2>&1)
     same "nix: the generator accepts the module's configuration and searches NixOS's unit directories" \
-      "a.service: confined, 1 store paths (mode full-apivfs)
-b.service: confined, 1 store paths (mode full-apivfs)
-2 annotated unit(s), 0 blocked, 0 problem(s)" "$(grep -v '^    ' <<<"$report")"
+      "a.service: confined, 1 store path (mode full-apivfs)
+b.service: confined, 1 store path (mode full-apivfs)
+2 annotated units, 0 blocked, 0 problems" "$(grep -v '^    ' <<<"$report")"
   else
     fail "nix: the release binary builds (and nix-store is there)"
   fi
