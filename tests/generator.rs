@@ -1166,6 +1166,115 @@ fn explain_names_the_key_line_and_reference_chain() {
 }
 
 #[test]
+fn an_exec_program_missing_in_a_valid_store_path_is_a_warning_not_a_block() {
+    // A slip below a store path that is valid and on disk: systemd would fail
+    // each run of the command with 203/EXEC. Said with file:line and the path
+    // by the generator, `check` and `explain`; the unit is still confined.
+    let root = TestRoot::new("exec-missing");
+    let bb = program(&root, 700, "busybox");
+    let other = store_path(701, "other");
+    let not_on_disk = store_path(702, "not-on-disk");
+    root.register(&[(&other, &[]), (&not_on_disk, &[])]);
+    std::fs::remove_dir(root.path(&not_on_disk)).unwrap();
+    root.write(&format!("{bb}/share/data"), "not a program");
+    root.symlink("busybox", &format!("{bb}/bin/sh"));
+    root.symlink(&format!("{bb}/bin/busybox"), &format!("{bb}/bin/absolute"));
+    root.symlink(&format!("{other}/bin/gone"), &format!("{bb}/bin/dangling"));
+    root.write_executable("/usr/bin/env", "");
+    root.symlink("/usr/bin/env", &format!("{bb}/bin/host"));
+    let cases = [
+        // (ExecStart program, what the warning says; "" for none)
+        (
+            format!("{bb}/bin/busybox/bin/busybox"),
+            format!("does not exist ({bb}/bin/busybox is not a directory)"),
+        ),
+        (
+            format!("{bb}/bin/missing"),
+            format!("does not exist ({bb}/bin/missing does not exist)"),
+        ),
+        (
+            format!("{bb}/share"),
+            "is a directory, not a program".to_owned(),
+        ),
+        (
+            format!("{bb}/share/data"),
+            "is not executable (mode 644)".to_owned(),
+        ),
+        (
+            format!("{bb}/bin/dangling"),
+            format!("does not exist ({other}/bin does not exist)"),
+        ),
+        (
+            format!("{bb}/bin/host"),
+            "resolves to /usr/bin/env, which is outside the Nix store and so not inside the \
+             confinement"
+                .to_owned(),
+        ),
+        (format!("{bb}/bin/busybox"), String::new()),
+        // Links resolve inside the root, relative and absolute ones.
+        (format!("{bb}/bin/sh"), String::new()),
+        (format!("{bb}/bin/absolute"), String::new()),
+        // Completed when the unit is loaded: not looked at.
+        (format!("{bb}/bin/%i"), String::new()),
+        // A store path that is not on disk (a store not mounted yet) is the
+        // database's business: no warning.
+        (format!("{not_on_disk}/bin/x"), String::new()),
+    ];
+    for (number, (program, _)) in cases.iter().enumerate() {
+        root.unit(
+            &format!("u{number}.service"),
+            &format!("[Service]\nExecStart=-{program} --flag\nX-ConfinementEnable=yes\n"),
+        );
+    }
+    let warning = |number: usize, program: &str, problem: &str| {
+        format!(
+            "/etc/systemd/system/u{number}.service:2: u{number}.service: warning: ExecStart: \
+             program {program} {problem}: systemd cannot run it, the command fails with status \
+             203/EXEC (the unit is confined all the same)"
+        )
+    };
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let check = root.run(&["check"]);
+    assert_eq!(check.status, 0, "{}", check.stdout);
+    for (number, (program, problem)) in cases.iter().enumerate() {
+        let unit = format!("u{number}.service");
+        let explain = root.run(&["explain", &unit]);
+        assert_eq!(explain.status, 0, "{}", explain.stderr);
+        if problem.is_empty() {
+            for output in [&run.stderr, &check.stdout, &explain.stdout] {
+                assert!(!output.contains(&format!("{unit}: warning")), "{output}");
+            }
+        } else {
+            let warning = warning(number, program, problem);
+            assert!(run.stderr.contains(&warning), "{warning}\n{}", run.stderr);
+            assert!(
+                check.stdout.contains(&format!("\n{warning}\n")),
+                "{}",
+                check.stdout
+            );
+            assert!(
+                explain
+                    .stdout
+                    .contains(&format!("\n# warning: {warning}\n")),
+                "{}",
+                explain.stdout
+            );
+        }
+        assert!(
+            root.dropin(&unit)
+                .contains("RootDirectory=/run/confinement/%n"),
+            "{unit} is confined"
+        );
+    }
+    assert!(
+        run.stderr.contains("11 units confined, 0 blocked"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn check_lists_annotations_and_problems() {
     let root = TestRoot::new("check");
     let app = program(&root, 490, "app");

@@ -26,6 +26,7 @@ fn root_with_problems(name: &str) -> (TestRoot, String) {
     let root = TestRoot::new(name);
     let app = store_path(810, "app");
     root.register(&[(&app, &[])]);
+    root.write_executable(&format!("{app}/bin/app"), "");
     root.write_executable("/usr/bin/tool", "");
     root.unit(
         "warned.service",
@@ -232,6 +233,7 @@ fn kmsg_records_are_cut_to_what_the_kernel_takes() {
     let root = TestRoot::new("log-kmsg-long");
     let app = store_path(812, "app");
     root.register(&[(&app, &[])]);
+    root.write_executable(&format!("{app}/bin/app"), "");
     let long = "x".repeat(3000);
     root.unit(
         "long.service",
@@ -392,6 +394,7 @@ fn journal_priorities_are_the_messages_levels() {
     let root = TestRoot::new("log-journal-levels");
     let app = store_path(813, "app");
     root.register(&[(&app, &[])]);
+    root.write_executable(&format!("{app}/bin/app"), "");
     root.unit(
         "quiet.service",
         &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
