@@ -1,15 +1,16 @@
 //! The entry point: argv and the environment in, one of generator mode,
 //! `explain` or `check` out (see nix-confinement-generator(8)).
 
-use crate::annotation::KNOWN_KEYS;
+use crate::annotation::{KEY_ENABLE, KNOWN_KEYS};
 use crate::closure::Closures;
 use crate::config::Config;
 use crate::confine::{Confiner, Outcome};
 use crate::diag::{Diagnostic, counted};
 use crate::generator::run_generator;
 use crate::logging::{self, Logger};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, UnitPlan};
 use crate::rootfs::Root;
+use crate::unit::Setting;
 use crate::view::record::Views;
 use camino::Utf8PathBuf;
 use std::io::Write;
@@ -287,6 +288,37 @@ fn binding_of(view: Option<&str>, views: &Views) -> String {
     }
 }
 
+/// The annotations of `unit` that take effect, for `check`: those its
+/// request was read from (the last assignment of a single-valued key, the
+/// packages after the last reset); for an instance that opts out, the
+/// `X-ConfinementEnable=` that says so. Assignments overridden or reset,
+/// keys with no effect without `X-ConfinementEnable=yes`, and keys misspelt
+/// or outside `[Service]` are not settings: the last two are among the
+/// unit's problems.
+fn effective_settings(unit: &UnitPlan) -> Vec<&Setting> {
+    let annotation_in_service =
+        |s: &&Setting| s.section == "Service" && KNOWN_KEYS.contains(&s.key.as_str());
+    match &unit.request {
+        Some(request) => {
+            let locations = request.effective_locations();
+            unit.merged
+                .settings
+                .iter()
+                .filter(annotation_in_service)
+                .filter(|s| locations.contains(&&s.location))
+                .collect()
+        }
+        None => unit
+            .merged
+            .settings
+            .iter()
+            .filter(annotation_in_service)
+            .rfind(|s| s.key == KEY_ENABLE && !s.value.is_empty())
+            .into_iter()
+            .collect(),
+    }
+}
+
 fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     let (mut plan, closures) = plan_without_writing(root, env_unit_path);
     let mut out = std::io::stdout().lock();
@@ -315,12 +347,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
             Outcome::Empty => "opts out of its template's confinement".to_owned(),
         };
         let _ = writeln!(out, "{}: {status} (mode {})", unit.name, unit.mode.as_str());
-        for setting in unit
-            .merged
-            .settings
-            .iter()
-            .filter(|s| KNOWN_KEYS.contains(&s.key.as_str()))
-        {
+        for setting in effective_settings(unit) {
             let _ = writeln!(
                 out,
                 "    {}={}  ({})",

@@ -1347,6 +1347,83 @@ fn check_lists_annotations_and_problems() {
 }
 
 #[test]
+fn check_lists_only_the_annotations_that_take_effect() {
+    // Overridden and reset assignments, keys outside [Service] and keys
+    // without X-ConfinementEnable=yes are not the unit's settings.
+    let root = TestRoot::new("check-effective");
+    let app = program(&root, 495, "app");
+    let (old, new) = (program(&root, 496, "old"), program(&root, 497, "new"));
+    root.unit(
+        "a.service",
+        &format!(
+            "[Unit]\nX-ConfinementMode=chroot-only\n[Service]\nExecStart={app}/bin/app\n\
+             X-ConfinementEnable=yes\nX-ConfinementMode=chroot-only\nX-ConfinementMode=full-apivfs\n\
+             X-ConfinementPackages={old}\nX-ConfinementPackages=\nX-ConfinementPackages={new}\n\
+             X-ConfinementBinSh=\n"
+        ),
+    );
+    root.unit(
+        "t@.service",
+        &format!("[Service]\nExecStart={app}/bin/app %i\nX-ConfinementEnable=yes\n"),
+    );
+    root.write(
+        "/etc/systemd/system/t@x.service.d/open.conf",
+        "[Service]\nX-ConfinementEnable=no\nX-ConfinementMode=chroot-only\n",
+    );
+    root.unit(
+        "off.service",
+        &format!(
+            "[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=no\nX-ConfinementMode=chroot-only\n"
+        ),
+    );
+    let run = root.run(&["check"]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    // Each unit's line and the settings indented below it.
+    let settings_of = |unit: &str| -> Vec<String> {
+        run.stdout
+            .lines()
+            .skip_while(|line| !line.starts_with(&format!("{unit}: ")))
+            .skip(1)
+            .take_while(|line| line.starts_with("    "))
+            .map(|line| line.trim().to_owned())
+            .collect()
+    };
+    let file = "/etc/systemd/system/a.service";
+    assert_eq!(
+        settings_of("a.service"),
+        [
+            format!("X-ConfinementEnable=yes  ({file}:5)"),
+            format!("X-ConfinementMode=full-apivfs  ({file}:7)"),
+            format!("X-ConfinementPackages={new}  ({file}:10)"),
+            format!("X-ConfinementBinSh=  ({file}:11)"),
+        ],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        settings_of("t@x.service"),
+        ["X-ConfinementEnable=no  (/etc/systemd/system/t@x.service.d/open.conf:2)"],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout
+            .lines()
+            .any(|line| line.starts_with("off.service:")),
+        "{}",
+        run.stdout
+    );
+    // What is not a setting is a problem.
+    for problem in [
+        format!("{file}:2: a.service: warning: X-ConfinementMode in [Unit]"),
+        "/etc/systemd/system/t@x.service.d/open.conf:3: t@x.service: warning: X-ConfinementMode has no effect without X-ConfinementEnable=yes".to_owned(),
+        "/etc/systemd/system/off.service:4: off.service: warning: X-ConfinementMode has no effect without X-ConfinementEnable=yes".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&problem), "{problem}\n{}", run.stdout);
+    }
+}
+
+#[test]
 fn an_annotation_in_an_alias_dropin_confines_the_real_unit_once() {
     let root = TestRoot::new("alias-instance");
     let app = program(&root, 130, "app");
