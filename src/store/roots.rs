@@ -6,7 +6,7 @@
 use super::path::{Found, StoreDir};
 use crate::annotation::{self, BinSh, Request};
 use crate::diag::{Diagnostic, Location};
-use crate::rootfs::Root;
+use crate::rootfs::{ResolveError, Root};
 use crate::unit::exec::split_exec_value;
 use crate::unit::{MergedUnit, Setting};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -192,6 +192,9 @@ impl Collector<'_> {
             return;
         }
         let problem = match self.root.canonicalize(Utf8Path::new(program)) {
+            Err(ResolveError::NotFound(missing)) if missing == program => {
+                "does not exist".to_owned()
+            }
             Err(error) => format!("does not exist ({error})"),
             Ok(resolved) if self.store.store_path_of(resolved.as_str()).is_none() => format!(
                 "resolves to {resolved}, which is outside the Nix store and so not inside the \
