@@ -188,7 +188,9 @@ impl Collector<'_> {
             // Completed when the unit is loaded or the command runs.
             return;
         }
-        if std::fs::symlink_metadata(self.root.join(Utf8Path::new(store_path))).is_err() {
+        // (Resolved as the program's first components will be: the root
+        // remembers each path it looked at, so this costs nothing more.)
+        if self.root.canonicalize(Utf8Path::new(store_path)).is_err() {
             return;
         }
         let problem = match self.root.canonicalize(Utf8Path::new(program)) {
