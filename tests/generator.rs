@@ -1216,18 +1216,29 @@ fn an_exec_program_missing_in_a_valid_store_path_is_a_warning_not_a_block() {
         // A store path that is not on disk (a store not mounted yet) is the
         // database's business: no warning.
         (format!("{not_on_disk}/bin/x"), String::new()),
+        // With the "-" prefix systemd skips a command it cannot run.
+        (format!("-{bb}/bin/missing"), "does not exist".to_owned()),
     ];
     for (number, (program, _)) in cases.iter().enumerate() {
         root.unit(
             &format!("u{number}.service"),
-            &format!("[Service]\nExecStart=-{program} --flag\nX-ConfinementEnable=yes\n"),
+            &format!("[Service]\nExecStart={program} --flag\nX-ConfinementEnable=yes\n"),
         );
     }
     let warning = |number: usize, program: &str, problem: &str| {
+        let (program, consequence) = match program.strip_prefix('-') {
+            Some(program) => (
+                program,
+                "systemd cannot run it and skips the command (its \"-\" prefix)",
+            ),
+            None => (
+                program,
+                "systemd cannot run it, the command fails with status 203/EXEC",
+            ),
+        };
         format!(
             "/etc/systemd/system/u{number}.service:2: u{number}.service: warning: ExecStart: \
-             program {program} {problem}: systemd cannot run it, the command fails with status \
-             203/EXEC (the unit is confined all the same)"
+             program {program} {problem}: {consequence} (the unit is confined all the same)"
         )
     };
     let run = root.generate();
@@ -1265,7 +1276,7 @@ fn an_exec_program_missing_in_a_valid_store_path_is_a_warning_not_a_block() {
         );
     }
     assert!(
-        run.stderr.contains("11 units confined, 0 blocked"),
+        run.stderr.contains("12 units confined, 0 blocked"),
         "{}",
         run.stderr
     );

@@ -170,7 +170,10 @@ impl Collector<'_> {
                 self.scan(setting, arg);
             }
             match self.store.store_path_of(&command.program) {
-                Some(store_path) => self.store_program(setting, &command.program, store_path),
+                Some(store_path) => {
+                    let skipped = command.prefixes.contains('-');
+                    self.store_program(setting, &command.program, store_path, skipped);
+                }
                 None => self.exec_program(setting, &command.program),
             }
         }
@@ -178,12 +181,13 @@ impl Collector<'_> {
 
     /// An Exec program in the store that is not an executable file there
     /// (a slip below a valid store path: `…-busybox/bin/busybox/bin/busybox`)
-    /// fails with status 203/EXEC each time systemd runs it. The unit is still confined,
-    /// so this is a warning, not a block. Only the programs' own paths are
-    /// looked at (resolved inside the root, each directory on the way once
-    /// a run), and only when their store path is on disk: a store that is
-    /// not mounted yet blocks the unit through the database instead.
-    fn store_program(&mut self, setting: &Setting, program: &str, store_path: &str) {
+    /// cannot be run: systemd fails the command with status 203/EXEC, or,
+    /// with the `-` prefix (`skipped`), skips it. The unit is still
+    /// confined, so this is a warning, not a block. Only the programs' own
+    /// paths are looked at (resolved inside the root, each directory on the
+    /// way once a run), and only when their store path is on disk: a store
+    /// that is not mounted yet blocks the unit through the database instead.
+    fn store_program(&mut self, setting: &Setting, program: &str, store_path: &str, skipped: bool) {
         if program.contains('%') || program.contains('$') {
             // Completed when the unit is loaded or the command runs.
             return;
@@ -221,11 +225,15 @@ impl Collector<'_> {
                 }
             }
         };
+        let consequence = if skipped {
+            "systemd cannot run it and skips the command (its \"-\" prefix)"
+        } else {
+            "systemd cannot run it, the command fails with status 203/EXEC"
+        };
         self.warning(
             Some(&setting.location),
             format!(
-                "{}: program {program} {problem}: systemd cannot run it, the command fails with \
-                 status 203/EXEC (the unit is confined all the same)",
+                "{}: program {program} {problem}: {consequence} (the unit is confined all the same)",
                 setting.key
             ),
         );

@@ -64,3 +64,12 @@ case $(ctl status -n 0 -- "$NCG_UNIT" 2>&1) in
   *) die "systemctl status $NCG_UNIT does not show ExecStartPre= failing with 203/EXEC" ;;
 esac
 ctl reset-failed "$NCG_UNIT"
+
+# 4. With the "-" prefix systemd skips the command, as the warning says.
+skipped_unit=ncg-reload-journal-skipped.service
+grep -qxF -- "/etc/systemd/system/$skipped_unit:7: $skipped_unit: warning: ExecStartPre: program $slip does not exist ($NCG_S_BUSYBOX is not a directory): systemd cannot run it and skips the command (its \"-\" prefix) (the unit is confined all the same)" <<<"$check" ||
+  die "check does not warn about $skipped_unit:
+$check"
+ok "check: $skipped_unit's command is skipped"
+expect_start_ok "$skipped_unit"
+expect_confined "$skipped_unit"
