@@ -188,8 +188,18 @@ impl Collector<'_> {
     /// way once a run), and only when their store path is on disk: a store
     /// that is not mounted yet blocks the unit through the database instead.
     fn store_program(&mut self, setting: &Setting, program: &str, store_path: &str, skipped: bool) {
+        use std::os::unix::fs::PermissionsExt;
         if program.contains('%') || program.contains('$') {
             // Completed when the unit is loaded or the command runs.
+            return;
+        }
+        // Most programs are an executable file named directly: one lstat
+        // says so. (The kernel follows links on the way to it as the host
+        // sees them; one that left the store there would be missed.) Links
+        // to the program and everything else are resolved inside the root.
+        if std::fs::symlink_metadata(self.root.join(Utf8Path::new(program)))
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        {
             return;
         }
         // (Resolved as the program's first components will be: the root
@@ -207,7 +217,6 @@ impl Collector<'_> {
                  confinement"
             ),
             Ok(resolved) => {
-                use std::os::unix::fs::PermissionsExt;
                 let shown = if resolved == program {
                     String::new()
                 } else {
