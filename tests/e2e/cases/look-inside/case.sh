@@ -74,6 +74,10 @@ ok "with BindReadOnlyPaths=/etc/hosts, /etc inside holds: hosts"
 grep -q "PING ncg-look-inside-host (192.0.2.7)" "$NCG_OUT/hosts/ping" || die "the name does not resolve:
 $(cat "$NCG_OUT/hosts/ping")"
 ok "the name resolves: $(head -n 1 "$NCG_OUT/hosts/ping")"
+pid=$(ctl show -p MainPID --value "$hosts_unit")
+[ "$(in_ct cat "/proc/$pid/root/etc/hosts")" = "$(in_ct cat /etc/hosts)" ] ||
+  die "cat /proc/$pid/root/etc/hosts is not the container's /etc/hosts"
+ok "cat /proc/$pid/root/etc/hosts: the container's /etc/hosts"
 
 # 5. A bound host file that is missing fails every start; "-" skips it.
 in_ct test ! -e /etc/ncg-look-inside-missing || die "/etc/ncg-look-inside-missing exists"
