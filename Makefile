@@ -3,7 +3,10 @@
 #   make                      build the generator and the man pages
 #   make install              install them (DESTDIR=, PREFIX=/usr)
 #   make install NOBUILD=1    install what is already built (as root, after
-#                             building as a user)
+#                             `make` as a user): never runs cargo; man pages
+#                             that are missing are built (needs scdoc), a
+#                             missing program stops it before anything is
+#                             installed
 #   make deb                  the Debian package, with cargo-deb
 #   make uninstall            remove what `make install` installed
 
@@ -56,6 +59,12 @@ check: program
 
 ifndef NOBUILD
 install: build
+else
+# Nothing is installed unless everything is there: the man pages are quick to
+# build without cargo; the program is not, so it must be built first.
+install: $(BINARY) $(MANPAGES)
+$(BINARY):
+	@echo "$(BINARY) is not built: run \`make\` (as the user who builds), then \`make install NOBUILD=1\`" >&2; exit 1
 endif
 
 install:

@@ -84,6 +84,35 @@ pub enum HostPath {
     Set(crate::host::sets::HostSet),
 }
 
+impl Request {
+    /// Where each setting that takes effect was made: the assignment each
+    /// single-valued key was read from, every assignment of
+    /// `X-ConfinementPackages=` and `X-ConfinementHostPaths=` after its last
+    /// reset. (Taken apart whole, so
+    /// that a key added to the request cannot be left out here.)
+    pub fn effective_locations(&self) -> Vec<&Location> {
+        let Request {
+            enable,
+            mode,
+            full_unit,
+            packages,
+            bin_sh,
+            host_paths,
+        } = self;
+        let mut locations: Vec<&Location> = Vec::new();
+        locations.extend(&enable.location);
+        locations.extend(mode.as_ref().and_then(|m| m.location.as_ref()));
+        locations.extend(&full_unit.location);
+        locations.extend(packages.iter().filter_map(|p| p.location.as_ref()));
+        locations.extend(host_paths.iter().filter_map(|p| p.location.as_ref()));
+        match bin_sh {
+            BinSh::Default => {}
+            BinSh::Disabled(location) | BinSh::Program(_, location) => locations.push(location),
+        }
+        locations
+    }
+}
+
 /// The annotations of one unit and what was wrong with them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Annotations {

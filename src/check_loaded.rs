@@ -10,6 +10,7 @@
 
 use crate::closure::Closures;
 use crate::confine::{Confiner, Outcome};
+use crate::diag::counted;
 use crate::dropin::blocked_reasons;
 use crate::loaded::{self, DirId, LoadedUnit, Systemctl};
 use crate::plan::{self, Kind, Plan};
@@ -224,8 +225,9 @@ pub fn assess_unit(
     }
     let state = if confined_pids > 0 {
         format!(
-            "{}, {confined_pids} process(es) in {root}",
-            unit.active_state
+            "{}, {} in {root}",
+            unit.active_state,
+            counted(confined_pids, "process", "processes")
         )
     } else {
         unit.active_state.clone()
@@ -405,9 +407,9 @@ pub fn assess(expected: &Expectations, systemctl: &Systemctl) -> Report {
             unit: "systemd".into(),
             kind: ProblemKind::Unknown,
             message: format!(
-                "systemctl show printed {} unit(s) for {} name(s)",
-                loaded.len(),
-                names.len()
+                "systemctl show printed {} for {}",
+                counted(loaded.len(), "unit", "units"),
+                counted(names.len(), "name", "names")
             ),
             reload_fixes: false,
         });
@@ -637,8 +639,9 @@ fn print_report(out: &mut impl Write, report: &Report, all_units: bool) {
     }
     let _ = writeln!(
         out,
-        "{} unit(s) checked in the running systemd, {count} problem(s)",
-        report.units.len()
+        "{} checked in the running systemd, {}",
+        counted(report.units.len(), "unit", "units"),
+        counted(count, "problem", "problems")
     );
 }
 

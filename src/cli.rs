@@ -1,15 +1,16 @@
 //! The entry point: argv and the environment in, one of generator mode,
 //! `explain` or `check` out (see nix-confinement-generator(8)).
 
-use crate::annotation::KNOWN_KEYS;
+use crate::annotation::{KEY_ENABLE, KNOWN_KEYS};
 use crate::closure::Closures;
 use crate::config::Config;
 use crate::confine::{Confiner, Outcome};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, counted};
 use crate::generator::run_generator;
 use crate::logging::Logger;
-use crate::plan::{self, Plan};
+use crate::plan::{self, Plan, UnitPlan};
 use crate::rootfs::Root;
+use crate::unit::Setting;
 use crate::view::record::Views;
 use camino::Utf8PathBuf;
 use std::io::Write;
@@ -264,7 +265,11 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
             unit.name
         );
     }
-    let _ = writeln!(out, "# NORMAL/{}.d/{}", unit.name, unit.dropin_name);
+    let _ = writeln!(
+        out,
+        "# {}",
+        dropin_place(root, &unit.name, &unit.dropin_name)
+    );
     let _ = out.write_all(outcome.text().as_bytes());
     for warning in &unit.warnings {
         let _ = writeln!(out, "# warning: {warning}");
@@ -272,7 +277,11 @@ fn explain(root: &Root, unit_name: &str, env_unit_path: Option<&str>, logger: &L
     match &outcome {
         Outcome::Confined { closure, view, .. } => {
             let _ = writeln!(out, "\n# {}", binding_of(view.as_deref(), &confiner.views));
-            let _ = writeln!(out, "\n# Why each path is bound ({} paths):", closure.len());
+            let _ = writeln!(
+                out,
+                "\n# Why each path is bound ({}):",
+                counted(closure.len(), "path", "paths")
+            );
             for reached in closure {
                 let origin = &reached.origin;
                 let at = origin.location.as_ref().map_or_else(
@@ -304,7 +313,7 @@ fn explain_host_paths(out: &mut impl Write, host: &crate::host::HostPlan) {
     let _ = writeln!(
         out,
         "\n# Host paths shown inside ({}), as the host is now:",
-        host.shown.len()
+        counted(host.shown.len(), "path", "paths")
     );
     for shown in &host.shown {
         let _ = writeln!(out, "{}\n    {}; {}", shown.path, shown.what, shown.why);
@@ -317,6 +326,23 @@ fn explain_host_paths(out: &mut impl Write, host: &crate::host::HostPlan) {
             crate::host::skeleton::path(&digest),
             crate::host::skeleton::unit(&digest)
         );
+    }
+}
+
+/// Where the generator writes the drop-in `file_name` of `unit`, for
+/// `explain`: systemd's generator directory on the host; under `--root`, a
+/// path in the output directory the run is given.
+fn dropin_place(root: &Root, unit: &str, file_name: &str) -> String {
+    if root.dir() == "/" {
+        format!(
+            "{}/{unit}.d/{file_name}",
+            crate::check_loaded::GENERATOR_OUTPUT
+        )
+    } else {
+        format!(
+            "{unit}.d/{file_name}, in the output directory of `nix-confinement-generator --root {} OUTPUT`",
+            root.dir()
+        )
     }
 }
 
@@ -333,6 +359,37 @@ fn binding_of(view: Option<&str>, views: &Views) -> String {
             format!("store: each path bound on its own (closure views not used: {reason})")
         }
         (None, _) => "store: each path bound on its own".to_owned(),
+    }
+}
+
+/// The annotations of `unit` that take effect, for `check`: those its
+/// request was read from (the last assignment of a single-valued key, the
+/// packages after the last reset); for an instance that opts out, the
+/// `X-ConfinementEnable=` that says so. Assignments overridden or reset,
+/// keys with no effect without `X-ConfinementEnable=yes`, and keys misspelt
+/// or outside `[Service]` are not settings: the last two are among the
+/// unit's problems.
+fn effective_settings(unit: &UnitPlan) -> Vec<&Setting> {
+    let annotation_in_service =
+        |s: &&Setting| s.section == "Service" && KNOWN_KEYS.contains(&s.key.as_str());
+    match &unit.request {
+        Some(request) => {
+            let locations = request.effective_locations();
+            unit.merged
+                .settings
+                .iter()
+                .filter(annotation_in_service)
+                .filter(|s| locations.contains(&&s.location))
+                .collect()
+        }
+        None => unit
+            .merged
+            .settings
+            .iter()
+            .filter(annotation_in_service)
+            .rfind(|s| s.key == KEY_ENABLE && !s.value.is_empty())
+            .into_iter()
+            .collect(),
     }
 }
 
@@ -353,7 +410,8 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
                 "NOT CONFINED: no drop-in can be written for it".to_owned()
             }
             Outcome::Confined { paths, view, .. } => format!(
-                "confined, {paths} store paths; {}",
+                "confined, {}; {}",
+                counted(*paths, "store path", "store paths"),
                 binding_of(view.as_deref(), &confiner.views)
             ),
             Outcome::Blocked { .. } => {
@@ -363,12 +421,7 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
             Outcome::Empty => "opts out of its template's confinement".to_owned(),
         };
         let _ = writeln!(out, "{}: {status} (mode {})", unit.name, unit.mode.as_str());
-        for setting in unit
-            .merged
-            .settings
-            .iter()
-            .filter(|s| KNOWN_KEYS.contains(&s.key.as_str()))
-        {
+        for setting in effective_settings(unit) {
             let _ = writeln!(
                 out,
                 "    {}={}  ({})",
@@ -388,9 +441,9 @@ fn check(root: &Root, env_unit_path: Option<&str>) -> i32 {
     };
     let _ = writeln!(
         out,
-        "{} annotated unit(s), {blocked} blocked{not_confined}, {} problem(s)",
-        units.len(),
-        problems.len()
+        "{}, {blocked} blocked{not_confined}, {}",
+        counted(units.len(), "annotated unit", "annotated units"),
+        counted(problems.len(), "problem", "problems")
     );
     i32::from(blocked > 0 || unconfined > 0 || unconfinable > 0)
 }
@@ -425,6 +478,19 @@ mod tests {
         assert!(args(&[]).is_err());
         assert!(args(&["--root"]).is_err());
         assert!(args(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn explain_names_the_dropin_where_systemd_reads_it() {
+        assert_eq!(
+            dropin_place(&Root::new("/"), "a@.service", "zz-confinement.conf"),
+            "/run/systemd/generator/a@.service.d/zz-confinement.conf"
+        );
+        assert_eq!(
+            dropin_place(&Root::new("/mnt"), "a.service", "x~confinement.conf"),
+            "a.service.d/x~confinement.conf, in the output directory of \
+             `nix-confinement-generator --root /mnt OUTPUT`"
+        );
     }
 
     #[test]

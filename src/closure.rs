@@ -8,7 +8,7 @@
 //! and each unit's closure taken from memory ([`Closures::of`]).
 
 use crate::config::Config;
-use crate::diag::{Diagnostic, Location};
+use crate::diag::{Diagnostic, Location, counted};
 use crate::dropin::ClosurePath;
 use crate::plan::UnitPlan;
 use crate::rootfs::Root;
@@ -443,9 +443,10 @@ impl Closures {
         })();
         match written {
             Ok(()) => {
-                opened
-                    .notes
-                    .push(format!("{file}: wrote {paths} store paths"));
+                opened.notes.push(format!(
+                    "{file}: wrote {}",
+                    counted(paths, "store path", "store paths")
+                ));
                 Ok(())
             }
             Err(cause) => Err(CacheNotKept {
@@ -589,7 +590,12 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
             let paths = cache.len();
             nix_db
                 .use_cache(cache, stamp)
-                .map(|()| format!("{file}: read {paths} store paths"))
+                .map(|()| {
+                    format!(
+                        "{file}: read {}",
+                        counted(paths, "store path", "store paths")
+                    )
+                })
                 .map_err(|e| refused(e.to_string()))
         }
         None => Ok(format!("{file}: none yet")),

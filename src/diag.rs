@@ -97,6 +97,20 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A number and its noun, which is singular for one: `counted(1, "store
+/// path", "store paths")` is "1 store path", and 0 or 2 take the plural.
+pub fn counted<N>(number: N, singular: &str, plural: &str) -> String
+where
+    N: fmt::Display + PartialEq + From<u8>,
+{
+    let noun = if number == N::from(1) {
+        singular
+    } else {
+        plural
+    };
+    format!("{number} {noun}")
+}
+
 /// Join a logical path (as written in units, absolute) onto the root directory.
 pub fn under_root(root: &Utf8Path, logical: &Utf8Path) -> Utf8PathBuf {
     let relative = logical.as_str().trim_start_matches('/');
@@ -104,5 +118,24 @@ pub fn under_root(root: &Utf8Path, logical: &Utf8Path) -> Utf8PathBuf {
         root.to_owned()
     } else {
         root.join(relative)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_is_singular_every_other_number_plural() {
+        assert_eq!(
+            counted(1_usize, "store path", "store paths"),
+            "1 store path"
+        );
+        assert_eq!(
+            counted(0_usize, "store path", "store paths"),
+            "0 store paths"
+        );
+        assert_eq!(counted(2_u64, "process", "processes"), "2 processes");
+        assert_eq!(counted(11_u32, "unit", "units"), "11 units");
     }
 }

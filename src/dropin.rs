@@ -164,8 +164,8 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
     render_header(&mut out, c.unit);
     let _ = writeln!(
         out,
-        "# Confines the service to its Nix store closure ({} paths, mode {}).",
-        c.closure.len(),
+        "# Confines the service to its Nix store closure ({}, mode {}).",
+        crate::diag::counted(c.closure.len(), "path", "paths"),
         c.mode.as_str()
     );
     let _ = writeln!(

@@ -3,6 +3,7 @@
 use crate::closure::Closures;
 use crate::config::Config;
 use crate::confine::{Confiner, Outcome, pending_text};
+use crate::diag::counted;
 use crate::dropin::{self, PENDING_DROPIN};
 use crate::logging::Logger;
 use crate::output::{DropinWriter, OutputDir, ToBlock};
@@ -314,8 +315,11 @@ fn log_database(closures: &Closures, logger: &Logger) {
         let (paths, references) = nix_db.statistics();
         logger.debug(|| {
             format!(
-                "{}: {paths} store paths and {references} references known, the references of {} read from the database",
-                nix_db.path, nix_db.read_from_database
+                "{}: {} and {} known, the references of {} read from the database",
+                nix_db.path,
+                counted(paths, "store path", "store paths"),
+                counted(references, "reference", "references"),
+                nix_db.read_from_database
             )
         });
         if nix_db.mode == crate::store::db::OpenMode::ImmutableIgnoringWal {
@@ -335,7 +339,10 @@ fn summarise(states: &[State], write_failed: bool, logger: &Logger) -> i32 {
     let count = |state: State| states.iter().filter(|&&s| s == state).count();
     let (confined, blocked) = (count(State::Confined), count(State::Blocked));
     let unconfined = count(State::Unconfined);
-    let mut summary = format!("{confined} unit(s) confined, {blocked} blocked");
+    let mut summary = format!(
+        "{} confined, {blocked} blocked",
+        counted(confined, "unit", "units")
+    );
     if unconfined > 0 {
         summary.push_str(&format!(
             ", {unconfined} NOT confined (no drop-in of ours could be written)"

@@ -1,8 +1,11 @@
-//! Where messages go: `/dev/kmsg` in generator mode (stderr when a
-//! container has none), stderr by hand, the journal when asked or when stderr
-//! is the journal. At `daemon-reload` each problem of a unit is also sent to
-//! the journal with `OBJECT_SYSTEMD_UNIT=`, so `systemctl status` shows it —
-//! as a datagram that never waits: dropped if the socket is absent or full.
+//! Where messages go: `/dev/kmsg` in generator mode (in a container, which
+//! has none, the journal's socket when it is there — at `daemon-reload` —
+//! else stderr), stderr by hand, the journal when asked or when stderr is the
+//! journal. At `daemon-reload` each problem of a unit is also sent to the
+//! journal with `OBJECT_SYSTEMD_UNIT=`, so `systemctl status` shows it. What
+//! generator mode sends to the journal's socket goes as datagrams that never
+//! wait: dropped if the socket is absent or full (systemd waits for its
+//! generators, and nothing may hang a reload).
 
 use crate::diag::{Diagnostic, Severity};
 use std::fs::File;
@@ -25,6 +28,8 @@ enum Sink {
     Kmsg(File),
     Stderr,
     Journal(systemd_journal_logger::JournalLog),
+    /// The journal's socket, written to without waiting.
+    JournalDatagram(UnixDatagram),
 }
 
 pub struct Logger {
@@ -71,6 +76,26 @@ fn journal_sink() -> Option<Sink> {
         .map(|j| Sink::Journal(j.with_syslog_identifier(IDENTIFIER.to_owned())))
 }
 
+/// A socket to send journal datagrams with, when the journal's socket is
+/// there; sends never wait.
+fn journal_datagram_socket() -> Option<UnixDatagram> {
+    if !std::path::Path::new(JOURNAL_SOCKET).exists() {
+        return None;
+    }
+    UnixDatagram::unbound()
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .ok()
+}
+
+/// One journal entry in the journal's native protocol; `message` and `unit`
+/// are one line each.
+fn journal_datagram(priority: u8, message: &str, unit: Option<&str>) -> String {
+    let unit_field = unit.map_or_else(String::new, |unit| {
+        format!("OBJECT_SYSTEMD_UNIT={}\n", one_line(unit))
+    });
+    format!("PRIORITY={priority}\nSYSLOG_IDENTIFIER={IDENTIFIER}\n{unit_field}MESSAGE={message}\n")
+}
+
 impl Logger {
     /// A logger for this process, from `SYSTEMD_LOG_TARGET` and
     /// `SYSTEMD_LOG_LEVEL`.
@@ -92,24 +117,24 @@ impl Logger {
             "kmsg" => kmsg(),
             "journal" | "journal-or-kmsg" => journal_sink().or_else(kmsg),
             _ if stderr_is_journal() => journal_sink(),
-            // systemd runs generators with no terminal; run by hand from
-            // one, the messages belong on it.
-            _ if generator_mode && !std::io::stderr().is_terminal() => kmsg(),
+            // systemd runs generators with no terminal, and stderr on
+            // /dev/null; run by hand from one, the messages belong on it. A
+            // container has no kernel log: at a reload its journal is there
+            // (at boot it is not started yet, and nothing is).
+            _ if generator_mode && !std::io::stderr().is_terminal() => {
+                kmsg().or_else(|| journal_datagram_socket().map(Sink::JournalDatagram))
+            }
             _ => None,
         }
         .unwrap_or(Sink::Stderr);
         // Logging to the journal already gives each record its unit: a copy
         // would show every problem twice in `journalctl -u`.
-        let unit_journal = if generator_mode
-            && !matches!(sink, Sink::Journal(_))
-            && std::path::Path::new(JOURNAL_SOCKET).exists()
-        {
-            UnixDatagram::unbound()
-                .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                .ok()
-        } else {
-            None
-        };
+        let unit_journal =
+            if generator_mode && !matches!(sink, Sink::Journal(_) | Sink::JournalDatagram(_)) {
+                journal_datagram_socket()
+            } else {
+                None
+            };
         Logger {
             sink,
             max_priority,
@@ -213,12 +238,14 @@ impl Logger {
                         .build(),
                 );
             }
+            Sink::JournalDatagram(socket) => {
+                let datagram = journal_datagram(priority, &message, unit);
+                // Non-blocking: dropped when the journal is not there or busy.
+                let _ = socket.send_to(datagram.as_bytes(), JOURNAL_SOCKET);
+            }
         }
         if let (Some(socket), Some(unit)) = (&self.unit_journal, unit) {
-            let datagram = format!(
-                "PRIORITY={priority}\nSYSLOG_IDENTIFIER={IDENTIFIER}\nOBJECT_SYSTEMD_UNIT={}\nMESSAGE={message}\n",
-                one_line(unit)
-            );
+            let datagram = journal_datagram(priority, &message, Some(unit));
             // Non-blocking: dropped when the journal is not there or busy.
             let _ = socket.send_to(datagram.as_bytes(), JOURNAL_SOCKET);
         }

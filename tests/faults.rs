@@ -87,7 +87,7 @@ fn a_full_output_directory_leaves_units_blocked_not_open() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
     // And the summary says so: blocked, not confined.
-    assert!(stderr.contains("0 unit(s) confined, 1 blocked"), "{stderr}");
+    assert!(stderr.contains("0 units confined, 1 blocked"), "{stderr}");
     // The blocking drop-in written first is still there: blocked, not open.
     let dropin = std::fs::read_to_string(copy.join("a.service.d/zz-confinement.conf")).unwrap();
     assert!(
@@ -197,7 +197,7 @@ fn a_unit_name_too_long_for_a_dropin_directory_is_a_loud_error() {
         assert!(run.stderr.contains(&error), "{}", run.stderr);
         assert!(
             run.stderr
-                .contains("1 unit(s) confined, 0 blocked, 1 NOT confined"),
+                .contains("1 unit confined, 0 blocked, 1 NOT confined"),
             "{}",
             run.stderr
         );
@@ -215,7 +215,7 @@ fn a_unit_name_too_long_for_a_dropin_directory_is_a_loud_error() {
         assert!(
             check
                 .stdout
-                .contains("2 annotated unit(s), 0 blocked, 1 NOT confined, 1 problem(s)"),
+                .contains("2 annotated units, 0 blocked, 1 NOT confined, 1 problem"),
             "{}",
             check.stdout
         );
@@ -250,7 +250,7 @@ fn an_instance_too_long_for_its_own_dropin_directory_is_a_loud_error() {
     );
     assert!(
         run.stderr
-            .contains("2 unit(s) confined, 0 blocked, 1 NOT confined"),
+            .contains("2 units confined, 0 blocked, 1 NOT confined"),
         "{}",
         run.stderr
     );
@@ -277,7 +277,7 @@ fn a_dropin_no_name_can_follow_is_a_loud_error() {
     assert!(run.stderr.contains(&error), "{}", run.stderr);
     assert!(
         run.stderr
-            .contains("0 unit(s) confined, 0 blocked, 1 NOT confined"),
+            .contains("0 units confined, 0 blocked, 1 NOT confined"),
         "{}",
         run.stderr
     );

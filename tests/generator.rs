@@ -716,7 +716,7 @@ fn our_dropin_sorts_after_dropins_of_the_longest_names() {
     let run = root.generate();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("7 unit(s) confined, 0 blocked"),
+        run.stderr.contains("7 units confined, 0 blocked"),
         "{}",
         run.stderr
     );
@@ -1093,6 +1093,21 @@ fn explain_names_the_key_line_and_reference_chain() {
     );
     let run = root.run(&["explain", "a.service"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
+    // Where the drop-in goes: under --root, in the output directory of the
+    // run (on the host, systemd's /run/systemd/generator: see cli.rs).
+    assert_eq!(
+        run.stdout.lines().next(),
+        Some(
+            format!(
+                "# a.service.d/zz-confinement.conf, in the output directory of \
+                 `nix-confinement-generator --root {} OUTPUT`",
+                root.dir.display()
+            )
+            .as_str()
+        ),
+        "{}",
+        run.stdout
+    );
     // The drop-in the generator would write, with the closure's view.
     let digest = support::view_of(&run.stdout).expect("the drop-in binds a view");
     assert!(
@@ -1152,6 +1167,123 @@ fn explain_names_the_key_line_and_reference_chain() {
 }
 
 #[test]
+fn an_exec_program_missing_in_a_valid_store_path_is_a_warning_not_a_block() {
+    // A slip below a store path that is valid and on disk: systemd would fail
+    // each run of the command with 203/EXEC. Said with file:line and the path
+    // by the generator, `check` and `explain`; the unit is still confined.
+    let root = TestRoot::new("exec-missing");
+    let bb = program(&root, 700, "busybox");
+    let other = store_path(701, "other");
+    let not_on_disk = store_path(702, "not-on-disk");
+    root.register(&[(&other, &[]), (&not_on_disk, &[])]);
+    std::fs::remove_dir(root.path(&not_on_disk)).unwrap();
+    root.write(&format!("{bb}/share/data"), "not a program");
+    root.symlink("busybox", &format!("{bb}/bin/sh"));
+    root.symlink(&format!("{bb}/bin/busybox"), &format!("{bb}/bin/absolute"));
+    root.symlink(&format!("{other}/bin/gone"), &format!("{bb}/bin/dangling"));
+    root.write_executable("/usr/bin/env", "");
+    root.symlink("/usr/bin/env", &format!("{bb}/bin/host"));
+    let cases = [
+        // (ExecStart program, what the warning says; "" for none)
+        (
+            format!("{bb}/bin/busybox/bin/busybox"),
+            format!("does not exist ({bb}/bin/busybox is not a directory)"),
+        ),
+        (format!("{bb}/bin/missing"), "does not exist".to_owned()),
+        (
+            format!("{bb}/share"),
+            "is a directory, not a program".to_owned(),
+        ),
+        (
+            format!("{bb}/share/data"),
+            "is not executable (mode 644)".to_owned(),
+        ),
+        (
+            format!("{bb}/bin/dangling"),
+            format!("does not exist ({other}/bin does not exist)"),
+        ),
+        (
+            format!("{bb}/bin/host"),
+            "resolves to /usr/bin/env, which is outside the Nix store and so not inside the \
+             confinement"
+                .to_owned(),
+        ),
+        (format!("{bb}/bin/busybox"), String::new()),
+        // Links resolve inside the root, relative and absolute ones.
+        (format!("{bb}/bin/sh"), String::new()),
+        (format!("{bb}/bin/absolute"), String::new()),
+        // Completed when the unit is loaded: not looked at.
+        (format!("{bb}/bin/%i"), String::new()),
+        // A store path that is not on disk (a store not mounted yet) is the
+        // database's business: no warning.
+        (format!("{not_on_disk}/bin/x"), String::new()),
+        // With the "-" prefix systemd skips a command it cannot run.
+        (format!("-{bb}/bin/missing"), "does not exist".to_owned()),
+    ];
+    for (number, (program, _)) in cases.iter().enumerate() {
+        root.unit(
+            &format!("u{number}.service"),
+            &format!("[Service]\nExecStart={program} --flag\nX-ConfinementEnable=yes\n"),
+        );
+    }
+    let warning = |number: usize, program: &str, problem: &str| {
+        let (program, consequence) = match program.strip_prefix('-') {
+            Some(program) => (
+                program,
+                "systemd cannot run it and skips the command (its \"-\" prefix)",
+            ),
+            None => (
+                program,
+                "systemd cannot run it, the command fails with status 203/EXEC",
+            ),
+        };
+        format!(
+            "/etc/systemd/system/u{number}.service:2: u{number}.service: warning: ExecStart: \
+             program {program} {problem}: {consequence} (the unit is confined all the same)"
+        )
+    };
+    let run = root.generate();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let check = root.run(&["check"]);
+    assert_eq!(check.status, 0, "{}", check.stdout);
+    for (number, (program, problem)) in cases.iter().enumerate() {
+        let unit = format!("u{number}.service");
+        let explain = root.run(&["explain", &unit]);
+        assert_eq!(explain.status, 0, "{}", explain.stderr);
+        if problem.is_empty() {
+            for output in [&run.stderr, &check.stdout, &explain.stdout] {
+                assert!(!output.contains(&format!("{unit}: warning")), "{output}");
+            }
+        } else {
+            let warning = warning(number, program, problem);
+            assert!(run.stderr.contains(&warning), "{warning}\n{}", run.stderr);
+            assert!(
+                check.stdout.contains(&format!("\n{warning}\n")),
+                "{}",
+                check.stdout
+            );
+            assert!(
+                explain
+                    .stdout
+                    .contains(&format!("\n# warning: {warning}\n")),
+                "{}",
+                explain.stdout
+            );
+        }
+        assert!(
+            root.dropin(&unit)
+                .contains("RootDirectory=/run/confinement/%n"),
+            "{unit} is confined"
+        );
+    }
+    assert!(
+        run.stderr.contains("12 units confined, 0 blocked"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn check_lists_annotations_and_problems() {
     let root = TestRoot::new("check");
     let app = program(&root, 490, "app");
@@ -1167,7 +1299,7 @@ fn check_lists_annotations_and_problems() {
     assert_eq!(run.status, 0, "{}", run.stdout);
     assert!(
         run.stdout.lines().any(|line| line.starts_with(
-            "good.service: confined, 1 store paths; store: the closure's read-only view "
+            "good.service: confined, 1 store path; store: the closure's read-only view "
         ) && line.ends_with(".service (mode full-apivfs)")),
         "{}",
         run.stdout
@@ -1177,6 +1309,34 @@ fn check_lists_annotations_and_problems() {
             .contains("    X-ConfinementEnable=yes  (/etc/systemd/system/good.service:3)\n"),
         "{}",
         run.stdout
+    );
+    assert!(
+        run.stdout
+            .ends_with("1 annotated unit, 0 blocked, 1 problem\n"),
+        "{}",
+        run.stdout
+    );
+    // One of a kind is singular everywhere: the drop-in, explain, the log.
+    let generated = root.generate();
+    assert!(
+        generated.stderr.contains("1 unit confined, 0 blocked"),
+        "{}",
+        generated.stderr
+    );
+    assert!(
+        root.dropin("good.service").contains(
+            "# Confines the service to its Nix store closure (1 path, mode full-apivfs).\n"
+        ),
+        "{}",
+        root.dropin("good.service")
+    );
+    let explain = root.run(&["explain", "good.service"]);
+    assert!(
+        explain
+            .stdout
+            .contains("\n# Why each path is bound (1 path):\n"),
+        "{}",
+        explain.stdout
     );
     assert!(
         run.stdout.contains(
@@ -1193,6 +1353,83 @@ fn check_lists_annotations_and_problems() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn check_lists_only_the_annotations_that_take_effect() {
+    // Overridden and reset assignments, keys outside [Service] and keys
+    // without X-ConfinementEnable=yes are not the unit's settings.
+    let root = TestRoot::new("check-effective");
+    let app = program(&root, 495, "app");
+    let (old, new) = (program(&root, 496, "old"), program(&root, 497, "new"));
+    root.unit(
+        "a.service",
+        &format!(
+            "[Unit]\nX-ConfinementMode=chroot-only\n[Service]\nExecStart={app}/bin/app\n\
+             X-ConfinementEnable=yes\nX-ConfinementMode=chroot-only\nX-ConfinementMode=full-apivfs\n\
+             X-ConfinementPackages={old}\nX-ConfinementPackages=\nX-ConfinementPackages={new}\n\
+             X-ConfinementBinSh=\n"
+        ),
+    );
+    root.unit(
+        "t@.service",
+        &format!("[Service]\nExecStart={app}/bin/app %i\nX-ConfinementEnable=yes\n"),
+    );
+    root.write(
+        "/etc/systemd/system/t@x.service.d/open.conf",
+        "[Service]\nX-ConfinementEnable=no\nX-ConfinementMode=chroot-only\n",
+    );
+    root.unit(
+        "off.service",
+        &format!(
+            "[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=no\nX-ConfinementMode=chroot-only\n"
+        ),
+    );
+    let run = root.run(&["check"]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    // Each unit's line and the settings indented below it.
+    let settings_of = |unit: &str| -> Vec<String> {
+        run.stdout
+            .lines()
+            .skip_while(|line| !line.starts_with(&format!("{unit}: ")))
+            .skip(1)
+            .take_while(|line| line.starts_with("    "))
+            .map(|line| line.trim().to_owned())
+            .collect()
+    };
+    let file = "/etc/systemd/system/a.service";
+    assert_eq!(
+        settings_of("a.service"),
+        [
+            format!("X-ConfinementEnable=yes  ({file}:5)"),
+            format!("X-ConfinementMode=full-apivfs  ({file}:7)"),
+            format!("X-ConfinementPackages={new}  ({file}:10)"),
+            format!("X-ConfinementBinSh=  ({file}:11)"),
+        ],
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        settings_of("t@x.service"),
+        ["X-ConfinementEnable=no  (/etc/systemd/system/t@x.service.d/open.conf:2)"],
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout
+            .lines()
+            .any(|line| line.starts_with("off.service:")),
+        "{}",
+        run.stdout
+    );
+    // What is not a setting is a problem.
+    for problem in [
+        format!("{file}:2: a.service: warning: X-ConfinementMode in [Unit]"),
+        "/etc/systemd/system/t@x.service.d/open.conf:3: t@x.service: warning: X-ConfinementMode has no effect without X-ConfinementEnable=yes".to_owned(),
+        "/etc/systemd/system/off.service:4: off.service: warning: X-ConfinementMode has no effect without X-ConfinementEnable=yes".to_owned(),
+    ] {
+        assert!(run.stdout.contains(&problem), "{problem}\n{}", run.stdout);
+    }
 }
 
 #[test]
@@ -1216,7 +1453,7 @@ fn an_annotation_in_an_alias_dropin_confines_the_real_unit_once() {
     let run = root.generate();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
-        run.stderr.contains("2 unit(s) confined"),
+        run.stderr.contains("2 units confined"),
         "each unit once: {}",
         run.stderr
     );

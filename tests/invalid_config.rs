@@ -175,7 +175,7 @@ fn an_invalid_configuration_blocks_every_annotated_unit() {
         );
         assert!(
             check.stdout.contains(&format!(
-                "{} annotated unit(s), {} blocked",
+                "{} annotated units, {} blocked",
                 ANNOTATED.len(),
                 ANNOTATED.len()
             )),

@@ -1,7 +1,8 @@
 //! The log targets for real: the kernel log (`/dev/kmsg`, where systemd
 //! runs generators and where a run with no terminal logs) and the journal
-//! (`SYSTEMD_LOG_TARGET=journal`, stderr connected to the journal, and the
-//! per-unit copies sent at `daemon-reload`).
+//! (`SYSTEMD_LOG_TARGET=journal`, stderr connected to the journal, the
+//! per-unit copies sent at `daemon-reload`, and everything at a reload where
+//! there is no `/dev/kmsg`, as in a container).
 //!
 //! The kernel log is this machine's own (the tests run as root): its records
 //! are read back from `/dev/kmsg`, those of the generator's pid only, a
@@ -26,6 +27,7 @@ fn root_with_problems(name: &str) -> (TestRoot, String) {
     let root = TestRoot::new(name);
     let app = store_path(810, "app");
     root.register(&[(&app, &[])]);
+    root.write_executable(&format!("{app}/bin/app"), "");
     root.write_executable("/usr/bin/tool", "");
     root.unit(
         "warned.service",
@@ -145,10 +147,25 @@ fn generator(root: &TestRoot, target: Option<&str>) -> Command {
 /// `generator` in a mount namespace where `/run/systemd/journal` is
 /// `journal_dir` (which holds the test's socket) on a private `/run`.
 fn in_namespace_with_journal(generator: &Command, journal_dir: &std::path::Path) -> Command {
-    let mut script = format!(
-        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal && mount --bind '{}' /run/systemd/journal && exec",
-        journal_dir.display()
-    );
+    in_namespace(generator, Some(journal_dir), true)
+}
+
+/// `generator` in a mount namespace with a private `/run`, where
+/// `/run/systemd/journal` is `journal_dir` (which holds the test's socket)
+/// when there is one, and `/dev` is an empty tmpfs unless `kmsg` (no
+/// `/dev/kmsg`, as in a container).
+fn in_namespace(generator: &Command, journal_dir: Option<&std::path::Path>, kmsg: bool) -> Command {
+    let mut script = "mount -t tmpfs tmpfs /run".to_owned();
+    if let Some(journal_dir) = journal_dir {
+        script.push_str(&format!(
+            " && mkdir -p /run/systemd/journal && mount --bind '{}' /run/systemd/journal",
+            journal_dir.display()
+        ));
+    }
+    if !kmsg {
+        script.push_str(" && mount -t tmpfs tmpfs /dev");
+    }
+    script.push_str(" && exec");
     script.push_str(&format!(" '{}'", generator.get_program().to_str().unwrap()));
     for arg in generator.get_args() {
         script.push_str(&format!(" '{}'", arg.to_str().unwrap()));
@@ -203,7 +220,7 @@ fn assert_kmsg_records(records: &[KmsgRecord], pid: u32, console: &[String], blo
         "the warning"
     );
     assert_eq!(
-        priority_of("2 unit(s) confined, 1 blocked"),
+        priority_of("2 units confined, 1 blocked"),
         8 + 4,
         "the summary, a warning when a unit is blocked"
     );
@@ -232,6 +249,7 @@ fn kmsg_records_are_cut_to_what_the_kernel_takes() {
     let root = TestRoot::new("log-kmsg-long");
     let app = store_path(812, "app");
     root.register(&[(&app, &[])]);
+    root.write_executable(&format!("{app}/bin/app"), "");
     let long = "x".repeat(3000);
     root.unit(
         "long.service",
@@ -250,7 +268,7 @@ fn kmsg_records_are_cut_to_what_the_kernel_takes() {
     assert!(
         records
             .iter()
-            .any(|r| r.text.ends_with("0 unit(s) confined, 1 blocked")),
+            .any(|r| r.text.ends_with("0 units confined, 1 blocked")),
         "{records:#?}"
     );
 }
@@ -362,7 +380,7 @@ fn assert_journal_entries(
         warned["OBJECT_SYSTEMD_UNIT"], "warned.service",
         "{warned:?}"
     );
-    let summary = entry(entries, "2 unit(s) confined, 1 blocked");
+    let summary = entry(entries, "2 units confined, 1 blocked");
     assert_eq!(summary["PRIORITY"], "4", "{summary:?}");
     assert!(!summary.contains_key("OBJECT_SYSTEMD_UNIT"), "{summary:?}");
 }
@@ -392,6 +410,7 @@ fn journal_priorities_are_the_messages_levels() {
     let root = TestRoot::new("log-journal-levels");
     let app = store_path(813, "app");
     root.register(&[(&app, &[])]);
+    root.write_executable(&format!("{app}/bin/app"), "");
     root.unit(
         "quiet.service",
         &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
@@ -402,7 +421,7 @@ fn journal_priorities_are_the_messages_levels() {
     let (_, status, stderr) = run(in_namespace_with_journal(&generator, &journal.dir));
     assert_eq!(status, 0, "{stderr}");
     let entries = journal.entries();
-    let summary = entry(&entries, "1 unit(s) confined, 0 blocked");
+    let summary = entry(&entries, "1 unit confined, 0 blocked");
     assert_eq!(summary["PRIORITY"], "5", "{summary:?}");
     let timing = entry(&entries, "timing: units planned at");
     assert_eq!(timing["PRIORITY"], "7", "{timing:?}");
@@ -477,4 +496,32 @@ fn at_reload_each_unit_problem_also_goes_to_the_journal_with_its_unit() {
             "{e:?} not among {console:?}"
         );
     }
+}
+
+#[test]
+fn without_a_kernel_log_a_reload_logs_to_the_journal() {
+    // In a container at daemon-reload: no /dev/kmsg, stderr not a terminal
+    // (systemd gives /dev/null), the journal's socket there. Every message,
+    // the summary included, goes to the journal, each once.
+    let (root, blocked_path) = root_with_problems("log-no-kmsg");
+    let console = console_messages(&root);
+    let journal = Journal::bind(&root);
+    let (_, status, stderr) = run(in_namespace(
+        &generator(&root, None),
+        Some(&journal.dir),
+        false,
+    ));
+    assert_eq!(status, 1, "{stderr}");
+    assert_eq!(stderr, "", "nothing on stderr");
+    assert_journal_entries(&journal.entries(), &console, &blocked_path);
+    // At boot in a container the journal is not there yet: stderr, as
+    // before (systemd connects it to /dev/null; run by hand, it shows).
+    let (_, status, stderr) = run(in_namespace(&generator(&root, None), None, false));
+    assert_eq!(status, 1, "{stderr}");
+    let prefix = format!("{IDENTIFIER}: ");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(|line| line.strip_prefix(&prefix).unwrap_or(line))
+        .collect();
+    assert_eq!(lines, console, "{stderr}");
 }

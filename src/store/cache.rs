@@ -14,6 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 
+use crate::diag::counted;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
@@ -415,7 +416,11 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Cor
     // Each path takes at least 25 bytes: a larger count is damage, not a
     // reason to allocate.
     if n as u64 > size / 25 {
-        return Err(corrupt(format!("{n} paths cannot fit in {size} bytes")));
+        return Err(corrupt(format!(
+            "{} cannot fit in {}",
+            counted(n, "path", "paths"),
+            counted(size, "byte", "bytes")
+        )));
     }
     let db_ids = input.i64s(n)?;
     let registration_times = input.i64s(n)?;
@@ -441,14 +446,17 @@ pub fn decode_from(input: &mut impl Read, size: u64) -> Result<ClosureCache, Cor
     let reference_count = *reference_starts.last().expect("n + 1 entries") as u64;
     if reference_count > size / 4 {
         return Err(corrupt(format!(
-            "{reference_count} references cannot fit in {size} bytes"
+            "{} cannot fit in {}",
+            counted(reference_count, "reference", "references"),
+            counted(size, "byte", "bytes")
         )));
     }
     let references = input.u32s(reference_count as usize)?;
     check_starts(&reference_starts, references.len(), "reference")?;
     if let Some(bad) = references.iter().find(|&&r| r as usize >= n) {
         return Err(corrupt(format!(
-            "reference {bad} is not in the table of {n} paths"
+            "reference {bad} is not in the table of {}",
+            counted(n, "path", "paths")
         )));
     }
     let mut one = [0u8; 1];

@@ -6,7 +6,7 @@
 use super::path::{Found, StoreDir};
 use crate::annotation::{self, BinSh, Request};
 use crate::diag::{Diagnostic, Location};
-use crate::rootfs::Root;
+use crate::rootfs::{ResolveError, Root};
 use crate::unit::exec::split_exec_value;
 use crate::unit::{MergedUnit, Setting};
 use camino::{Utf8Path, Utf8PathBuf};
@@ -171,18 +171,90 @@ impl Collector<'_> {
             for arg in &command.args {
                 self.scan(setting, arg);
             }
-            self.exec_program(setting, &command.program);
+            match self.store.store_path_of(&command.program) {
+                Some(store_path) => {
+                    let skipped = command.prefixes.contains('-');
+                    self.store_program(setting, &command.program, store_path, skipped);
+                }
+                None => self.exec_program(setting, &command.program),
+            }
         }
+    }
+
+    /// An Exec program in the store that is not an executable file there
+    /// (a slip below a valid store path: `…-busybox/bin/busybox/bin/busybox`)
+    /// cannot be run: systemd fails the command with status 203/EXEC, or,
+    /// with the `-` prefix (`skipped`), skips it. The unit is still
+    /// confined, so this is a warning, not a block. Only the programs' own
+    /// paths are looked at (resolved inside the root, each directory on the
+    /// way once a run), and only when their store path is on disk: a store
+    /// that is not mounted yet blocks the unit through the database instead.
+    fn store_program(&mut self, setting: &Setting, program: &str, store_path: &str, skipped: bool) {
+        use std::os::unix::fs::PermissionsExt;
+        if program.contains('%') || program.contains('$') {
+            // Completed when the unit is loaded or the command runs.
+            return;
+        }
+        // Most programs are an executable file named directly: one lstat
+        // says so. (The kernel follows links on the way to it as the host
+        // sees them; one that left the store there would be missed.) Links
+        // to the program and everything else are resolved inside the root.
+        if std::fs::symlink_metadata(self.root.join(Utf8Path::new(program)))
+            .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        {
+            return;
+        }
+        // (Resolved as the program's first components will be: the root
+        // remembers each path it looked at, so this costs nothing more.)
+        if self.root.canonicalize(Utf8Path::new(store_path)).is_err() {
+            return;
+        }
+        let problem = match self.root.canonicalize(Utf8Path::new(program)) {
+            Err(ResolveError::NotFound(missing)) if missing == program => {
+                "does not exist".to_owned()
+            }
+            Err(error) => format!("does not exist ({error})"),
+            Ok(resolved) if self.store.store_path_of(resolved.as_str()).is_none() => format!(
+                "resolves to {resolved}, which is outside the Nix store and so not inside the \
+                 confinement"
+            ),
+            Ok(resolved) => {
+                let shown = if resolved == program {
+                    String::new()
+                } else {
+                    format!(" (resolved to {resolved})")
+                };
+                match std::fs::metadata(self.root.join(&resolved)) {
+                    Err(error) => format!("cannot be examined{shown}: {error}"),
+                    Ok(meta) if meta.is_dir() => format!("is a directory{shown}, not a program"),
+                    Ok(meta) if !meta.is_file() => format!("is not a regular file{shown}"),
+                    Ok(meta) if meta.permissions().mode() & 0o111 == 0 => format!(
+                        "is not executable{shown} (mode {:o})",
+                        meta.permissions().mode() & 0o7777
+                    ),
+                    Ok(_) => return,
+                }
+            }
+        };
+        let consequence = if skipped {
+            "systemd cannot run it and skips the command (its \"-\" prefix)"
+        } else {
+            "systemd cannot run it, the command fails with status 203/EXEC"
+        };
+        self.warning(
+            Some(&setting.location),
+            format!(
+                "{}: program {program} {problem}: {consequence} (the unit is confined all the same)",
+                setting.key
+            ),
+        );
     }
 
     /// An Exec program outside the store: if it resolves into the store,
     /// that store path joins the roots and the program is bound at the path
     /// the unit names; otherwise it will not exist inside the confinement.
     fn exec_program(&mut self, setting: &Setting, program: &str) {
-        if self.store.store_path_of(program).is_some()
-            || program.contains('%')
-            || program.contains('$')
-        {
+        if program.contains('%') || program.contains('$') {
             return;
         }
         let candidates: Vec<Utf8PathBuf> = if program.starts_with('/') {

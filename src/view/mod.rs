@@ -12,6 +12,7 @@ pub mod mount;
 pub mod record;
 
 use crate::config;
+use crate::diag::counted;
 use crate::rootfs::Root;
 use crate::scratch::ScratchDir;
 use camino::Utf8Path;
@@ -92,11 +93,11 @@ fn start_view(
         .join(format!(".layer-{digest}-{}", std::process::id()));
     let built = mount::mount_view(&list, store.as_std_path(), staging.as_std_path(), target)?;
     Ok(format!(
-        "mounted at {} ({} directories, {} files, {} symlinks)",
+        "mounted at {} ({}, {}, {})",
         target.display(),
-        built.directories,
-        built.files,
-        built.symlinks
+        counted(built.directories, "directory", "directories"),
+        counted(built.files, "file", "files"),
+        counted(built.symlinks, "symlink", "symlinks")
     ))
 }
 

@@ -326,6 +326,8 @@ if [ ${#PROBLEMS[@]} = 0 ] && [ "$CONFINED" = 3 ] && [ "$BLOCKED" = 1 ]; then
   echo "demo: $CONFINED services ran confined, $BLOCKED blocked as expected"
 else
   [ "$KEEP" = 1 ] || log "(NCG_E2E_KEEP=1 keeps the container's files and journal)"
-  echo "demo: FAILED, ${#PROBLEMS[@]} problem(s): $CONFINED of 3 services ran confined as expected, $BLOCKED of 1 blocked"
+  problems=problems
+  [ ${#PROBLEMS[@]} != 1 ] || problems=problem
+  echo "demo: FAILED, ${#PROBLEMS[@]} $problems: $CONFINED of 3 services ran confined as expected, $BLOCKED of 1 blocked"
   exit 1
 fi

@@ -153,7 +153,7 @@ broken.service: BLOCKED (mode full-apivfs)
     X-ConfinementEnable=yes  (/etc/systemd/system/broken.service:3)
 foo@bar.service: opts out of its template's confinement (mode full-apivfs)
 /etc/systemd/system/broken.service:2: broken.service: ExecStart: /nix/store/0123456789abcdfghijklmnpqrsvwxyz-not-built is not a valid path in the Nix database /nix/var/nix/db/db.sqlite
-3 annotated unit(s), 1 blocked, 1 problem(s)
+3 annotated units, 1 blocked, 1 problem
 REPORT
 exit 1
 EOF

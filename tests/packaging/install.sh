@@ -4,6 +4,9 @@
 # PREFIX with the generator directory from pkg-config, for PREFIX=/usr/local
 # without pkg-config (the fallback directory), and with the directory given
 # on the command line; then `make uninstall` removes every file again.
+# `make install NOBUILD=1` in a tree without built man pages builds them
+# (and never cargo); without the program, or without scdoc for missing man
+# pages, it fails before installing anything and says what to run.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -82,6 +85,56 @@ if make -C "$REPO" --no-print-directory -n install NOBUILD=1 DESTDIR="$work/n" |
   fail "install: make install NOBUILD=1 does not build" "$(make -C "$REPO" --no-print-directory -n install NOBUILD=1 DESTDIR="$work/n")"
 else
   pass "install: make install NOBUILD=1 does not build"
+fi
+
+# A copy of what `make install` reads, without built man pages (a fresh
+# checkout): "$work/tree".
+scratch_tree() {
+  rm -rf "$work/tree"
+  mkdir -p "$work/tree/packaging/man" "$work/tree/generator.d"
+  cp "$REPO/Makefile" "$REPO/Cargo.toml" "$work/tree/"
+  cp "$REPO"/generator.d/*.conf "$work/tree/generator.d/"
+  cp "$REPO"/packaging/man/*.scd "$work/tree/packaging/man/"
+}
+
+# 5. NOBUILD=1 where the program is built but the man pages are not (built
+#    with `cargo build --release`, or a checkout where only `make program`
+#    ran): the man pages are built, without cargo, and everything installed.
+scratch_tree
+dest=$work/noman
+if [ ! -x "$CARGO_TARGET_DIR/release/$NAME" ]; then
+  fail "install: make install NOBUILD=1 builds missing man pages" "no $CARGO_TARGET_DIR/release/$NAME (case 1 builds it)"
+elif out=$(make -C "$work/tree" --no-print-directory install NOBUILD=1 CARGO=false DESTDIR="$dest" 2>&1); then
+  same "install: make install NOBUILD=1 builds missing man pages (no cargo) and installs everything" \
+    "$(expected "$gendir" /usr)" "$(layout "$dest")"
+else
+  fail "install: make install NOBUILD=1 builds missing man pages (no cargo) and installs everything" "$out"
+fi
+
+# 6. NOBUILD=1 without the program: it says what to run, installs nothing.
+scratch_tree
+dest=$work/noprogram
+if out=$(make -C "$work/tree" --no-print-directory install NOBUILD=1 CARGO=false \
+  CARGO_TARGET_DIR="$work/no-target" DESTDIR="$dest" 2>&1); then
+  fail "install: make install NOBUILD=1 without the program fails" "$out"
+elif grep -q "is not built: run \`make\`" <<<"$out" && [ ! -e "$dest" ]; then
+  pass "install: make install NOBUILD=1 without the program fails, says to run make, installs nothing"
+else
+  fail "install: make install NOBUILD=1 without the program fails, says to run make, installs nothing" \
+    "$out" "$( [ -e "$dest" ] && layout "$dest")"
+fi
+
+# 7. NOBUILD=1 without built man pages nor scdoc: it says what to install.
+scratch_tree
+dest=$work/noscdoc
+if out=$(make -C "$work/tree" --no-print-directory install NOBUILD=1 CARGO=false \
+  SCDOC=/nonexistent/scdoc DESTDIR="$dest" 2>&1); then
+  fail "install: make install NOBUILD=1 without man pages nor scdoc fails" "$out"
+elif grep -q "scdoc not found: install scdoc" <<<"$out" && [ ! -e "$dest" ]; then
+  pass "install: make install NOBUILD=1 without man pages nor scdoc fails, says to install scdoc, installs nothing"
+else
+  fail "install: make install NOBUILD=1 without man pages nor scdoc fails, says to install scdoc, installs nothing" \
+    "$out" "$( [ -e "$dest" ] && layout "$dest")"
 fi
 
 finish

@@ -133,17 +133,17 @@ else
     printf '%s' "$text" >"$root/etc/systemd/nix-confinement-generator.conf"
     hello=/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12
     mkdir -p "$root$hello/bin"
+    printf '#!/bin/sh\n' >"$root$hello/bin/hello"
+    chmod 755 "$root$hello/bin/hello"
     printf '%s\nsha256:%064d\n0\n\n0\n' "$hello" 0 | nix-store --store "local?root=$root" --load-db >/dev/null 2>&1
     for unit in etc/systemd/system/a.service "${SYSTEMD#/}/lib/systemd/system/b.service" usr/lib/systemd/system/c.service; do
       printf '[Service]\nExecStart=%s/bin/hello\nX-ConfinementEnable=yes\n' "$hello" >"$root/$unit"
     done
     report=$("$CARGO_TARGET_DIR/release/$NAME" --root "$root" check 2>&1)
     same "nix: the generator accepts the module's configuration and searches NixOS's unit directories" \
-      "a.service: confined
-b.service: confined
-2 annotated, 0 blocked, 0 problem(s)" \
-      "$(grep -v '^    ' <<<"$report" |
-        sed -E 's/^([^:]+: confined).*/\1/; s/^([0-9]+) annotated unit\(?s?\)?/\1 annotated/')"
+      "a.service: confined, 1 store path (mode full-apivfs)
+b.service: confined, 1 store path (mode full-apivfs)
+2 annotated units, 0 blocked, 0 problems" "$(grep -v '^    ' <<<"$report" | sed 's/; store: .* (mode / (mode /')"
   else
     fail "nix: the release binary builds (and nix-store is there)"
   fi

@@ -80,5 +80,5 @@ report
 if grep -E "^(${late//./\\.}|${template%@.service}@)[^:]*: [A-Z ]+: " <<<"$REPORT"; then
   die "problems left after the restart"
 fi
-expect_line "$late: confined (active, 1 process(es) in /run/confinement/$late)" \
-  "${template%@.service}@one.service: confined (active, 1 process(es) in /run/confinement/${template%@.service}@one.service)"
+expect_line "$late: confined (active, 1 process in /run/confinement/$late)" \
+  "${template%@.service}@one.service: confined (active, 1 process in /run/confinement/${template%@.service}@one.service)"

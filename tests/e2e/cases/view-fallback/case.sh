@@ -13,8 +13,7 @@ restore() {
 trap restore EXIT
 
 # generator_says TEXT: the generator, run by hand as at a reload (into a
-# scratch directory, its log on the console: in the container its messages
-# at a reload reach no journal), logs TEXT.
+# scratch directory, its log on the console), logs TEXT.
 generator_says() {
   local log
   in_ct rm -rf /run/ncg-e2e-generator-out
