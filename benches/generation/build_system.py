@@ -366,11 +366,13 @@ def build_units(g: Graph, root: str, n_units: int, n_annotated: int, seed: int,
             env_roots: list[int] = []
             start_roots: list[int] = []  # named by ExecStart=
             other_roots: list[int] = []  # named by the other Exec*= keys
+            programs: list[tuple[int, str]] = []  # (store path, program in it) the Exec*= keys run
             if store_exec:
                 app = near(apps, pos, 0.0)
                 start_roots.append(app)
                 conf = near(confs, pos, 0.002)
                 prog = f"{sp(app)}/bin/{short}"
+                programs.append((app, f"bin/{short}"))
                 args = []
                 if rng.random() < 0.7:
                     start_roots.append(conf)
@@ -389,11 +391,13 @@ def build_units(g: Graph, root: str, n_units: int, n_annotated: int, seed: int,
                 if rng.random() < 0.3:
                     pre = near(confs, pos, 0.002)
                     other_roots.append(pre)
-                    svc.append(f"ExecStartPre={sp(pre)}")
+                    programs.append((pre, "bin/prepare"))
+                    svc.append(f"ExecStartPre={sp(pre)}/bin/prepare")
                 svc.append(f"ExecStart={exec_start}")
                 if rng.random() < 0.3:
                     kill = near(libs3, pos, 0.01)
                     other_roots.append(kill)
+                    programs.append((kill, "bin/kill"))
                     svc.append(f"ExecReload={sp(kill)}/bin/kill -HUP $MAINPID")
                 # A store path only in Environment= (not a root unless FullUnit).
                 if rng.random() < 0.4 or full:
@@ -465,6 +469,7 @@ def build_units(g: Graph, root: str, n_units: int, n_annotated: int, seed: int,
             if store_exec and rng.random() < 0.08:
                 new_app = near(apps, pos, 0.0005)
                 start_roots = [new_app]
+                programs.append((new_app, f"bin/{short}"))
                 w.write(f"{etc}/{name}.d/override.conf",
                         f"[Service]\nExecStart=\nExecStart={sp(new_app)}/bin/{short} --verbose\n", "dropin")
             entry = None
@@ -481,6 +486,7 @@ def build_units(g: Graph, root: str, n_units: int, n_annotated: int, seed: int,
                     "model_closure_size": size,
                     "attempts": attempt + 1,
                     "_root_ids": sorted(set(all_roots)),
+                    "_programs": programs,
                 }
             w.commit()
             break
@@ -662,11 +668,16 @@ def main() -> int:
             os.symlink(g.paths[g.symlink_to[n]], real)
         else:
             os.makedirs(real, exist_ok=True)
-    for u in units:  # the programs the annotated units run live in bin/
-        for p in u["roots"]:
-            real = root + p
-            if os.path.isdir(real) and not os.path.islink(real):
-                os.makedirs(real + "/bin", exist_ok=True)
+    # The programs the annotated units' Exec*= lines run, as executable
+    # files (in the store path a symlink store path leads to), so that the
+    # generator finds each of them as on a real system.
+    for u in units:
+        for n, program in u.pop("_programs"):
+            real = f"{root}{g.paths[g.symlink_to.get(n, n)]}/{program}"
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            with open(real, "w") as f:
+                f.write("#!/bin/sh\n")
+            os.chmod(real, 0o755)
     t_disk = time.monotonic()
     sizes = sorted(u["model_closure_size"] for u in units)
     log(f"closure sizes (model): min {sizes[0]} median {sizes[len(sizes) // 2]} max {sizes[-1]}; "
