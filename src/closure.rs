@@ -10,6 +10,7 @@
 use crate::config::Config;
 use crate::diag::{Diagnostic, Location, counted};
 use crate::dropin::ClosurePath;
+use crate::path_order::PathOrder;
 use crate::plan::UnitPlan;
 use crate::rootfs::Root;
 use crate::scratch::ScratchDir;
@@ -74,62 +75,6 @@ struct Resolved {
 struct RootNodes {
     nodes: Vec<NodeId>,
     origins: HashMap<NodeId, Origin>,
-}
-
-/// Every known store path's position in path order, so that each unit's
-/// closure is put in order through a bitmap instead of a sort (sorting each
-/// closure cost as much as the rest of rendering it).
-#[derive(Default)]
-struct PathOrder {
-    /// Node → its position among all known store paths sorted by path.
-    ranks: Vec<u32>,
-    /// The nodes by rank: `by_rank[ranks[node]] == node`.
-    by_rank: Vec<NodeId>,
-    /// A bitmap of ranks, reused from unit to unit.
-    bits: Vec<u64>,
-}
-
-impl PathOrder {
-    fn of(db: &NixDb) -> PathOrder {
-        let ranks = db.path_ranks();
-        let mut by_rank = vec![0; ranks.len()];
-        for (node, &rank) in ranks.iter().enumerate() {
-            by_rank[rank as usize] = node as NodeId;
-        }
-        PathOrder {
-            ranks,
-            by_rank,
-            bits: Vec::new(),
-        }
-    }
-
-    /// `nodes` in path order. (A node no rank was given to cannot occur:
-    /// ranks are made after every closure is resolved; it would come last.)
-    fn sort(&mut self, nodes: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
-        let (ranks, by_rank, bits) = (&self.ranks, &self.by_rank, &mut self.bits);
-        bits.clear();
-        bits.resize(ranks.len().div_ceil(64), 0);
-        let mut unranked = Vec::new();
-        let mut count = 0;
-        for node in nodes {
-            count += 1;
-            match ranks.get(node as usize) {
-                Some(&rank) => bits[rank as usize / 64] |= 1 << (rank % 64),
-                None => unranked.push(node),
-            }
-        }
-        let mut order = Vec::with_capacity(count);
-        for (index, &word) in bits.iter().enumerate() {
-            let mut word = word;
-            while word != 0 {
-                order.push(by_rank[index * 64 + word.trailing_zeros() as usize]);
-                word &= word - 1;
-            }
-        }
-        unranked.sort_unstable();
-        order.extend(unranked);
-        order
-    }
 }
 
 /// A unit's closure in path order.

@@ -162,13 +162,7 @@ pub fn run_generator(
             started.elapsed().as_secs_f64() * 1e3
         )
     });
-    let exit_status = summarise(&states, write_failed, logger);
-    // The process exits now: its memory (every unit file read, the units,
-    // the reference graph) goes back to the kernel at once, not a piece at
-    // a time through free().
-    std::mem::forget(confiner);
-    std::mem::forget(plan);
-    exit_status
+    summarise(&states, write_failed, logger)
 }
 
 /// Computes and writes the drop-in of the unit numbered `number`.

@@ -294,9 +294,6 @@ impl<'o> DropinWriter<'o> {
         if let Some(shared) = self.shared {
             self.output.remove(shared);
         }
-        // A hundred directory descriptors: the kernel closes them at the
-        // exit that follows, without a system call each.
-        std::mem::forget(self.dirs);
         self.report
     }
 }
