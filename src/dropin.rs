@@ -344,7 +344,10 @@ pub const VIEW_TEMPLATE: &str = "nix-confinement-view@.service";
 
 /// [`VIEW_TEMPLATE`]'s text: `program` is this program, which mounts and
 /// unmounts views (`view start|stop DIGEST`). Stopped when no unit needs
-/// its view any more: running services keep their own mount of it.
+/// its view any more: running services keep their own mount of it. Without
+/// a start limit: a socket with `Accept=yes` whose connections come one
+/// after the other starts and stops its view for each, and systemd's default
+/// limit (5 starts in 10 s) would fail every connection after the fifth.
 pub fn render_view_template(program: &str, store_dir: &str, lists_dir: &str) -> String {
     let program = escape_exec_word(program);
     format!(
@@ -358,6 +361,7 @@ pub fn render_view_template(program: &str, store_dir: &str, lists_dir: &str) -> 
          Conflicts=umount.target\n\
          Before=umount.target\n\
          StopWhenUnneeded=yes\n\
+         StartLimitIntervalSec=0\n\
          \n\
          [Service]\n\
          Type=oneshot\n\
