@@ -16,7 +16,8 @@
 # true, the applet) with `X-ConfinementPackages=` path N-1: N paths with
 # busybox.
 #
-# Per size N, four units:
+# One unit not confined, ncg-bench-plain.service, timed first: what a start
+# of this service costs here anyway. Per size N, four units:
 #   ncg-bench-view-N.service   annotated: the container's generator (views on,
 #                              the default) gives it the view drop-in
 #   ncg-bench-hold-N.service   annotated, the same closure (so the same view):
@@ -228,6 +229,8 @@ UNIT
 install_units() {
   local n sysd=$ROOT$SYSD u scratch_units=() style
   mkdir -p "$WORK/per-path-units"
+  # Not confined at all: what any start of this service costs here.
+  oneshot_unit "not confined" 2 plain >"$sysd/ncg-bench-plain.service"
   for n in "${SIZE_LIST[@]}"; do
     oneshot_unit "view, $n paths" "$n" annotated >"$sysd/ncg-bench-view-$n.service"
     oneshot_unit "holds the view of $n paths" "$n" annotated >"$sysd/ncg-bench-hold-$n.service"
@@ -477,6 +480,13 @@ for n in "${SIZE_LIST[@]}"; do
   ctl stop "ncg-bench-hold-$n.service"
 done
 time_start "ncg-bench-nixos-${SIZE_LIST[0]}.service" >/dev/null
+time_start ncg-bench-plain.service >/dev/null
+for ((r = 1; r <= RUNS; r++)); do
+  sleep "$SETTLE"
+  read -r w s f l k < <(time_start ncg-bench-plain.service)
+  echo "0 plain $r $w $s $f $l $k" >>"$RES"
+done
+log "not confined: wall $(awk '$2 == "plain" { print $4 }' "$RES" | median) s (median of $RUNS)"
 log "warm-up done; the mounted views list exactly their closures; measuring"
 
 # The socket case first: short.
@@ -606,12 +616,13 @@ nixos_fit() {
 declare -A VF VW PP NX NXMARK
 {
   echo "Start time of a confined oneshot service (ExecStart=busybox true), $SYSTEMD_VERSION, Debian $SUITE, kernel $(uname -r)"
-  echo "generator $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?') ($BINARY), $(date -u +%Y-%m-%d)"
+  echo "generator $BINARY, benchmark at $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)"
   echo "load average before $LOAD_BEFORE, after $LOAD_AFTER ($(nproc) CPUs)"
   echo "wall time of 'systemctl start' inside the container, median of $RUNS runs per generator style"
   echo "(NixOS-style: $NIXOS_RUNS, fewer at larger sizes: $NIXOS_CAP${NIXOS_MAX:+; not started above $NIXOS_MAX paths});"
   echo "view first = nothing else needs the view: its unit builds the layer and mounts it;"
   echo "view mounted = the view already mounted for another unit with the same closure."
+  echo "The same service not confined: $(med 0 plain 4) s (span $(med 0 plain 5) s)."
   echo
   read -r FA FB FC < <(nixos_fit) || true
   printf '%7s  %10s  %10s  %10s  %12s  %10s  %10s  %8s  %11s  %9s\n' paths "view first" "view mntd" "per-path" \
