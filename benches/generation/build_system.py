@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds (or reuses) the synthetic system of SPEC §10 "Generation".
+"""Builds (or reuses) the synthetic system of the generation benchmark (benches/generation/README.md).
 
 A root directory holding
   * a real Nix database (`nix/var/nix/db/db.sqlite`) of N store paths with

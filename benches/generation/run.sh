@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generation-speed benchmark (SPEC §10 "Generation", issue 6).
+# Generation-speed benchmark (issues 6 and 15).
 #
 #   benches/generation/run.sh [options]
 #
@@ -19,7 +19,7 @@
 #                    into the cache), not the working tree other people edit
 #   --runs N / --warmup N / --rss-runs N / --variants 10,1000 / --hyperfine
 #   --rebuild        rebuild the cached systems
-#   --strict         exit 3 when a SPEC target is missed
+#   --strict         exit 3 when a target is missed
 # Environment:
 #   NCG_BENCH_CACHE  cache directory (default /var/cache/nix-confinement-generator-bench)
 #   CARGO_TARGET_DIR (default /work/target-bench when it exists, else target/)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start-time benchmark (SPEC §10 "Service start", issues 5 and 15): how long
+# Start-time benchmark (issues 5 and 15): how long
 # `systemctl start` of a confined oneshot service takes, by closure size, with
 # the generator's closure view, with the generator's per-path binds and with
 # the NixOS module's one-BindReadOnlyPaths=-per-path drop-in, side by side in
