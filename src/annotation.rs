@@ -81,7 +81,7 @@ pub struct Request {
 pub enum HostPath {
     /// An absolute, normalized path (no `.` or `..`, no repeated `/`).
     Path(Utf8PathBuf),
-    Set(crate::host::sets::HostSet),
+    Set(crate::host_sets::HostSet),
 }
 
 impl Request {
@@ -458,7 +458,7 @@ impl std::fmt::Display for HostPathSyntaxError {
                 f,
                 "\"{}\" is not a set of host paths (one of {})",
                 word.escape_debug(),
-                crate::host::sets::HostSet::names()
+                crate::host_sets::HostSet::names()
             ),
             HostPathSyntaxError::NotAbsolute(word) => write!(
                 f,
@@ -481,7 +481,7 @@ impl std::error::Error for HostPathSyntaxError {}
 /// One word of `X-ConfinementHostPaths=`, or why it is not one.
 pub fn parse_host_path(word: &str) -> Result<HostPath, HostPathSyntaxError> {
     if let Some(name) = word.strip_prefix('@') {
-        return crate::host::sets::HostSet::parse(name)
+        return crate::host_sets::HostSet::parse(name)
             .map(HostPath::Set)
             .ok_or_else(|| HostPathSyntaxError::UnknownSet(word.to_owned()));
     }
@@ -1015,7 +1015,7 @@ mod tests {
 
     #[test]
     fn host_paths_accumulate_reset_and_are_made_normal() {
-        use crate::host::sets::HostSet;
+        use crate::host_sets::HostSet;
         let a = read_annotations(
             &unit(
                 "a.service",

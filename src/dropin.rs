@@ -6,7 +6,10 @@ use crate::unit::{MergedUnit, Setting};
 use camino::Utf8Path;
 use std::fmt::Write;
 
-pub const GENERATOR: &str = "nix-confinement-generator";
+/// The program's name, as the headers of the files it writes give it.
+pub const GENERATOR: &str = crate::logging::IDENTIFIER;
+
+use crate::unit::escape::{escape_exec_word, escape_path};
 
 /// The keys the NixOS module sets with `mkDefault` from the mode: the unit's
 /// own value stands when it sets the key.
@@ -373,17 +376,6 @@ pub fn render_view_template(program: &str, store_dir: &str, lists_dir: &str) -> 
     )
 }
 
-/// A word of an Exec line that systemd reads back as `word`: quoted when
-/// it holds a space or a quote, `%` doubled (a specifier otherwise).
-pub fn escape_exec_word(word: &str) -> String {
-    let word = word.replace('%', "%%");
-    if word.contains([' ', '\t', '"', '\'', '\\']) {
-        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        word
-    }
-}
-
 /// Binds `source` at `target`, read-only. A source in the store is taken from
 /// `view`, the read-only store view or the closure's view, where the store's
 /// paths are below it; anything else (a symlink store path pointing out of
@@ -533,42 +525,6 @@ fn escape_value(text: &str) -> String {
         .replace('%', "%%")
 }
 
-/// Bytes that need no escaping in a bind path: printable ASCII except
-/// `% : \\ " '`.
-const PLAIN_PATH_BYTE: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0x21;
-    while b < 0x7f {
-        table[b] = !matches!(b as u8, b'%' | b':' | b'\\' | b'"' | b'\'');
-        b += 1;
-    }
-    table
-};
-
-/// A path in a bind setting (`BindReadOnlyPaths=SRC:DST`): systemd unquotes
-/// the value and splits it at `:` and white space, then expands specifiers.
-pub fn escape_path(path: &str) -> std::borrow::Cow<'_, str> {
-    // Nearly every path is a plain store path: check with a table, not a
-    // per-character match.
-    let plain = path.bytes().all(|b| PLAIN_PATH_BYTE[usize::from(b)]);
-    if plain {
-        return path.into();
-    }
-    let mut out = String::with_capacity(path.len() + 8);
-    for c in path.chars() {
-        match c {
-            '%' => out.push_str("%%"),
-            ':' | '\\' | '"' | '\'' | ' ' | '\t' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out.into()
-}
-
 /// Text inside a `#` comment line: nothing may start a new line.
 fn escape_comment(text: &str) -> String {
     text.chars()
@@ -597,12 +553,6 @@ mod tests {
         assert!(p.split('/').all(|c| c.len() <= 255), "{p}");
         let p = assertion_path(&"ab/".repeat(3000));
         assert!(p.len() <= 4000);
-    }
-
-    #[test]
-    fn bind_paths_are_escaped() {
-        assert_eq!(escape_path("/nix/store/abc-x"), "/nix/store/abc-x");
-        assert_eq!(escape_path("/a b:c%d\\e"), "/a\\ b\\:c%%d\\\\e");
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! `systemd.services.<name>.confinement` does at system build time.
 //!
 //! The modules follow the data, which flows one way: configuration and unit
-//! files (`config`, `unit`) → annotations (`annotation`) → a plan per service
-//! and its roots (`plan`, `store::roots`) → closures (`closure`, `store`) →
+//! files (`config`, `unit`) → annotations (`annotation`, `host_sets`) → a
+//! plan per service and its roots (`plan`, `roots`, host paths: `host`) →
+//! closures (`closure`, `store`) →
 //! views (`view`) → drop-ins (`confine`, `dropin`) → files (`output`). `cli`
 //! runs one mode; all below it takes the root directory as a parameter.
 
@@ -19,6 +20,7 @@ pub mod dropin;
 pub mod fast_map;
 pub mod generator;
 pub mod host;
+pub mod host_sets;
 pub mod loaded;
 pub mod logging;
 pub mod output;
@@ -26,6 +28,7 @@ pub mod path_order;
 pub mod plan;
 pub mod prefilter;
 pub mod rootfs;
+pub mod roots;
 pub mod scratch;
 pub mod store;
 pub mod unit;

@@ -10,7 +10,7 @@ use crate::dropin;
 use crate::output::NAME_MAX;
 use crate::prefilter;
 use crate::rootfs::Root;
-use crate::store::roots::{Roots, collect_roots};
+use crate::roots::{Roots, collect_roots};
 use crate::unit::files::FileReader;
 use crate::unit::search_path::unit_search_path;
 use crate::unit::{Catalog, Entry, MergedUnit, UnitName};

@@ -7,9 +7,10 @@
 //! writes now; it runs at boot, before any start of a blocked unit, and
 //! when a unit file changes (`nix-confinement-check.path`).
 
-use crate::dropin::{CHECK_SERVICE, GENERATOR, escape_path};
+use crate::dropin::{CHECK_SERVICE, GENERATOR};
 use crate::output::{OutputDir, OutputError};
 use crate::unit::Catalog;
+use crate::unit::escape::escape_path;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};

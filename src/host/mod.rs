@@ -4,15 +4,14 @@
 //! the rest of the host stays hidden. What an administrator sees of it:
 //! nix-confinement(5), HOST PATHS.
 
-pub mod sets;
 pub mod skeleton;
 
 use crate::annotation::{HostPath, KEY_HOST_PATHS, Located};
 use crate::diag::{Diagnostic, Location};
+use crate::host_sets::HostSet;
 use crate::rootfs::Root;
 use crate::store::path::StoreDir;
 use camino::{Utf8Path, Utf8PathBuf};
-use sets::HostSet;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
@@ -837,6 +836,17 @@ fn components_reversed(path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_member_of_a_named_set_is_refused() {
+        for set in crate::host_sets::ALL {
+            for nixos in [false, true] {
+                for member in set.members(nixos) {
+                    assert_eq!(refusal(member, "/nix/store"), None, "{set}: {member}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn refused_paths() {

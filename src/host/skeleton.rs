@@ -198,10 +198,10 @@ pub fn render_template(program: &str, records: &str) -> String {
          RemainAfterExit=yes\n\
          ExecStart={} host start %i {}\n\
          ExecStop={} host stop %i\n",
-        crate::dropin::GENERATOR,
-        crate::dropin::escape_exec_word(program),
-        crate::dropin::escape_exec_word(records),
-        crate::dropin::escape_exec_word(program),
+        crate::logging::IDENTIFIER,
+        crate::unit::escape::escape_exec_word(program),
+        crate::unit::escape::escape_exec_word(records),
+        crate::unit::escape::escape_exec_word(program),
     )
 }
 

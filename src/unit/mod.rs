@@ -2,6 +2,7 @@
 //! of one unit with the provenance of each assignment.
 
 pub mod catalog;
+pub mod escape;
 pub mod exec;
 pub mod files;
 pub mod merged;

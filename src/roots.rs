@@ -3,10 +3,10 @@
 //! `X-ConfinementFullUnit=yes`, in `X-ConfinementPackages=`, and the resolved
 //! `/bin/sh`.
 
-use super::path::{Found, StoreDir};
 use crate::annotation::{self, BinSh, Request};
 use crate::diag::{Diagnostic, Location};
 use crate::rootfs::{ResolveError, Root};
+use crate::store::path::{Found, StoreDir};
 use crate::unit::exec::split_exec_value;
 use crate::unit::{MergedUnit, Setting};
 use camino::{Utf8Path, Utf8PathBuf};
