@@ -8,10 +8,12 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, openat, renameat};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 
 /// The longest file name Linux file systems take, in bytes (`NAME_MAX`).
 pub const NAME_MAX: usize = 255;
@@ -30,10 +32,13 @@ impl fmt::Display for OutputError {
 
 impl std::error::Error for OutputError {}
 
-/// The generator's output directory (`NORMAL`).
+/// The generator's output directory (`NORMAL`), and the unit directories
+/// (`<unit>.d`) opened in it, each kept open for the unit's next drop-in
+/// (every annotated unit gets two: blocking, then final).
 pub struct OutputDir {
     dir: OwnedFd,
     path: Utf8PathBuf,
+    unit_dirs: RefCell<HashMap<String, Rc<OwnedFd>>>,
 }
 
 impl OutputDir {
@@ -51,6 +56,7 @@ impl OutputDir {
         Ok(OutputDir {
             dir,
             path: path.to_owned(),
+            unit_dirs: RefCell::default(),
         })
     }
 
@@ -69,21 +75,8 @@ impl OutputDir {
         file_name: &str,
         content: &str,
     ) -> Result<(), OutputError> {
-        self.write_dropin_with(&mut HashMap::new(), unit, file_name, content)
-    }
-
-    /// [`OutputDir::write_dropin`], keeping each `<unit>.d` directory open
-    /// in `dirs` for the next drop-in of the unit (every annotated unit gets
-    /// two: blocking, then final).
-    pub fn write_dropin_with(
-        &self,
-        dirs: &mut HashMap<String, OwnedFd>,
-        unit: &str,
-        file_name: &str,
-        content: &str,
-    ) -> Result<(), OutputError> {
-        let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
-        write_atomically(unit_dir, file_name, content, error)
+        let (unit_dir, error) = self.unit_dir(unit, file_name)?;
+        write_atomically(&unit_dir, file_name, content, error)
     }
 
     /// Puts `NORMAL/<shared>`, a file written with [`OutputDir::write_unit`],
@@ -91,9 +84,8 @@ impl OutputDir {
     /// or not at all, like a renamed file, and costs one system call where
     /// writing a copy costs four (every annotated unit gets the same
     /// blocking drop-in first).
-    pub fn link_dropin_with(
+    pub fn link_dropin(
         &self,
-        dirs: &mut HashMap<String, OwnedFd>,
         unit: &str,
         file_name: &str,
         shared: &str,
@@ -105,7 +97,8 @@ impl OutputDir {
                 message: "refusing a name that is not a single path component".into(),
             });
         }
-        let (unit_dir, error) = self.unit_dir(dirs, unit, file_name)?;
+        let (unit_dir, error) = self.unit_dir(unit, file_name)?;
+        let unit_dir = unit_dir.as_ref();
         let source = &self.dir;
         let link =
             |name: &str| linkat(source, shared, unit_dir, name, nix::fcntl::AtFlags::empty());
@@ -133,15 +126,14 @@ impl OutputDir {
         }
     }
 
-    /// `NORMAL/<unit>.d`, made and opened on first use and kept in `dirs`
-    /// for the next drop-in of the unit (every annotated unit gets two:
-    /// blocking, then final), with the error maker for `<file_name>` in it.
-    fn unit_dir<'d>(
+    /// `NORMAL/<unit>.d`, made and opened on first use and kept open for
+    /// the next drop-in of the unit, with the error maker for `<file_name>`
+    /// in it.
+    fn unit_dir(
         &self,
-        dirs: &'d mut HashMap<String, OwnedFd>,
         unit: &str,
         file_name: &str,
-    ) -> Result<(&'d OwnedFd, impl Fn(String) -> OutputError + use<'d>), OutputError> {
+    ) -> Result<(Rc<OwnedFd>, impl Fn(String) -> OutputError + use<>), OutputError> {
         let dir_name = format!("{unit}.d");
         let target = self.path.join(&dir_name).join(file_name);
         let error = move |message: String| OutputError {
@@ -153,26 +145,30 @@ impl OutputDir {
                 "refusing a name that is not a single path component".into(),
             ));
         }
-        if !dirs.contains_key(unit) {
-            match mkdirat(
-                &self.dir,
-                dir_name.as_str(),
-                Mode::from_bits_truncate(0o755),
-            ) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(error(format!("creating {dir_name}: {}", e.desc()))),
-            }
-            // O_NOFOLLOW: a symlink planted at NORMAL/<unit>.d is never followed.
-            let unit_dir = openat(
-                &self.dir,
-                dir_name.as_str(),
-                OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| error(format!("opening {dir_name}: {}", e.desc())))?;
-            dirs.insert(unit.to_owned(), unit_dir);
+        if let Some(unit_dir) = self.unit_dirs.borrow().get(unit) {
+            return Ok((Rc::clone(unit_dir), error));
         }
-        Ok((&dirs[unit], error))
+        match mkdirat(
+            &self.dir,
+            dir_name.as_str(),
+            Mode::from_bits_truncate(0o755),
+        ) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(error(format!("creating {dir_name}: {}", e.desc()))),
+        }
+        // O_NOFOLLOW: a symlink planted at NORMAL/<unit>.d is never followed.
+        let unit_dir = openat(
+            &self.dir,
+            dir_name.as_str(),
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| error(format!("opening {dir_name}: {}", e.desc())))?;
+        let unit_dir = Rc::new(unit_dir);
+        self.unit_dirs
+            .borrow_mut()
+            .insert(unit.to_owned(), Rc::clone(&unit_dir));
+        Ok((unit_dir, error))
     }
 
     /// Removes `NORMAL/<name>` if it is there (a link to it elsewhere stays).
@@ -205,8 +201,6 @@ impl OutputDir {
 /// moment after the blocking phase leaves every unit blocked or finished.
 pub struct DropinWriter<'o> {
     output: &'o OutputDir,
-    /// Each unit's directory, open from its blocking drop-in to its final.
-    dirs: HashMap<String, OwnedFd>,
     /// The shared blocking drop-in's name, while it is there.
     shared: Option<&'o str>,
     report: WriteReport,
@@ -240,7 +234,6 @@ impl<'o> DropinWriter<'o> {
     ) -> DropinWriter<'o> {
         let mut writer = DropinWriter {
             output,
-            dirs: HashMap::new(),
             shared: None,
             report: WriteReport::default(),
         };
@@ -258,17 +251,14 @@ impl<'o> DropinWriter<'o> {
             file_name,
         } in units
         {
-            let dirs = &mut writer.dirs;
             let linked = match writer.shared {
-                Some(shared) => output.link_dropin_with(dirs, unit, file_name, shared),
+                Some(shared) => output.link_dropin(unit, file_name, shared),
                 None => Err(OutputError {
                     path: output.path.join(shared),
                     message: "not written".into(),
                 }),
             };
-            if let Err(error) =
-                linked.or_else(|_| output.write_dropin_with(dirs, unit, file_name, text))
-            {
+            if let Err(error) = linked.or_else(|_| output.write_dropin(unit, file_name, text)) {
                 writer.report.errors.push(error);
                 writer.report.not_blocked.insert(number);
             }
@@ -278,10 +268,7 @@ impl<'o> DropinWriter<'o> {
 
     /// Replaces the blocking drop-in of `unit` (number `number`) with `text`.
     pub fn finish_unit(&mut self, number: usize, unit: &str, file_name: &str, text: &str) {
-        if let Err(error) = self
-            .output
-            .write_dropin_with(&mut self.dirs, unit, file_name, text)
-        {
+        if let Err(error) = self.output.write_dropin(unit, file_name, text) {
             self.report.errors.push(error);
             self.report.not_finished.insert(number);
         }
@@ -427,8 +414,7 @@ mod tests {
         let dir = temp_dir("link");
         let out = OutputDir::open(&dir).unwrap();
         out.write_unit(".shared.conf", "blocked").unwrap();
-        let mut dirs = HashMap::new();
-        out.link_dropin_with(&mut dirs, "a.service", "zz.conf", ".shared.conf")
+        out.link_dropin("a.service", "zz.conf", ".shared.conf")
             .unwrap();
         // A file left by an earlier run, and a planted symlink: replaced,
         // never written through.
@@ -439,8 +425,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("c.service.d")).unwrap();
         std::os::unix::fs::symlink(&victim, dir.join("c.service.d/zz.conf")).unwrap();
         for unit in ["b.service", "c.service"] {
-            out.link_dropin_with(&mut dirs, unit, "zz.conf", ".shared.conf")
-                .unwrap();
+            out.link_dropin(unit, "zz.conf", ".shared.conf").unwrap();
         }
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         for unit in ["a", "b", "c"] {
@@ -453,17 +438,13 @@ mod tests {
             );
         }
         // One file: the final drop-in of a unit replaces its link only.
-        out.write_dropin_with(&mut dirs, "a.service", "zz.conf", "final")
-            .unwrap();
+        out.write_dropin("a.service", "zz.conf", "final").unwrap();
         out.remove(".shared.conf");
         let b = std::fs::metadata(dir.join("b.service.d/zz.conf")).unwrap();
         assert_eq!((b.nlink(), b.len()), (2, 7));
         let a = dir.join("a.service.d/zz.conf");
         assert_eq!(std::fs::read_to_string(a).unwrap(), "final");
-        assert!(
-            out.link_dropin_with(&mut dirs, "d.service", "zz.conf", "../x")
-                .is_err()
-        );
+        assert!(out.link_dropin("d.service", "zz.conf", "../x").is_err());
         assert!(!dir.join("d.service.d").exists());
     }
 
@@ -472,7 +453,6 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = temp_dir("longest");
         let out = OutputDir::open(&dir).unwrap();
-        let mut dirs = HashMap::new();
         // And a name of multi-byte characters, cut between two of them.
         for name in [
             format!("{}.conf", "z".repeat(250)),
@@ -480,16 +460,13 @@ mod tests {
         ] {
             assert!(name.len() >= NAME_MAX - 1, "{}", name.len());
             assert!(temporary_name(&name).len() <= NAME_MAX);
-            out.write_dropin_with(&mut dirs, "a.service", &name, "one")
-                .unwrap();
+            out.write_dropin("a.service", &name, "one").unwrap();
             out.write_unit("blocked.conf", "blocked").unwrap();
-            out.link_dropin_with(&mut dirs, "a.service", &name, "blocked.conf")
-                .unwrap();
+            out.link_dropin("a.service", &name, "blocked.conf").unwrap();
             let path = dir.join("a.service.d").join(&name);
             assert_eq!(std::fs::read_to_string(&path).unwrap(), "blocked");
             assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 2);
-            out.write_dropin_with(&mut dirs, "a.service", &name, "two")
-                .unwrap();
+            out.write_dropin("a.service", &name, "two").unwrap();
             assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
             std::fs::remove_file(&path).unwrap();
             assert_eq!(entries_in(&dir.join("a.service.d")), 0);
