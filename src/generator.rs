@@ -6,7 +6,7 @@ use crate::confine::{Confiner, Outcome, pending_text};
 use crate::diag::counted;
 use crate::dropin::{self, PENDING_DROPIN};
 use crate::logging::Logger;
-use crate::output::{DropinWriter, OutputDir, ToBlock};
+use crate::output::{DropinWriter, OutputDir, ToBlock, WriteReport};
 use crate::plan::{self, Plan, UnitPlan};
 use crate::rootfs::Root;
 use crate::view::record::Views;
@@ -82,20 +82,7 @@ pub fn run_generator(
     } = &mut plan;
     let annotated = units.iter().any(|u| u.request.is_some());
     let mut write_failed = annotated && !write_store_view_unit(&output, config, logger);
-    let mut writer = DropinWriter::block(
-        &output,
-        PENDING_DROPIN,
-        &pending_text(),
-        units
-            .iter()
-            .enumerate()
-            .filter(|(_, u)| u.dropin_fits())
-            .map(|(number, unit)| ToBlock {
-                number,
-                unit: &unit.name,
-                file_name: &unit.dropin_name,
-            }),
-    );
+    let mut writer = block_all(&output, units);
     let views = if annotated {
         views_for_run(root, config, &output, logger, &mut write_failed)
     } else {
@@ -107,21 +94,14 @@ pub fn run_generator(
     let mut confiner = Confiner::new(config, closures, views);
     confiner.closures.resolve(units);
     let resolved = started.elapsed();
-    let mut states = Vec::with_capacity(units.len());
-    for (number, unit) in units.iter_mut().enumerate() {
-        states.push(confine_and_write(
-            &mut confiner,
-            &mut writer,
-            number,
-            unit,
-            logger,
-        ));
-    }
-    let mut report = writer.finish();
-    // The check service and its watch, written on every run (after the
-    // drop-ins, which come first, and last: `check --loaded` takes the
-    // service file for the mark of a finished run): a unit annotated after
-    // this run would otherwise start unconfined.
+    let mut states: Vec<State> = units
+        .iter_mut()
+        .enumerate()
+        .map(|(number, unit)| confine_and_write(&mut confiner, &mut writer, number, unit, logger))
+        .collect();
+    let report = writer.finish();
+    // The check service and its watch come after the drop-ins, and last:
+    // `check --loaded` takes the service file for the mark of a finished run.
     let check_units = crate::watch::CheckUnits {
         program: own_program(),
         store_dir: config.store_dir.as_str().to_owned(),
@@ -129,7 +109,51 @@ pub fn run_generator(
         watched: crate::watch::watched_dirs(catalog),
         at_boot: !units.is_empty(),
     };
-    if let Err(error) = crate::watch::write_check_units(&output, &check_units) {
+    write_failed |= !settle_writes(&output, &check_units, report, &mut states, logger);
+    leave_for_next_run(&mut confiner, logger);
+    logger.debug(|| {
+        format!(
+            "timing: units planned at {:.1} ms, closures resolved at {:.1} ms, \
+             drop-ins written at {:.1} ms",
+            planned.as_secs_f64() * 1e3,
+            resolved.as_secs_f64() * 1e3,
+            started.elapsed().as_secs_f64() * 1e3
+        )
+    });
+    summarise(&states, write_failed, logger)
+}
+
+/// Blocks every unit that a drop-in can be written for (see
+/// [`DropinWriter`]).
+fn block_all<'o>(output: &'o OutputDir, units: &[UnitPlan]) -> DropinWriter<'o> {
+    DropinWriter::block(
+        output,
+        PENDING_DROPIN,
+        &pending_text(),
+        units
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| u.dropin_fits())
+            .map(|(number, unit)| ToBlock {
+                number,
+                unit: &unit.name,
+                file_name: &unit.dropin_name,
+            }),
+    )
+}
+
+/// Writes the check service and its watch (written on every run: a unit
+/// annotated after this run would otherwise start unconfined), marks the
+/// units whose final drop-in could not be written, and logs what failed.
+/// Returns whether every write succeeded.
+fn settle_writes(
+    output: &OutputDir,
+    check_units: &crate::watch::CheckUnits,
+    mut report: WriteReport,
+    states: &mut [State],
+    logger: &Logger,
+) -> bool {
+    if let Err(error) = crate::watch::write_check_units(output, check_units) {
         report.errors.push(error);
     }
     for &number in &report.not_finished {
@@ -138,7 +162,12 @@ pub fn run_generator(
     for error in &report.errors {
         logger.error(error);
     }
-    write_failed |= !report.errors.is_empty();
+    report.errors.is_empty()
+}
+
+/// Removes the views' records no unit names any more and saves the
+/// closure cache, for the next run.
+fn leave_for_next_run(confiner: &mut Confiner<'_>, logger: &Logger) {
     if let Views::Record(records) = &confiner.views {
         let removed = records.remove_unused();
         logger.debug(|| {
@@ -153,16 +182,6 @@ pub fn run_generator(
         logger.warning(error);
     }
     log_database(&confiner.closures, logger);
-    logger.debug(|| {
-        format!(
-            "timing: units planned at {:.1} ms, closures resolved at {:.1} ms, \
-             drop-ins written at {:.1} ms",
-            planned.as_secs_f64() * 1e3,
-            resolved.as_secs_f64() * 1e3,
-            started.elapsed().as_secs_f64() * 1e3
-        )
-    });
-    summarise(&states, write_failed, logger)
 }
 
 /// Computes and writes the drop-in of the unit numbered `number`.
