@@ -44,7 +44,6 @@ TARGET_RSS_MIB = 16.0
 TARGET_RATIO = 50.0
 STORE = "/nix/store"
 CLOSURE_CACHE = "/run/nix-confinement-generator/closures"
-DROPIN_STORE = "/run/nix-confinement-generator/dropins"
 VIEWS = "/run/nix-confinement-views"
 VIEW_RECORDS = "/run/nix-confinement-generator/views"
 
@@ -488,11 +487,10 @@ def measure(args, system: str, generator: str, passes: int) -> dict:
     units = manifest["units"]
     db = os.path.join(root, "nix/var/nix/db/db.sqlite")
     res = {"manifest": manifest, "system": system}
-    # As on a real system, ROOT/run is a tmpfs and the output directories
-    # are on it (/run/systemd/generator): the generator hard-links kept
-    # drop-ins from ROOT/run/nix-confinement-generator/dropins, which works
-    # only within one file system. Mounting needs root; without it the
-    # output goes to --out-base and the drop-in store is not used.
+    # As on a real system, ROOT/run is a tmpfs holding the output
+    # directories (/run/systemd/generator), the closure cache and the views'
+    # records. Mounting needs root; without it the output goes to
+    # --out-base.
     run_dir = os.path.join(root, "run")
     os.makedirs(run_dir, exist_ok=True)
     run_mounted = os.geteuid() == 0 and subprocess.run(
@@ -512,14 +510,12 @@ def measure_in(args, res: dict, root: str, units: list, db: str, out_parent: str
     with tempfile.TemporaryDirectory(prefix="ncg-bench-") as work, \
             tempfile.TemporaryDirectory(prefix="ncg-bench-out-", dir=out_parent) as out_base:
         cache_file = os.path.join(root, CLOSURE_CACHE.lstrip("/"))
-        store_dir = os.path.join(root, DROPIN_STORE.lstrip("/"))
         records_dir = os.path.join(root, VIEW_RECORDS.lstrip("/"))
 
         def drop_cache() -> None:
             # A boot: nothing in /run.
             if os.path.exists(cache_file):
                 os.remove(cache_file)
-            shutil.rmtree(store_dir, ignore_errors=True)
             shutil.rmtree(records_dir, ignore_errors=True)
 
         # No cache first (removed before each run), then with the cache the
@@ -677,15 +673,15 @@ def main() -> int:
         print(f"  {r['count']:>5} annotated ({n_full} FullUnit): {mm['unit_files']:,} unit files, "
               f"{mm['dropins']} drop-ins; closures {lo}/{med:.0f}/{hi} paths (min/median/max); {how}")
     where = ("ROOT/run mounted as a tmpfs, output directories in ROOT/run/systemd (as /run on a "
-             "real system; the drop-in store is on the same file system)"
+             "real system)"
              if all(r.get("run_tmpfs") for r in results) else
              f"output directories on {args.out_base} ({fs_type(args.out_base)}); ROOT/run could "
-             f"not be mounted as a tmpfs (not root?), so the drop-in store cannot link")
+             f"not be mounted as a tmpfs (not root?)")
     print(f"Load average before/after: {load_before} / {os.getloadavg()[0]:.2f} (1 min); {where}")
     print(f"Method: {args.warmup} warm-up + {args.runs} counted runs, fresh output directory each, "
           f"posix_spawn→wait4 wall time (CPU ms = median user+sys of the same runs); peak RSS = max of {args.rss_runs} runs under "
           f"/usr/bin/time -f %M; baseline = one nix-store --query --requisites per annotated unit "
-          f"(median of passes). \"cache warm\": the closure cache and the drop-in store of the "
+          f"(median of passes). \"cache warm\": the closure cache and the views' records of the "
           f"previous run are there (daemon-reload, nothing changed); \"no cache\": both are removed "
           f"before each run (first run after boot: /run is empty).")
     print()
