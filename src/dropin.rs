@@ -2,14 +2,13 @@
 //! the text systemd reads. Nothing here touches the file system.
 
 use crate::annotation::Mode;
+use crate::unit::escape::{escape_exec_word, escape_path};
 use crate::unit::{MergedUnit, Setting};
 use camino::Utf8Path;
 use std::fmt::Write;
 
 /// The program's name, as the headers of the files it writes give it.
 pub const GENERATOR: &str = crate::logging::IDENTIFIER;
-
-use crate::unit::escape::{escape_exec_word, escape_path};
 
 /// The keys the NixOS module sets with `mkDefault` from the mode: the unit's
 /// own value stands when it sets the key.
