@@ -31,6 +31,8 @@ pub mod rootfs;
 pub mod roots;
 pub mod scratch;
 pub mod store;
+#[cfg(test)]
+mod test_dirs;
 pub mod unit;
 pub mod view;
 pub mod watch;

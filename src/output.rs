@@ -355,14 +355,7 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> Utf8PathBuf {
-        let dir = Utf8PathBuf::from(format!(
-            "{}/ncg-output-{name}-{}",
-            std::env::temp_dir().display(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_dirs::fresh(&format!("output-{name}"))
     }
 
     #[test]

@@ -212,14 +212,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn temp_root(name: &str) -> (Root, Utf8PathBuf) {
-        let dir = Utf8PathBuf::from(format!(
-            "{}/ncg-rootfs-{}-{}",
-            std::env::temp_dir().display(),
-            name,
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dirs::fresh(&format!("rootfs-{name}"));
         (Root::new(dir.clone()), dir)
     }
 

@@ -229,12 +229,7 @@ mod tests {
 
     /// A root inside a directory that also holds files outside it.
     fn temp_root(name: &str) -> (Root, Utf8PathBuf) {
-        let base = Utf8PathBuf::from(format!(
-            "{}/ncg-scratch-{name}-{}",
-            std::env::temp_dir().display(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&base);
+        let base = crate::test_dirs::fresh(&format!("scratch-{name}"));
         std::fs::create_dir_all(base.join("root")).unwrap();
         std::fs::create_dir_all(base.join("outside")).unwrap();
         (Root::new(base.join("root")), base)

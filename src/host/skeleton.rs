@@ -418,14 +418,7 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> Utf8PathBuf {
-        let dir = Utf8PathBuf::from(format!(
-            "{}/ncg-skeleton-{name}-{}",
-            std::env::temp_dir().display(),
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_dirs::fresh(&format!("skeleton-{name}"))
     }
 
     #[test]

@@ -826,7 +826,7 @@ mod tests {
 
     #[test]
     fn sources_changed_a_moment_ago_are_not_settled() {
-        let dir = tempdir();
+        let dir = crate::test_dirs::fresh("cache-settled");
         let database = dir.join("db.sqlite");
         std::fs::write(&database, b"x").unwrap();
         // Just written: within the clock's current tick (or the next).
@@ -900,7 +900,7 @@ mod tests {
 
     #[test]
     fn only_a_private_file_of_ours_is_read() {
-        let dir = tempdir();
+        let dir = crate::test_dirs::fresh("cache-private");
         let path = dir.join("closures");
         assert_eq!(read(&path).unwrap(), None);
         write(&path, &sample()).unwrap();
@@ -919,16 +919,5 @@ mod tests {
         std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
         assert!(read(&path).is_err(), "a symlink is not followed");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn tempdir() -> camino::Utf8PathBuf {
-        let dir = camino::Utf8PathBuf::from(format!(
-            "{}/ncg-cache-test-{}",
-            std::env::temp_dir().display(),
-            std::process::id(),
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

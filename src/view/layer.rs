@@ -188,8 +188,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ncg-layer-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::test_dirs::fresh(&format!("layer-{name}")).into_std_path_buf();
         std::fs::create_dir_all(dir.join("store")).unwrap();
         std::fs::create_dir_all(dir.join("layer")).unwrap();
         dir
