@@ -6,9 +6,11 @@
 # i/2 and i-7, so the closure of path k is exactly paths 1..k. Cached in
 # $CACHE by a hash of its inputs.
 #
-# Sourced after tests/e2e/lib/harness.sh, whose build_store must have run
-# (STORE_ROOT, NCG_S_BUSYBOX). Defines build_bench_store (sets BSTORE),
-# bench_path and bench_closure.
+# Sourced after tests/e2e/lib/harness.sh. Defines prepare_inputs (the
+# cached trees and stores, and the generator binary: what both benchmarks
+# need before a boot), build_bench_store (sets BSTORE; needs the harness's
+# build_store first: STORE_ROOT, NCG_S_BUSYBOX), bench_path, bench_closure,
+# the drop-ins of the other styles and median.
 
 BENCH_PATHS=${BENCH_PATHS:-5000}
 
@@ -130,3 +132,21 @@ per_path_dropins() {
   # The store was bound in that namespace only: an empty directory here.
   rmdir "$scratch/nix" && rm -rf "$scratch"
 }
+
+# prepare_inputs: the Debian tree, the e2e store and the bench store, built
+# or taken from the cache under its lock, and the generator binary (the
+# harness's find_binary: --generator, or cargo build wherever cargo puts it).
+prepare_inputs() {
+  ensure_tools
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock -w 3600 9 || fatal "cannot lock $CACHE/.lock"
+  build_tree
+  build_store
+  build_bench_store
+  flock -u 9
+  find_binary
+}
+
+# median: of the numbers on stdin, one a line.
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

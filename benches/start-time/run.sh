@@ -432,8 +432,6 @@ view_builds() {
     grep -c '^Starting ' || true
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.4f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
 # ---- main ---------------------------------------------------------------------------
 
 trap cleanup EXIT
@@ -441,21 +439,7 @@ trap 'exit 130' INT TERM
 
 T_BENCH=$EPOCHREALTIME
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-ensure_tools
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.lock"
-flock -w 3600 9 || fatal "cannot lock $CACHE/.lock"
-build_tree
-build_store
-build_bench_store
-flock -u 9
-if [ -z "$BINARY" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-  log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-  (cd "$REPO" && cargo build --release --quiet) >&2 || fatal "cargo build --release failed"
-  BINARY=$CARGO_TARGET_DIR/release/nix-confinement-generator
-fi
-find_binary
+prepare_inputs
 prepare_work
 install_generator
 install_units
