@@ -230,6 +230,15 @@ restore_store_view() {
   expect_view_ro
 }
 
+# expect_store_writable_outside: the container's /nix/store (outside every
+# service) can be written: the setup of a case that rebinds or remounts it
+# worked, so the service's read-only store is what is being tested.
+expect_store_writable_outside() {
+  in_ct /bin/sh -c 'touch /nix/store/.ncg-e2e-probe && rm /nix/store/.ncg-e2e-probe' ||
+    die "/nix/store is not writable in the container"
+  ok "/nix/store is writable in the container: $(in_ct findmnt -n -o OPTIONS,PROPAGATION --target /nix/store | tail -n 1)"
+}
+
 # expect_view_writable: the store can be written through the view: a hostile
 # setup made it writable, so what follows attacks something.
 expect_view_writable() {

@@ -18,17 +18,12 @@ run() {
   expect_store_mounts_ro "$NCG_OUT/mountinfo" "${roots[@]}"
   expect_view_ro
 }
-writable_outside() {
-  in_ct /bin/sh -c 'touch /nix/store/.ncg-e2e-probe && rm /nix/store/.ncg-e2e-probe' ||
-    die "/nix/store is not writable in the container"
-  ok "/nix/store is writable in the container: $(in_ct findmnt -n -o OPTIONS,PROPAGATION --target /nix/store | tail -n 1)"
-}
 
 run "boot"
 
 in_ct mount --bind /nix/store /nix/store
 binds+=(/nix/store)
-writable_outside
+expect_store_writable_outside
 run "mount --bind /nix/store /nix/store"
 
 in_ct mount --make-shared /nix/store
@@ -36,7 +31,7 @@ in_ct mount --bind /nix /nix
 binds+=(/nix)
 in_ct mount --bind /nix/store /nix/store
 binds+=(/nix/store)
-writable_outside
+expect_store_writable_outside
 run "mount --make-shared /nix/store; mount --bind /nix /nix; mount --bind /nix/store /nix/store"
 
 # the view made anew from the shared, read-write /nix/store: still private,
@@ -45,5 +40,5 @@ unmount_view
 run "umount $STORE_VIEW (the next start mounts it again)"
 in_ct mount --bind /nix/store /nix/store
 binds+=(/nix/store)
-writable_outside
+expect_store_writable_outside
 run "a view mounted from a shared store, then mount --bind /nix/store /nix/store"

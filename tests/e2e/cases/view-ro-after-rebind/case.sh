@@ -29,11 +29,6 @@ run() {
   expect_all_erofs "$NCG_OUT"
   expect_view_mounts "$NCG_OUT/mountinfo" "$d"
 }
-writable_outside() {
-  in_ct /bin/sh -c 'touch /nix/store/.ncg-e2e-probe && rm /nix/store/.ncg-e2e-probe' ||
-    die "/nix/store is not writable in the container"
-  ok "/nix/store is writable in the container: $(in_ct findmnt -n -o OPTIONS,PROPAGATION --target /nix/store | tail -n 1)"
-}
 keep_view() {
   expect_start_ok "$keeper"
   expect_view_mounted "$d"
@@ -43,7 +38,7 @@ run "boot"
 
 in_ct mount --bind /nix/store /nix/store
 binds+=(/nix/store)
-writable_outside
+expect_store_writable_outside
 run "mount --bind /nix/store /nix/store"
 
 in_ct mount --make-shared /nix/store
@@ -51,7 +46,7 @@ in_ct mount --bind /nix /nix
 binds+=(/nix)
 in_ct mount --bind /nix/store /nix/store
 binds+=(/nix/store)
-writable_outside
+expect_store_writable_outside
 run "mount --make-shared /nix/store; mount --bind /nix /nix; mount --bind /nix/store /nix/store"
 
 # while a view is mounted (the keeper runs), the host binds and remounts
@@ -61,7 +56,7 @@ in_ct mount -o remount,bind,ro /nix/store
 in_ct mount -o remount,bind,rw /nix/store
 in_ct mount --bind /nix/store /nix/store
 binds+=(/nix/store)
-writable_outside
+expect_store_writable_outside
 run "with the view mounted: mount -o remount,bind,ro then rw /nix/store; mount --bind /nix/store /nix/store"
 expect_view_mounted "$d"
 undo
