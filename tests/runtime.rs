@@ -27,36 +27,6 @@ fn read(root: &TestRoot, name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// `systemd-analyze verify` of `unit` with the generated units, the test
-/// store as `/nix`; `--man=no`: the units name the generator's man page,
-/// which is not installed here.
-fn assert_verifies(root: &TestRoot, unit: &str) {
-    let unit_path = format!(
-        "{}:{}:{}:",
-        root.out.display(),
-        root.path("/etc/systemd/system").display(),
-        root.path("/usr/lib/systemd/system").display()
-    );
-    std::fs::create_dir_all(root.path("/nix")).unwrap();
-    let script = format!(
-        "mount --bind '{}' /nix && exec systemd-analyze verify --man=no '{unit}'",
-        root.path("/nix").display()
-    );
-    let output = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .env("SYSTEMD_UNIT_PATH", unit_path)
-        .env("SYSTEMD_LOG_COLOR", "0")
-        .output()
-        .unwrap();
-    let mut printed = String::from_utf8_lossy(&output.stdout).into_owned();
-    printed.push_str(&String::from_utf8_lossy(&output.stderr));
-    assert!(
-        output.status.success() && printed.is_empty(),
-        "systemd-analyze verify {unit} ({}) printed:\n{printed}",
-        output.status
-    );
-}
-
 /// The link `NORMAL/<target>.wants/<unit>`, if there is one.
 fn wanted_by(root: &TestRoot, target: &str, unit: &str) -> Option<String> {
     std::fs::read_link(root.out.join(format!("{target}.wants/{unit}")))
@@ -113,7 +83,7 @@ fn a_path_unit_watches_the_unit_directories_even_when_nothing_is_annotated() {
     );
     // Nothing is annotated: the check does not run at boot.
     assert_eq!(wanted_by(&root, "multi-user.target", CHECK_SERVICE), None);
-    assert_verifies(&root, CHECK_PATH);
+    assert_eq!(root.verify(CHECK_PATH), "");
 }
 
 #[test]
@@ -146,7 +116,7 @@ fn the_check_service_runs_the_generator_after_the_store_is_mounted() {
         wanted_by(&root, "multi-user.target", CHECK_SERVICE).as_deref(),
         Some("../nix-confinement-check.service")
     );
-    assert_verifies(&root, CHECK_SERVICE);
+    assert_eq!(root.verify(CHECK_SERVICE), "");
 }
 
 #[test]
@@ -181,7 +151,7 @@ fn a_unit_blocked_while_the_store_is_missing_waits_for_the_check() {
         assignments(&read(&root, CHECK_SERVICE))
             .contains(&"RequiresMountsFor=/nix/store /nix/var/nix".to_owned())
     );
-    assert_verifies(&root, "a.service");
+    assert_eq!(root.verify("a.service"), "");
     // And the store view is not mounted from an empty or missing store.
     assert!(
         assignments(&read(&root, STORE_VIEW_UNIT))

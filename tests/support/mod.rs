@@ -275,9 +275,11 @@ impl TestRoot {
         self.out.join(format!("{unit}.d")).exists()
     }
 
-    /// `systemd-analyze verify` of `unit` with the generated drop-ins, in a
-    /// mount namespace where the test store is `/nix` (so Exec programs
-    /// exist). Returns everything it printed: a clean verify prints nothing.
+    /// `systemd-analyze verify` of `unit` with the generated drop-ins and
+    /// units, in a mount namespace where the test store is `/nix` (so Exec
+    /// programs exist); `--man=no`: the generated units name the generator's
+    /// man page, which is not installed here. Returns everything it printed:
+    /// a clean verify prints nothing.
     pub fn verify(&self, unit: &str) -> String {
         let unit_path = format!(
             "{}:{}:{}:",
@@ -285,8 +287,9 @@ impl TestRoot {
             self.path("/etc/systemd/system").display(),
             self.path("/usr/lib/systemd/system").display()
         );
+        std::fs::create_dir_all(self.path("/nix")).unwrap();
         let script = format!(
-            "mount --bind '{}' /nix && exec systemd-analyze verify '{unit}'",
+            "mount --bind '{}' /nix && exec systemd-analyze verify --man=no '{unit}'",
             self.path("/nix").display()
         );
         let output = Command::new("unshare")
