@@ -297,7 +297,7 @@ pub struct Expectations {
 /// closures not recorded).
 pub fn expectations(plan: &mut Plan, root: &Root) -> Expectations {
     let Plan { config, units, .. } = plan;
-    let closures = Closures::start(root, config);
+    let closures = Closures::start(root, config, false);
     let views = Views::preview(root, config.views.as_deref());
     let mut confiner = Confiner::new(config, closures, views);
     confiner.closures.resolve(units);

@@ -15,9 +15,10 @@ use crate::plan::UnitPlan;
 use crate::rootfs::Root;
 use crate::roots::Origin;
 use crate::scratch::ScratchDir;
-use crate::store::cache::{CacheError, CacheErrorKind, Sources};
+use crate::store::cache::{CacheError, CacheErrorKind, FileStamp, Sources};
 use crate::store::db::NodeId;
 use crate::store::disk::StoreProbe;
+use crate::store::summaries::{self, MadeWith, Summaries, Summary};
 use crate::store::{DbError, NixDb};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,6 +57,16 @@ pub struct Closures {
     symlinks: Vec<Symlink>,
     /// Looks at store paths on disk, made on first use.
     probe: Option<StoreProbe>,
+    /// Whether units the last run summarised skip their walk (see
+    /// [`crate::store::summaries`]).
+    summarise: bool,
+    /// The units whose closure is taken from the last run's summaries.
+    summarised: HashMap<String, Summary>,
+    /// The summaries this run leaves for the next.
+    next_summaries: Summaries,
+    /// The closure cache file this run's closures hold for (the one it
+    /// trusted, or the one it wrote), once saved.
+    cache_held: Option<FileStamp>,
 }
 
 /// The database: being opened on the worker, or opened.
@@ -86,16 +97,22 @@ pub struct Closure<'c> {
 
 impl Closures {
     /// Starts opening the database (and reading the closure cache) on a
-    /// worker thread.
-    pub fn start(root: &Root, config: &Config) -> Closures {
+    /// worker thread. With `summarise` (the generator's runs), a unit whose
+    /// roots the last run summarised is not walked: see
+    /// [`Closures::summary`].
+    pub fn start(root: &Root, config: &Config, summarise: bool) -> Closures {
         Closures {
             root: Root::new(root.dir()),
             config: config.clone(),
-            database: Database::Opening(Opening::start(root, config)),
+            database: Database::Opening(Opening::start(root, config, summarise)),
             resolved: HashMap::new(),
             order: PathOrder::default(),
             symlinks: Vec::new(),
             probe: None,
+            summarise,
+            summarised: HashMap::new(),
+            next_summaries: Summaries::default(),
+            cache_held: None,
         }
     }
 
@@ -134,12 +151,21 @@ impl Closures {
 
     /// Reads the closure of every unit that needs one: first every unit's
     /// roots, then the graph below all of them in one walk, then each
-    /// unit's closure from memory.
+    /// unit's closure from memory. A unit the last run summarised (when
+    /// this run summarises) is left at its roots: see [`Closures::summary`].
     pub fn resolve(&mut self, units: &[UnitPlan]) {
+        self.resolve_units(units, self.summarise);
+    }
+
+    fn resolve_units(&mut self, units: &[UnitPlan], summarise: bool) {
         let pending: Vec<&UnitPlan> = units
             .iter()
             .filter(|u| {
-                u.request.is_some() && !u.is_blocked() && !self.resolved.contains_key(&u.name)
+                let summarised = summarise && self.summarised.contains_key(&u.name);
+                u.request.is_some()
+                    && !u.is_blocked()
+                    && !self.resolved.contains_key(&u.name)
+                    && !summarised
             })
             .collect();
         if pending.is_empty() {
@@ -153,7 +179,30 @@ impl Closures {
                     .flat_map(|u| u.roots.paths.iter().map(|r| r.store_path.as_str())),
             );
         }
-        let roots: Vec<_> = pending.iter().map(|unit| self.root_nodes(unit)).collect();
+        let mut roots: Vec<_> = pending.iter().map(|unit| self.root_nodes(unit)).collect();
+        if summarise {
+            // Known roots only (an unknown one is the unit's error), and
+            // while the cache the summaries were made with is trusted (a
+            // root not matching it drops it).
+            let opened = self.database();
+            let trusted = opened.db.as_ref().is_ok_and(NixDb::uses_cache);
+            let found: Vec<Option<Summary>> = pending
+                .iter()
+                .zip(&roots)
+                .map(|(unit, unit_roots)| {
+                    summary_key(unit)
+                        .and_then(|key| opened.summaries.get(&key))
+                        .filter(|_| trusted && unit_roots.is_ok())
+                        .cloned()
+                })
+                .collect();
+            for ((unit, unit_roots), summary) in pending.iter().zip(&mut roots).zip(found) {
+                if let Some(summary) = summary {
+                    self.summarised.insert(unit.name.clone(), summary);
+                    *unit_roots = Err(Vec::new());
+                }
+            }
+        }
         let all_roots: Vec<NodeId> = roots
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -165,6 +214,9 @@ impl Closures {
         };
         for (unit, unit_roots) in pending.iter().zip(roots) {
             let name = unit.name.as_str();
+            if self.summarised.contains_key(name) && summarise {
+                continue;
+            }
             let db_error = |e: &DbError| vec![Diagnostic::error(Some(name), None, e.to_string())];
             let resolved = unit_roots.and_then(|RootNodes { nodes, origins }| {
                 loaded.as_ref().map_err(db_error)?;
@@ -180,6 +232,22 @@ impl Closures {
             // more, and their memory serves the drop-ins being rendered.
             nix_db.release_memory();
             self.order = order;
+        }
+    }
+
+    /// The last run's summary of the unit's closure, when this run took it
+    /// from there and did not walk the closure: its view's digest and size,
+    /// valid only while that view's record is in place (else
+    /// [`Closures::order`] walks it now).
+    pub fn summary(&self, unit: &UnitPlan) -> Option<&Summary> {
+        self.summarised.get(&unit.name)
+    }
+
+    /// Keeps `summary` of the unit's closure for the next run (whose
+    /// closures have no symlink store path: see [`crate::store::summaries`]).
+    pub fn keep_summary(&mut self, unit: &UnitPlan, summary: Summary) {
+        if let Some(key) = summary_key(unit) {
+            self.next_summaries.insert(key, summary);
         }
     }
 
@@ -231,7 +299,8 @@ impl Closures {
     pub fn order(&mut self, unit: &UnitPlan) -> Result<Vec<NodeId>, Vec<Diagnostic>> {
         let name = unit.name.as_str();
         if !self.resolved.contains_key(name) {
-            self.resolve(std::slice::from_ref(unit));
+            // Walked now even when summarised: its caller needs the paths.
+            self.resolve_units(std::slice::from_ref(unit), false);
         }
         let error = |message: String| vec![Diagnostic::error(Some(name), None, message)];
         let resolved = match self.resolved.get(name) {
@@ -358,6 +427,9 @@ impl Closures {
         else {
             return Ok(());
         };
+        if !self.summarised.is_empty() {
+            nix_db.keep_cached();
+        }
         if nix_db.cache_dropped {
             opened.notes.push(format!(
                 "{file}: dropped: a root's id and registration time in it does not match the database"
@@ -371,6 +443,7 @@ impl Closures {
         };
         let Some(tables) = nix_db.cache_to_save(symlink_of) else {
             opened.notes.push(format!("{file}: unchanged"));
+            self.cache_held = nix_db.cache_stamp();
             return Ok(());
         };
         let paths = crate::store::cache::Tables::len(&tables);
@@ -387,11 +460,12 @@ impl Closures {
             )
         })();
         match written {
-            Ok(()) => {
+            Ok(stamp) => {
                 opened.notes.push(format!(
                     "{file}: wrote {}",
                     counted(paths, "store path", "store paths")
                 ));
+                self.cache_held = Some(stamp);
                 Ok(())
             }
             Err(cause) => Err(CacheNotKept {
@@ -399,6 +473,56 @@ impl Closures {
                 cause,
             }),
         }
+    }
+}
+
+impl Closures {
+    /// Writes the summaries of this run's closures beside the closure cache
+    /// they hold for (after [`Closures::save_cache`]); removes them when
+    /// there are none or no cache holds. Unchanged summaries of an unchanged
+    /// cache are not written again.
+    pub fn save_summaries(&mut self) {
+        let (Some(file), Database::Opened(opened)) =
+            (&self.config.closure_cache, &mut self.database)
+        else {
+            return;
+        };
+        let Some((dir, name)) = summaries_file(file) else {
+            return;
+        };
+        let Ok(Some(dir)) = ScratchDir::find(&self.root, dir) else {
+            return;
+        };
+        let made_with = self
+            .cache_held
+            .filter(|_| !self.next_summaries.is_empty())
+            .and_then(|stamp| MadeWith::this_program(stamp, self.config.store_dir.as_str()));
+        let shown = dir.path().join(&name);
+        if !self.summarised.is_empty() {
+            opened.notes.push(format!(
+                "{shown}: the closures of {} taken from it",
+                counted(self.summarised.len(), "unit", "units")
+            ));
+        }
+        let Some(made_with) = made_with else {
+            summaries::remove_at(dir.fd(), &name);
+            return;
+        };
+        let cache_read = opened.db.as_ref().ok().and_then(NixDb::cache_stamp);
+        if cache_read == Some(made_with.cache) && self.next_summaries == opened.summaries {
+            opened.notes.push(format!("{shown}: unchanged"));
+            return;
+        }
+        let text = self.next_summaries.encode(&made_with);
+        opened
+            .notes
+            .push(match summaries::write_at(dir.fd(), &name, &text) {
+                Ok(()) => format!(
+                    "{shown}: wrote {}",
+                    counted(self.next_summaries.len(), "closure", "closures")
+                ),
+                Err(e) => format!("{shown}: not written: {e}"),
+            });
     }
 }
 
@@ -445,6 +569,8 @@ pub struct Opened {
     /// What the database was read from, when a cache made from it may be
     /// written for the next run (see [`crate::store::cache::Sources`]).
     sources: Option<Sources>,
+    /// The last run's summaries, made with the cache in use.
+    summaries: Summaries,
 }
 
 impl Opened {
@@ -457,13 +583,19 @@ impl Opened {
             }),
             notes: Vec::new(),
             sources: None,
+            summaries: Summaries::default(),
         }
     }
 }
 
 /// Opens the database, with the closure cache `cache_file` of the last run
 /// when it was made from the database and store as they are now.
-fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8Path>) -> Opened {
+fn open_database(
+    root: &Root,
+    config: &Config,
+    cache_file: Option<&camino::Utf8Path>,
+    summarise: bool,
+) -> Opened {
     // Stamped before anything is read: a change after this shows in the
     // stamps the next run compares. Resolved inside the root, as the
     // database is opened.
@@ -476,6 +608,7 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
         db: NixDb::open(root, &config.state_dir),
         notes: Vec::new(),
         sources: None,
+        summaries: Summaries::default(),
     };
     let (Ok(nix_db), Some(file), Some(stamped)) = (&mut opened.db, cache_file, stamped) else {
         return opened;
@@ -549,7 +682,43 @@ fn open_database(root: &Root, config: &Config, cache_file: Option<&camino::Utf8P
         Ok(note) => note,
         Err(e) => format!("not used: {e}"),
     });
+    if summarise {
+        opened.summaries = read_summaries(root, config, file, &opened.db);
+    }
     opened
+}
+
+/// Where the summaries of the closure cache `file` are kept: beside it.
+fn summaries_file(file: &camino::Utf8Path) -> Option<(&camino::Utf8Path, String)> {
+    let (dir, name) = crate::scratch::split_file(file).ok()?;
+    Some((dir, format!("{name}.summaries")))
+}
+
+/// The last run's summaries, when they were made with the cache `db` uses
+/// (read from `file`) and by this program.
+fn read_summaries(
+    root: &Root,
+    config: &Config,
+    file: &camino::Utf8Path,
+    db: &Result<NixDb, DbError>,
+) -> Summaries {
+    let made_with = db
+        .as_ref()
+        .ok()
+        .and_then(NixDb::cache_stamp)
+        .and_then(|stamp| MadeWith::this_program(stamp, config.store_dir.as_str()));
+    let (Some(made_with), Some((dir, name))) = (made_with, summaries_file(file)) else {
+        return Summaries::default();
+    };
+    match ScratchDir::find(root, dir) {
+        Ok(Some(dir)) => summaries::read_at(dir.fd(), &name, &made_with),
+        _ => Summaries::default(),
+    }
+}
+
+/// The key a unit's closure is summarised under: its roots.
+fn summary_key(unit: &UnitPlan) -> Option<String> {
+    summaries::key(unit.roots.paths.iter().map(|r| r.store_path.as_str()))
 }
 
 /// The database worker: a thread that opens the database and reads the
@@ -566,13 +735,14 @@ struct Opening {
 }
 
 impl Opening {
-    fn start(root: &Root, config: &Config) -> Opening {
+    fn start(root: &Root, config: &Config, summarise: bool) -> Opening {
         // A root of its own: `Root` remembers lookups and is not shared.
         let root = Root::new(root.dir());
         let config = config.clone();
         let (sender, receiver) = std::sync::mpsc::channel::<Vec<String>>();
         let worker = std::thread::spawn(move || {
-            let mut opened = open_database(&root, &config, config.closure_cache.as_deref());
+            let mut opened =
+                open_database(&root, &config, config.closure_cache.as_deref(), summarise);
             // Only with a closure cache: the roots are then looked up and
             // the graph below them is in memory. Without one, reading the
             // database a unit at a time would read its pages more often
@@ -581,11 +751,22 @@ impl Opening {
             if let Ok(db) = opened.db.as_mut()
                 && db.uses_cache()
             {
+                // A unit the last run summarised is not walked.
+                let summaries = &opened.summaries;
+                let walked = |roots: &Vec<String>| {
+                    summaries::key(roots.iter().map(String::as_str))
+                        .is_none_or(|key| !summaries.contains(&key))
+                };
                 while let Ok(mut roots) = receiver.recv() {
                     // The roots of every unit planned meanwhile, at once: the
                     // graph is read a level at a time for all of them.
+                    if !walked(&roots) {
+                        roots.clear();
+                    }
                     while let Ok(more) = receiver.try_recv() {
-                        roots.extend(more);
+                        if walked(&more) {
+                            roots.extend(more);
+                        }
                     }
                     let _ = db.read_ahead(&roots);
                 }
@@ -617,6 +798,7 @@ impl Opening {
                 db: Err(error),
                 notes: Vec::new(),
                 sources: None,
+                summaries: Summaries::default(),
             }
         })
     }

@@ -5,8 +5,10 @@
 use crate::closure::{Closures, Reached};
 use crate::config::Config;
 use crate::diag::Diagnostic;
-use crate::dropin::{self, Binding, Confinement};
+use crate::dropin::{self, Binding, ClosurePath, Confinement};
 use crate::plan::UnitPlan;
+use crate::store::summaries::Summary;
+use crate::view::closure_list::Digest;
 use crate::view::record::{NameHashes, Views};
 use std::collections::BTreeSet;
 
@@ -67,6 +69,12 @@ impl<'r> Confiner<'r> {
         if unit.request.is_none() {
             return Outcome::Empty;
         }
+        if !explain
+            && !unit.is_blocked()
+            && let Some(outcome) = self.confine_summarised(unit)
+        {
+            return outcome;
+        }
         let nodes = if unit.is_blocked() {
             Err(Vec::new())
         } else {
@@ -98,23 +106,24 @@ impl<'r> Confiner<'r> {
             Ok(digest) => digest.map(|d| d.to_string()),
             Err(_) => None,
         };
-        let extra_binds = extra_binds_of(unit);
-        let text = dropin::render_confinement(&Confinement {
-            unit: &unit.merged,
-            store_dir: self.config.store_dir.as_str(),
-            mode: unit.mode,
-            bin_sh: unit.roots.bin_sh.as_deref(),
-            closure: &closure.paths,
-            extra_binds: &extra_binds,
-            binding: view.as_deref().map_or(Binding::PerPath, Binding::View),
-            host: &unit.roots.host,
-        });
+        let paths = closure.paths.len();
+        let text = self.render(unit, &closure.paths, paths, view.as_deref());
         let reached = if explain {
             self.closures.explain(unit, &closure)
         } else {
             Vec::new()
         };
-        let paths = closure.paths.len();
+        // What a symlink store path resolves to is read from the host's
+        // files, which the next run must read again.
+        if let Some(digest) = &view
+            && closure.paths.iter().all(|p| p.symlink_target.is_none())
+        {
+            let summary = Summary {
+                digest: digest.clone(),
+                paths,
+            };
+            self.closures.keep_summary(unit, summary);
+        }
         if let Err(error) = recorded {
             unit.warnings.push(Diagnostic::warning(
                 Some(&unit.name),
@@ -130,6 +139,50 @@ impl<'r> Confiner<'r> {
             closure: reached,
             view,
         }
+    }
+}
+
+impl Confiner<'_> {
+    /// The unit confined from the last run's summary of its closure, when
+    /// there is one and its view's record is still in place: nothing of the
+    /// closure is read.
+    fn confine_summarised(&mut self, unit: &UnitPlan) -> Option<Outcome> {
+        let summary = self.closures.summary(unit)?.clone();
+        if !self.views.reuse(Digest::parse(&summary.digest)?) {
+            return None;
+        }
+        let text = self.render(unit, &[], summary.paths, Some(&summary.digest));
+        let outcome = Outcome::Confined {
+            text,
+            paths: summary.paths,
+            closure: Vec::new(),
+            view: Some(summary.digest.clone()),
+        };
+        self.closures.keep_summary(unit, summary);
+        Some(outcome)
+    }
+
+    /// The unit's drop-in: bound through the view `view`, else each path
+    /// of `closure` (of `paths` store paths) on its own.
+    fn render(
+        &self,
+        unit: &UnitPlan,
+        closure: &[ClosurePath<'_>],
+        paths: usize,
+        view: Option<&str>,
+    ) -> String {
+        let extra_binds = extra_binds_of(unit);
+        dropin::render_confinement(&Confinement {
+            unit: &unit.merged,
+            store_dir: self.config.store_dir.as_str(),
+            mode: unit.mode,
+            bin_sh: unit.roots.bin_sh.as_deref(),
+            closure,
+            paths,
+            extra_binds: &extra_binds,
+            binding: view.map_or(Binding::PerPath, Binding::View),
+            host: &unit.roots.host,
+        })
     }
 }
 

@@ -51,8 +51,10 @@ pub struct Confinement<'a> {
     pub store_dir: &'a str,
     pub mode: Mode,
     pub bin_sh: Option<&'a Utf8Path>,
-    /// Sorted by path.
+    /// Sorted by path; needed only when each path is bound on its own.
     pub closure: &'a [ClosurePath<'a>],
+    /// How many store paths the closure has.
+    pub paths: usize,
     /// `(source, target)` binds for Exec programs named outside the store.
     pub extra_binds: &'a [(String, String)],
     pub binding: Binding<'a>,
@@ -167,7 +169,7 @@ pub fn render_confinement(c: &Confinement<'_>) -> String {
     let _ = writeln!(
         out,
         "# Confines the service to its Nix store closure ({}, mode {}).",
-        crate::diag::counted(c.closure.len(), "path", "paths"),
+        crate::diag::counted(c.paths, "path", "paths"),
         c.mode.as_str()
     );
     let _ = writeln!(

@@ -68,7 +68,7 @@ pub fn run_generator(
     };
     let started = std::time::Instant::now();
     let (config, config_errors) = crate::config::load(root);
-    let closures = Closures::start(root, &config);
+    let closures = Closures::start(root, &config, true);
     let mut plan = plan::plan(root, (config, config_errors), env_unit_path, &|roots| {
         closures.read_ahead(roots)
     });
@@ -166,7 +166,7 @@ fn settle_writes(
 }
 
 /// Removes the views' records no unit names any more and saves the
-/// closure cache, for the next run.
+/// closure cache and the summaries of the closures, for the next run.
 fn leave_for_next_run(confiner: &mut Confiner<'_>, logger: &Logger) {
     if let Views::Record(records) = &confiner.views {
         let removed = records.remove_unused();
@@ -181,6 +181,7 @@ fn leave_for_next_run(confiner: &mut Confiner<'_>, logger: &Logger) {
     if let Err(error) = confiner.closures.save_cache() {
         logger.warning(error);
     }
+    confiner.closures.save_summaries();
     log_database(&confiner.closures, logger);
 }
 

@@ -1,7 +1,9 @@
 //! The closure cache (`[Generator] ClosureCache=`, `src/store/cache.rs`):
 //! a second run takes closures from it and writes the same bytes; after any
 //! change to the database or the store directory it is not used; a cache
-//! that is not the generator's own, or damaged, is not used. (That a run
+//! that is not the generator's own, or damaged, is not used; the summaries
+//! of its closures are used only with the very cache they were made with.
+//! (That a run
 //! with the cache always writes what a run without it writes, whatever
 //! happened in between, is `tests/differential.rs`.)
 
@@ -9,7 +11,7 @@ mod support;
 
 use nix_confinement_generator::store::cache::{self, ClosureCache};
 use std::os::unix::fs::PermissionsExt;
-use support::{TestRoot, assert_logged, settle, store_path};
+use support::{TestRoot, VIEW_RECORDS, assert_logged, settle, store_path, view_of};
 
 const CACHE: &str = "/run/nix-confinement-generator/closures";
 
@@ -392,4 +394,48 @@ fn a_store_path_missing_at_one_run_and_a_symlink_at_the_next_is_bound_as_a_symli
     );
     let through_the_view = s.lib.replace("/nix/store", support::STORE_VIEW);
     assert!(!dropin.contains(&through_the_view), "{dropin}");
+}
+
+const SUMMARIES: &str = "/run/nix-confinement-generator/closures.summaries";
+
+#[test]
+fn a_warm_run_takes_closures_from_the_summaries_of_the_cache_it_trusts_only() {
+    let s = system("cache-summaries", 9800);
+    assert_eq!(s.root.generate().status, 0);
+    let first = s.root.dropin("app.service");
+    let warm = s.root.generate_debug();
+    assert_logged(
+        &warm,
+        format!("{SUMMARIES}: the closures of 1 unit taken from it"),
+    );
+    assert_eq!(s.root.dropin("app.service"), first, "the same bytes");
+    // The summaries and the view's record as they are now, put back below:
+    // what a run killed between writing the cache and the summaries could
+    // leave, with a record that some other unit still names.
+    let old_view = view_of(&first).expect("bound through a view");
+    let record = s.root.path(VIEW_RECORDS).join(&old_view);
+    let (old_summaries, old_record) = (
+        std::fs::read(s.root.path(SUMMARIES)).unwrap(),
+        std::fs::read(&record).unwrap(),
+    );
+    // The same roots, another closure: the library needs one more.
+    let extra = store_path(9803, "libextra");
+    s.root.register(&[(&extra, &[])]);
+    s.root.register(&[(&s.lib, &[&s.libc, &extra])]);
+    settle();
+    let changed = s.root.generate_debug();
+    assert!(
+        !changed.stderr.contains("taken from it"),
+        "{}",
+        changed.stderr
+    );
+    assert_exact_closure(&s.root, "app.service", &[&s.app]);
+    let new_view = view_of(&s.root.dropin("app.service")).expect("bound through a view");
+    assert_ne!(new_view, old_view);
+    std::fs::write(s.root.path(SUMMARIES), old_summaries).unwrap();
+    std::fs::write(&record, old_record).unwrap();
+    let after = s.root.generate_debug();
+    assert!(!after.stderr.contains("taken from it"), "{}", after.stderr);
+    assert_eq!(view_of(&s.root.dropin("app.service")), Some(new_view));
+    assert_exact_closure(&s.root, "app.service", &[&s.app]);
 }

@@ -1,5 +1,6 @@
 //! A run that finds the scratch state of the runs before it (the closure
-//! cache and the drop-in store in `/run`, as every `daemon-reload` does)
+//! cache, its closures' summaries and the views' records in `/run`, as
+//! every `daemon-reload` does)
 //! writes exactly what a run without it writes (the first run after boot),
 //! whatever happened in between to the Nix database, the store and the
 //! units. Random sequences of real Nix operations and edits; after every
@@ -9,10 +10,11 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use support::{TestRoot, store_path};
+use support::{TestRoot, VIEW_RECORDS, store_path};
 
-/// The generator's scratch directory under the test root (the closure cache
-/// and the drop-in store, in the shipped configuration).
+/// The generator's scratch directory under the test root (the closure
+/// cache, its summaries and the views' records, in the shipped
+/// configuration).
 const SCRATCH: &str = "/run/nix-confinement-generator";
 const UNITS: usize = 4;
 const SEEDS: u64 = 10;
@@ -65,6 +67,8 @@ struct Scenario {
     named: Vec<String>,
     /// Copies of the database file, with what it held then.
     backups: Vec<(PathBuf, Valid)>,
+    /// A copy of the closure summaries of an earlier run.
+    old_summaries: Option<Vec<u8>>,
     next_path: u64,
 }
 
@@ -79,6 +83,7 @@ impl Scenario {
             valid: Valid::default(),
             named: Vec::new(),
             backups: Vec::new(),
+            old_summaries: None,
             next_path: seed * 1_000_000,
         };
         for _ in 0..6 {
@@ -291,16 +296,55 @@ impl Scenario {
                 self.edit_unit(unit);
                 format!("edit u{unit}.service")
             }
-            _ => "nothing".to_owned(),
+            _ => match self.random.below(3) {
+                0 => self.remove_a_view_record(),
+                1 => self.keep_or_put_back_summaries(),
+                _ => "nothing".to_owned(),
+            },
+        }
+    }
+
+    /// The closure summaries copied, or an earlier copy put back: what a
+    /// run killed after writing the closure cache and before writing the
+    /// summaries leaves (summaries of another cache).
+    fn keep_or_put_back_summaries(&mut self) -> String {
+        let file = self.root.path(&format!("{SCRATCH}/closures.summaries"));
+        match self.old_summaries.take() {
+            Some(old) if self.random.chance(60) => {
+                std::fs::write(&file, old).unwrap();
+                "summaries of an earlier run put back".to_owned()
+            }
+            _ => {
+                self.old_summaries = std::fs::read(&file).ok();
+                "summaries copied".to_owned()
+            }
+        }
+    }
+
+    /// One closure view's record removed (a run then finds a summary of a
+    /// closure whose record is gone, and must record it again).
+    fn remove_a_view_record(&mut self) -> String {
+        let records: Vec<PathBuf> = std::fs::read_dir(self.root.path(VIEW_RECORDS))
+            .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        match self.random.pick(&records) {
+            Some(record) => {
+                std::fs::remove_file(record).unwrap();
+                format!("view record {} removed", record.display())
+            }
+            None => "no view record to remove".to_owned(),
         }
     }
 
     /// A run that keeps the scratch state, as a daemon-reload; whether it
     /// took closures from the closure cache.
-    fn run_kept(&self, out: &Path) -> (Written, bool) {
+    fn run_kept(&self, out: &Path) -> (Written, Kept) {
         let (written, log) = written(&self.root, out);
-        let used_cache = log.contains(&format!("closure cache {SCRATCH}/closures: read "));
-        (written, used_cache)
+        let used = Kept {
+            cache: log.contains(&format!("closure cache {SCRATCH}/closures: read ")),
+            summaries: log.contains(&format!("{SCRATCH}/closures.summaries: the closures of ")),
+        };
+        (written, used)
     }
 
     /// A run without scratch state, as the first run after boot: the
@@ -327,6 +371,13 @@ fn remove(path: &Path) {
         Ok(_) => std::fs::remove_file(path).unwrap(),
         Err(_) => {}
     }
+}
+
+/// What a run with the scratch state of the runs before took from it: the
+/// closure cache, the summaries of the closures.
+struct Kept {
+    cache: bool,
+    summaries: bool,
 }
 
 /// What a run wrote: its exit status and every file of the output
@@ -395,12 +446,13 @@ fn run_seed(seed: u64) {
     let mut history = vec!["set up".to_owned()];
     // The first run makes the scratch state the others find.
     scenario.run_kept(&kept_out);
-    let mut cache_used = 0;
+    let (mut cache_used, mut summaries_used) = (0, 0);
     for step in 0..STEPS {
         let done = scenario.step();
         history.push(done);
-        let (kept, used_cache) = scenario.run_kept(&kept_out);
-        cache_used += usize::from(used_cache);
+        let (kept, used) = scenario.run_kept(&kept_out);
+        cache_used += usize::from(used.cache);
+        summaries_used += usize::from(used.summaries);
         let fresh = scenario.run_fresh(&fresh_out);
         assert!(
             kept == fresh,
@@ -416,6 +468,11 @@ fn run_seed(seed: u64) {
     assert!(
         cache_used >= 3,
         "seed {seed}: only {cache_used} of {STEPS} runs used the closure cache:\n  {}",
+        history.join("\n  ")
+    );
+    assert!(
+        summaries_used >= 2,
+        "seed {seed}: only {summaries_used} of {STEPS} runs took closures from the summaries:\n  {}",
         history.join("\n  ")
     );
 }

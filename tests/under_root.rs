@@ -125,8 +125,9 @@ fn a_run_directory_linked_out_of_the_root_is_resolved_inside_it() {
     }
     assert_eq!(names(&host_run), ["pid"], "nothing made there");
     let scratch = inside(&root, &host_run).join("nix-confinement-generator");
-    // The closure cache and the closure views' records.
-    assert_eq!(names(&scratch), ["closures", "views"]);
+    // The closure cache, the summaries of its closures and the closure
+    // views' records.
+    assert_eq!(names(&scratch), ["closures", "closures.summaries", "views"]);
     assert_eq!(names(&scratch.join("views")).len(), 1);
 }
 

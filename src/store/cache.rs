@@ -679,7 +679,7 @@ fn read_file(
 /// Writes the cache to `real` whole: a new file in the same directory,
 /// renamed over the old one, so that a reader sees the old or the new file,
 /// never a part. The directory is made (mode 0700) when missing.
-pub fn write(real: &Utf8Path, cache: &ClosureCache) -> Result<(), CacheError> {
+pub fn write(real: &Utf8Path, cache: &ClosureCache) -> Result<FileStamp, CacheError> {
     write_tables(real, &cache.sources, &cache.store_dir, cache)
 }
 
@@ -689,7 +689,7 @@ pub fn write_tables(
     sources: &Sources,
     store_dir: &str,
     tables: &impl Tables,
-) -> Result<(), CacheError> {
+) -> Result<FileStamp, CacheError> {
     let (dir, name) = crate::scratch::split_file(real)?;
     if !dir.as_std_path().is_dir() {
         std::fs::DirBuilder::new()
@@ -704,7 +704,8 @@ pub fn write_tables(
 
 /// [`write_tables`] as the file `name` in the open directory `dir` (`shown`
 /// is the path that messages name): a new file in it, renamed over the old
-/// one.
+/// one. Returns the stamp of the file in place (taken after the rename,
+/// which changes it).
 pub fn write_tables_at(
     dir: &impl AsFd,
     name: &str,
@@ -712,7 +713,7 @@ pub fn write_tables_at(
     sources: &Sources,
     store_dir: &str,
     tables: &impl Tables,
-) -> Result<(), CacheError> {
+) -> Result<FileStamp, CacheError> {
     let temporary = format!(".{name}.{}", std::process::id());
     let result = (|| {
         let file = openat(
@@ -725,16 +726,14 @@ pub fn write_tables_at(
         // crash; a file cut short anywhere else is refused when read.
         let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(file));
         encode_to(&mut out, sources, store_dir, tables)?;
-        out.flush()?;
-        drop(out);
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         renameat(dir, temporary.as_str(), dir, name)?;
-        Ok::<(), std::io::Error>(())
+        Ok::<FileStamp, std::io::Error>(FileStamp::of(&file.metadata()?))
     })();
-    if let Err(e) = result {
+    result.map_err(|e| {
         let _ = unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir);
-        return Err(error(shown, CacheErrorKind::Io(e)));
-    }
-    Ok(())
+        error(shown, CacheErrorKind::Io(e))
+    })
 }
 
 /// A directory on this machine, opened to read and write files in it.

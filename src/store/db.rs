@@ -328,6 +328,17 @@ impl NixDb {
         references_of(&self.nodes, self.cache.as_ref(), node)
     }
 
+    /// Keeps every store path of the cache read at the start in the next
+    /// run's cache, as if walked: closures taken from summaries were not
+    /// walked, and their paths are in it (see [`crate::store::summaries`]).
+    pub fn keep_cached(&mut self) {
+        let cached = self.cache.as_ref().map_or(0, ClosureCache::len);
+        if self.in_graph.len() < cached {
+            self.in_graph.resize(cached, false);
+        }
+        self.in_graph[..cached].fill(true);
+    }
+
     /// What the next run's cache should hold: the store paths
     /// [`NixDb::load_graph`] read in this run (the closures of its units) whose
     /// path, registration time, references and symlink flag (`symlink_of`)

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod db;
 pub mod disk;
 pub mod path;
+pub mod summaries;
 
 pub use db::{DbError, NixDb};
 pub use path::{Found, StoreDir};

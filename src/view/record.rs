@@ -114,6 +114,15 @@ impl Views {
         }
     }
 
+    /// Takes the view `digest` that an earlier run recorded, when this run
+    /// records and the record is still in place (it is then kept).
+    pub fn reuse(&mut self, digest: Digest) -> bool {
+        match self {
+            Views::Record(recorder) => recorder.reuse(digest),
+            Views::Off(_) | Views::Preview => false,
+        }
+    }
+
     /// The digest of the view of a closure (its store paths, sorted, with
     /// the run's number of each, which names its hash in `hashes`),
     /// recorded when this run records: `Ok(None)` when views are off.
@@ -233,6 +242,15 @@ impl Recorder {
         }
         self.used.insert(digest);
         Ok(())
+    }
+
+    /// Keeps the record `digest` for this run's unit, when it is there.
+    fn reuse(&mut self, digest: Digest) -> bool {
+        let there = self.present.contains(&digest) || self.used.contains(&digest);
+        if there {
+            self.used.insert(digest);
+        }
+        there
     }
 
     /// Removes the records of the last runs that no unit of this one names
