@@ -751,24 +751,25 @@ impl Opening {
             if let Ok(db) = opened.db.as_mut()
                 && db.uses_cache()
             {
-                // A unit the last run summarised is not walked.
+                // A unit the last run summarised is not walked: its roots
+                // are only looked up.
                 let summaries = &opened.summaries;
-                let walked = |roots: &Vec<String>| {
+                let summarised = |roots: &Vec<String>| {
                     summaries::key(roots.iter().map(String::as_str))
-                        .is_none_or(|key| !summaries.contains(&key))
+                        .is_some_and(|key| summaries.contains(&key))
                 };
-                while let Ok(mut roots) = receiver.recv() {
+                while let Ok(first) = receiver.recv() {
                     // The roots of every unit planned meanwhile, at once: the
                     // graph is read a level at a time for all of them.
-                    if !walked(&roots) {
-                        roots.clear();
-                    }
-                    while let Ok(more) = receiver.try_recv() {
-                        if walked(&more) {
-                            roots.extend(more);
+                    let (mut walked, mut looked_up) = (Vec::new(), Vec::new());
+                    for roots in std::iter::once(first).chain(receiver.try_iter()) {
+                        match summarised(&roots) {
+                            true => looked_up.extend(roots),
+                            false => walked.extend(roots),
                         }
                     }
-                    let _ = db.read_ahead(&roots);
+                    let _ = db.look_up_roots(&looked_up);
+                    let _ = db.read_ahead(&walked);
                 }
             }
             opened

@@ -51,6 +51,11 @@
 #                                  as it has for each view)
 #                     none+units   none, and UNITS more active oneshot units
 #                                  (as the view units are)
+#                     service-lines  not annotated; a static drop-in with the
+#                                  NixOS module's [Service] lines and one
+#                                  read-only bind of the whole store: what
+#                                  the module's settings cost PID 1 with no
+#                                  closure at all (confined, not to a closure)
 #   --generator BIN   the generator binary (default: cargo build --release)
 #   --keep            keep the work directory
 #   --out FILE        also write the report and every reload to FILE
@@ -106,7 +111,7 @@ for v in UNITS FIRST ROUNDS RELOADS; do
   [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || fatal "--${v,,} ${!v}: not a positive number"
 done
 for style in ${STYLES//,/ }; do
-  case $style in none | views | per-path | none+mounts | none+units) ;; *) fatal "--styles: unknown style $style" ;; esac
+  case $style in none | views | per-path | none+mounts | none+units | service-lines) ;; *) fatal "--styles: unknown style $style" ;; esac
 done
 STYLES=${STYLES//,/ }
 [ $((FIRST + UNITS - 1)) -le "$BENCH_PATHS" ] || fatal "--first + --units: at most $BENCH_PATHS paths"
@@ -130,11 +135,20 @@ write_units() {
       echo "Type=oneshot"
       echo "RemainAfterExit=yes"
       echo "ExecStart=@$NCG_S_BUSYBOX true"
-      if [ "${style%%+*}" != none ]; then
+      if [ "$style" = views ] || [ "$style" = per-path ]; then
         echo "X-ConfinementEnable=yes"
         echo "X-ConfinementPackages=${PATH_OF[$k]}"
       fi
     } >"$ROOT$SYSD/$(unit_name "$k")"
+    rm -rf "$ROOT$SYSD/$(unit_name "$k").d"
+    if [ "$style" = service-lines ]; then
+      mkdir -p "$ROOT$SYSD/$(unit_name "$k").d"
+      printf '%s\n' '[Service]' 'RootDirectory=/run/confinement/%n' 'RuntimeDirectory=confinement/%n' \
+        'InaccessiblePaths=-+/run/confinement/%n' 'ReadOnlyPaths=+/' 'PrivateMounts=yes' 'MountAPIVFS=yes' \
+        'PrivateDevices=yes' 'PrivateTmp=yes' 'PrivateUsers=yes' 'ProtectControlGroups=yes' \
+        'ProtectKernelModules=yes' 'ProtectKernelTunables=yes' 'BindReadOnlyPaths=/nix/store' \
+        >"$ROOT$SYSD/$(unit_name "$k").d/confinement-lines.conf"
+    fi
   done
   if [ "$style" = per-path ]; then
     printf '[Generator]\nViews=\n' >"$ROOT$CONF"
@@ -163,8 +177,8 @@ check_style() {
     u=$(unit_name "$k")
     dropin=/run/systemd/generator/$u.d/zz-confinement.conf
     case $style in
-      none*)
-        in_ct test ! -e "$dropin" || fatal "none: $u has a drop-in"
+      none* | service-lines)
+        in_ct test ! -e "$dropin" || fatal "$style: $u has a drop-in"
         ;;
       views)
         in_ct grep -q '^Requires=nix-confinement-view@' "$dropin" || fatal "views: $u has no view drop-in"

@@ -813,6 +813,13 @@ impl NixDb {
     /// Reads the graph below `roots` (store paths; those that are not valid
     /// are left for [`NixDb::node_of`] to report), adding to what was read.
     pub fn read_ahead(&mut self, roots: &[String]) -> Result<(), DbError> {
+        let nodes = self.look_up_roots(roots)?;
+        self.load_graph(&nodes)
+    }
+
+    /// Looks up `roots` (store paths) in the database, without reading the
+    /// graph below them: the nodes of those that are valid.
+    pub fn look_up_roots(&mut self, roots: &[String]) -> Result<Vec<NodeId>, DbError> {
         self.look_up_all(roots.iter().map(String::as_str))?;
         let mut nodes = Vec::with_capacity(roots.len());
         for root in roots {
@@ -820,7 +827,7 @@ impl NixDb {
                 nodes.push(node);
             }
         }
-        self.load_graph(&nodes)
+        Ok(nodes)
     }
 
     /// Marks `node` visited in this traversal; false when it already was.
