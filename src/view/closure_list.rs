@@ -5,7 +5,6 @@
 //! first starts (`nix-confinement-generator view start DIGEST`), which
 //! checks that the content still has the digest it is named by.
 
-use std::fmt::Write as _;
 use std::hash::{DefaultHasher, Hasher};
 
 const HEADER: &str = "nix-confinement-generator closure view 1\n";
@@ -98,13 +97,7 @@ impl ClosureList {
 
     /// The file's content.
     pub fn encode(&self) -> String {
-        let mut text = String::with_capacity(HEADER.len() + self.names.len() * 48);
-        text.push_str(HEADER);
-        let _ = writeln!(text, "{}", self.store_dir);
-        for name in &self.names {
-            let _ = writeln!(text, "{name}");
-        }
-        text
+        encode_sorted(&self.store_dir, self.names.iter().map(String::as_str))
     }
 
     /// The digest of the closure (see [`digest_of_hashes`]).
@@ -145,6 +138,23 @@ impl ClosureList {
             names,
         })
     }
+}
+
+/// The file's content for the store directory `store_dir` and `names`,
+/// which must be sorted and each once (a closure in path order is): what
+/// [`ClosureList::encode`] writes, without a copy of each name.
+pub fn encode_sorted<'a>(store_dir: &str, names: impl IntoIterator<Item = &'a str>) -> String {
+    let names = names.into_iter();
+    let mut text =
+        String::with_capacity(HEADER.len() + store_dir.len() + 1 + names.size_hint().0 * 56);
+    text.push_str(HEADER);
+    text.push_str(store_dir);
+    text.push('\n');
+    for name in names {
+        text.push_str(name);
+        text.push('\n');
+    }
+    text
 }
 
 /// The hash of one store path name (`<hash>-<name>`) that a closure's

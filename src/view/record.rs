@@ -14,7 +14,7 @@ use nix::fcntl::{AtFlags, OFlag, openat, renameat};
 use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use super::closure_list::{self, ClosureList, Digest};
+use super::closure_list::{self, Digest};
 use crate::rootfs::Root;
 use crate::scratch::{ScratchDir, ScratchError};
 
@@ -142,8 +142,12 @@ impl Views {
             .map(|(number, path)| hashes.get(*number, &path[store_dir.len() + 1..]));
         let digest = closure_list::digest_of_hashes(store_dir, names);
         if let Some(recorder) = recorder {
+            // A closure in path order: its names are sorted, each once.
             recorder.record(digest, || {
-                ClosureList::new(store_dir, closure.iter().map(|(_, path)| *path))
+                closure_list::encode_sorted(
+                    store_dir,
+                    closure.iter().map(|(_, path)| &path[store_dir.len() + 1..]),
+                )
             })?;
         }
         Ok(Some(digest))
@@ -230,15 +234,16 @@ impl Recorder {
         self.dir.path()
     }
 
-    /// Records the closure `list` makes under its `digest` (written whole,
-    /// unless the record is there already: a digest names one content).
+    /// Records the closure whose record `text` makes under its `digest`
+    /// (written whole, unless the record is there already: a digest names
+    /// one content).
     pub fn record(
         &mut self,
         digest: Digest,
-        list: impl FnOnce() -> ClosureList,
+        text: impl FnOnce() -> String,
     ) -> Result<(), RecordError> {
         if !self.present.contains(&digest) && !self.used.contains(&digest) {
-            write_record(&self.dir, &digest.to_string(), list().encode().as_bytes())?;
+            write_record(&self.dir, &digest.to_string(), text().as_bytes())?;
         }
         self.used.insert(digest);
         Ok(())
