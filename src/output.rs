@@ -135,9 +135,11 @@ impl OutputDir {
         file_name: &str,
     ) -> Result<(Rc<OwnedFd>, impl Fn(String) -> OutputError + use<>), OutputError> {
         let dir_name = format!("{unit}.d");
-        let target = self.path.join(&dir_name).join(file_name);
+        // The path is made only for an error: joining it for every file
+        // written showed in the profile of a run.
+        let (base, in_dir, file) = (self.path.clone(), dir_name.clone(), file_name.to_owned());
         let error = move |message: String| OutputError {
-            path: target.clone(),
+            path: base.join(&in_dir).join(&file),
             message,
         };
         if !is_plain_name(unit) || !is_plain_name(file_name) {

@@ -348,6 +348,16 @@ impl NixDb {
         &self,
         symlink_of: impl Fn(NodeId) -> Option<bool>,
     ) -> Option<CacheTables<'_>> {
+        // Nothing read and every cached path kept (as after
+        // `keep_cached`): the cache read is the one that would be written.
+        if self.read_from_database == 0
+            && let Some(cache) = &self.cache
+            && self.nodes.len() == cache.len()
+            && self.in_graph.len() >= cache.len()
+            && self.in_graph[..cache.len()].iter().all(|&kept| kept)
+        {
+            return None;
+        }
         let symlink = |n: NodeId| symlink_of(n).or_else(|| self.cached_symlink(n));
         let complete = |n: NodeId| {
             self.in_graph.get(n as usize).copied().unwrap_or(false)
@@ -773,15 +783,32 @@ impl NixDb {
     fn closure_in_memory(&mut self, roots: &[NodeId]) -> Vec<(NodeId, NodeId)> {
         let epoch = self.next_epoch();
         self.mark.resize(self.mark.len().max(self.nodes.len()), 0);
-        if self
-            .adjacency
+        // Every node from the closure cache: its references are in rows
+        // already, and copying them (a daemon-reload whose other closures
+        // come from summaries walks only a few) would cost more than the walks.
+        let all_cached = self
+            .cache
             .as_ref()
-            .is_none_or(|a| a.starts.len() != self.nodes.len() + 1)
+            .is_some_and(|cache| cache.len() == self.nodes.len());
+        if !all_cached
+            && self
+                .adjacency
+                .as_ref()
+                .is_none_or(|a| a.starts.len() != self.nodes.len() + 1)
         {
             self.adjacency = Some(Adjacency::of(self));
         }
-        let (Some(adjacency), mark) = (&self.adjacency, &mut self.mark) else {
-            unreachable!("built above");
+        let (nodes, cache, adjacency, mark) = (
+            &self.nodes,
+            self.cache.as_ref(),
+            &self.adjacency,
+            &mut self.mark,
+        );
+        let references_of = |node: NodeId| -> &[NodeId] {
+            match adjacency {
+                Some(adjacency) if !all_cached => adjacency.of_node(node),
+                _ => references_of(nodes, cache, node).unwrap_or_default(),
+            }
         };
         let mut reached: Vec<(NodeId, NodeId)> = Vec::with_capacity(1024);
         for &root in roots {
@@ -794,7 +821,7 @@ impl NixDb {
         while next < reached.len() {
             let node = reached[next].0;
             next += 1;
-            for &reference in adjacency.of_node(node) {
+            for &reference in references_of(node) {
                 if mark[reference as usize] != epoch {
                     mark[reference as usize] = epoch;
                     reached.push((reference, node));
