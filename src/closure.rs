@@ -5,7 +5,9 @@
 //! The database is opened, and the closure cache read, on a worker thread
 //! while the units are planned ([`Closures::start`]); the reference graph
 //! below every unit's roots is then read in one walk ([`Closures::resolve`])
-//! and each unit's closure taken from memory ([`Closures::of`]).
+//! and each unit's closure taken from memory ([`Closures::order`]). A
+//! `daemon-reload` takes a unit's closure from the last run's summary of it
+//! when it can ([`Closures::summary`], see [`crate::store::summaries`]).
 
 use crate::config::Config;
 use crate::diag::{Diagnostic, Location, counted};
@@ -474,9 +476,7 @@ impl Closures {
             }),
         }
     }
-}
 
-impl Closures {
     /// Writes the summaries of this run's closures beside the closure cache
     /// they hold for (after [`Closures::save_cache`]); removes them when
     /// there are none or no cache holds. Unchanged summaries of an unchanged
@@ -763,9 +763,10 @@ impl Opening {
                     // graph is read a level at a time for all of them.
                     let (mut walked, mut looked_up) = (Vec::new(), Vec::new());
                     for roots in std::iter::once(first).chain(receiver.try_iter()) {
-                        match summarised(&roots) {
-                            true => looked_up.extend(roots),
-                            false => walked.extend(roots),
+                        if summarised(&roots) {
+                            looked_up.extend(roots);
+                        } else {
+                            walked.extend(roots);
                         }
                     }
                     let _ = db.look_up_roots(&looked_up);
