@@ -3,9 +3,8 @@
 //! change to the database or the store directory it is not used; a cache
 //! that is not the generator's own, or damaged, is not used; the summaries
 //! of its closures are used only with the very cache they were made with.
-//! (That a run
-//! with the cache always writes what a run without it writes, whatever
-//! happened in between, is `tests/differential.rs`.)
+//! (That a run with the cache always writes what a run without it writes,
+//! whatever happened in between, is `tests/differential.rs`.)
 
 mod support;
 
