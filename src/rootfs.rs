@@ -194,7 +194,9 @@ impl Root {
     }
 }
 
-fn components_reversed(path: &str) -> Vec<String> {
+/// The components of `path`, last first: a walk pops the next one, and
+/// pushes a link's target in front of what follows it.
+pub(crate) fn components_reversed(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|c| !c.is_empty())
         .rev()

@@ -5,7 +5,7 @@
 //! lead out of the root, and the directory found is then used only through
 //! its descriptor. What is accepted: see [`ScratchDir::create`].
 
-use crate::rootfs::Root;
+use crate::rootfs::{Root, components_reversed};
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
@@ -212,14 +212,6 @@ fn walk(root: &Root, path: &Utf8Path, create: bool) -> Result<Option<ScratchDir>
         path,
         identity: (stat.st_dev, stat.st_ino),
     }))
-}
-
-fn components_reversed(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ pub mod skeleton;
 use crate::annotation::{HostPath, KEY_HOST_PATHS, Located};
 use crate::diag::{Diagnostic, Location};
 use crate::host_sets::HostSet;
-use crate::rootfs::Root;
+use crate::rootfs::{Root, components_reversed};
 use crate::store::path::StoreDir;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
@@ -823,14 +823,6 @@ fn renamed_dir_of(path: &str) -> Option<(&'static str, &'static [&'static str])>
         .iter()
         .find(|(dir, _)| is_within(path, dir))
         .copied()
-}
-
-fn components_reversed(path: &str) -> Vec<String> {
-    path.split('/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]
