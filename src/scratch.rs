@@ -8,10 +8,41 @@
 use crate::rootfs::{Root, components_reversed};
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat, renameat};
 use nix::sys::stat::{Mode, fstat, fstatat, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Writes the file `name` in the scratch directory `dir` whole: `write`
+/// fills a new file `temporary` (mode 0600, never one already there), which
+/// is then renamed over `name`, so that a reader finds the old file or the
+/// new one, never a part. The temporary file is removed when anything
+/// fails. Returns the file as it is in place (a rename changes its stamp).
+/// No fsync: scratch files live in `/run`, which does not outlive a crash.
+pub fn write_whole_at(
+    dir: &impl AsFd,
+    name: &str,
+    temporary: &str,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<std::fs::File> {
+    let result = (|| {
+        let file = openat(
+            dir,
+            temporary,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )?;
+        let mut file = std::fs::File::from(file);
+        write(&mut file)?;
+        renameat(dir, temporary, dir, name)?;
+        Ok(file)
+    })();
+    if result.is_err() {
+        let _ = unlinkat(dir, temporary, UnlinkatFlags::NoRemoveDir);
+    }
+    result
+}
 
 /// The kernel's own limit on symlinks followed while resolving one path.
 const MAX_SYMLINKS: usize = 40;

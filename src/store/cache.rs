@@ -17,9 +17,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use crate::diag::counted;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat, renameat};
+use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
-use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::scratch::ScratchError;
 
@@ -715,25 +714,14 @@ pub fn write_tables_at(
     tables: &impl Tables,
 ) -> Result<FileStamp, CacheError> {
     let temporary = format!(".{name}.{}", std::process::id());
-    let result = (|| {
-        let file = openat(
-            dir,
-            temporary.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )?;
-        // No fsync: the cache lives in /run, which does not outlive a
-        // crash; a file cut short anywhere else is refused when read.
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::from(file));
+    crate::scratch::write_whole_at(dir, name, &temporary, |file| {
+        // A file cut short is refused when read.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
         encode_to(&mut out, sources, store_dir, tables)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        renameat(dir, temporary.as_str(), dir, name)?;
-        Ok::<FileStamp, std::io::Error>(FileStamp::of(&file.metadata()?))
-    })();
-    result.map_err(|e| {
-        let _ = unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir);
-        error(shown, CacheErrorKind::Io(e))
+        out.flush()
     })
+    .and_then(|file| Ok(FileStamp::of(&file.metadata()?)))
+    .map_err(|e| error(shown, CacheErrorKind::Io(e)))
 }
 
 /// A directory on this machine, opened to read and write files in it.

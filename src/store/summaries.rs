@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 
-use nix::fcntl::{OFlag, openat, renameat};
+use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
@@ -194,25 +194,14 @@ pub fn read_at(dir: &impl AsFd, name: &str, made_with: &MadeWith) -> Summaries {
     Summaries::decode(&text, made_with).unwrap_or_default()
 }
 
-/// Writes `text` as the file `name` in `dir`, whole (a temporary file
-/// renamed into place).
+/// Writes `text` as the file `name` in `dir`, whole (see
+/// [`crate::scratch::write_whole_at`]).
 pub fn write_at(dir: &impl AsFd, name: &str, text: &str) -> std::io::Result<()> {
     let temporary = format!(".{name}.{}", std::process::id());
-    let result = (|| {
-        let file = openat(
-            dir,
-            temporary.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )?;
-        std::fs::File::from(file).write_all(text.as_bytes())?;
-        renameat(dir, temporary.as_str(), dir, name)?;
-        Ok::<(), std::io::Error>(())
-    })();
-    if result.is_err() {
-        let _ = unlinkat(dir, temporary.as_str(), UnlinkatFlags::NoRemoveDir);
-    }
-    result
+    crate::scratch::write_whole_at(dir, name, &temporary, |file| {
+        file.write_all(text.as_bytes())
+    })
+    .map(drop)
 }
 
 /// Removes the summaries file `name` in `dir` (they hold for no cache this

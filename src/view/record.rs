@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use camino::{Utf8Path, Utf8PathBuf};
 use nix::dir::{Dir, Type};
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::fcntl::{AtFlags, OFlag};
 use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
@@ -415,22 +415,9 @@ fn is_temporary(name: &str, prefix: &str, suffix: &str) -> bool {
 fn write_record(dir: &ScratchDir, name: &str, bytes: &[u8]) -> Result<(), RecordError> {
     use std::io::Write;
     let temporary = format!(".{name}.{}.tmp", std::process::id());
-    let shown = dir.path().join(name);
-    let result = (|| {
-        let file = openat(
-            dir.fd(),
-            temporary.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )?;
-        std::fs::File::from(file).write_all(bytes)?;
-        renameat(dir.fd(), temporary.as_str(), dir.fd(), name)?;
-        Ok::<(), std::io::Error>(())
-    })();
-    result.map_err(|e| {
-        let _ = unlinkat(dir.fd(), temporary.as_str(), UnlinkatFlags::NoRemoveDir);
-        error(&shown, e.to_string())
-    })
+    crate::scratch::write_whole_at(dir.fd(), name, &temporary, |file| file.write_all(bytes))
+        .map(drop)
+        .map_err(|e| error(&dir.path().join(name), e.to_string()))
 }
 
 #[cfg(test)]
