@@ -445,13 +445,7 @@ impl Planner<'_> {
                 }
             }
             End::Store(end) => {
-                for store_path in &walk.store_paths {
-                    self.plan.roots.push(HostRoot {
-                        store_path: store_path.clone(),
-                        location: item.location.clone(),
-                        text: item.text(),
-                    });
-                }
+                self.add_roots(&walk.store_paths, item);
                 if walk.through_root_link {
                     self.plan.store_binds.push((end.clone(), item.path.clone()));
                     self.plan.shown.push(Shown {
@@ -471,13 +465,7 @@ impl Planner<'_> {
                     );
                     return;
                 }
-                for store_path in &walk.store_paths {
-                    self.plan.roots.push(HostRoot {
-                        store_path: store_path.clone(),
-                        location: item.location.clone(),
-                        text: item.text(),
-                    });
-                }
+                self.add_roots(&walk.store_paths, item);
                 if walk.through_root_link {
                     self.add_bind(
                         HostBind {
@@ -545,6 +533,18 @@ impl Planner<'_> {
             });
         }
         Ok(())
+    }
+
+    /// The store paths a listed path's chain went through, roots of the
+    /// unit's closure named by the listed path.
+    fn add_roots(&mut self, store_paths: &[String], item: &Listed) {
+        for store_path in store_paths {
+            self.plan.roots.push(HostRoot {
+                store_path: store_path.clone(),
+                location: item.location.clone(),
+                text: item.text(),
+            });
+        }
     }
 
     fn add_links(&mut self, links: &[(Utf8PathBuf, String)], why: &str) {
