@@ -138,13 +138,7 @@ per_path_dropins() {
 # harness's find_binary: --generator, or cargo build wherever cargo puts it).
 prepare_inputs() {
   ensure_tools
-  mkdir -p "$CACHE"
-  exec 9>"$CACHE/.lock"
-  flock -w 3600 9 || fatal "cannot lock $CACHE/.lock"
-  build_tree
-  build_store
-  build_bench_store
-  flock -u 9
+  build_cached build_tree build_store build_bench_store
   find_binary
 }
 

@@ -180,11 +180,7 @@ status=0
 [ "$status" = 1 ] || problem "check: exit status $status, expected 1 (broken.service would be blocked)"
 
 section "Booting Debian $SUITE: this store at /nix, these units, the generator in /usr/lib/systemd/system-generators"
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.lock"
-flock -w 3600 9 || fatal "cannot lock $CACHE/.lock"
-build_tree
-flock -u 9
+build_cached build_tree
 prepare_work
 install_generator
 cp -a "$root/etc/systemd/system/." "$ROOT/etc/systemd/system/"

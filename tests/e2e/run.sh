@@ -225,12 +225,7 @@ done
 log "binding: $BINDING"
 
 ensure_tools
-mkdir -p "$CACHE"
-exec 9>"$CACHE/.lock"
-flock -w 3600 9 || fatal "cannot lock $CACHE/.lock"
-build_tree
-build_store
-flock -u 9
+build_cached build_tree build_store
 [ "$FAKE" = 1 ] || find_binary
 prepare_work
 install_everything

@@ -70,6 +70,20 @@ detect_mirror() {
   echo http://deb.debian.org/debian
 }
 
+# build_cached STEP...: the builders of cached inputs (build_tree,
+# build_store, ...) run while this process holds the cache's lock, so that
+# runs at the same time never build one input twice.
+build_cached() {
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/.lock"
+  flock -w 3600 9 || fatal "cannot lock $CACHE/.lock"
+  local step
+  for step in "$@"; do
+    "$step"
+  done
+  flock -u 9
+}
+
 # ---- the Debian tree (cached, never modified after it is built) ----------
 
 DEBOOTSTRAP_INCLUDE=systemd,systemd-sysv,dbus
