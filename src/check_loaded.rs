@@ -520,7 +520,7 @@ pub fn run(root: &Root, env_unit_path: Option<&str>, reload: bool) -> i32 {
     let mut round = 0;
     loop {
         round += 1;
-        let mut plan = plan::plan(root, crate::config::load(root), env_unit_path, &|_| {});
+        let mut plan = plan::plan(root, crate::config::load(root), env_unit_path, &());
         let watched = crate::watch::watched_dirs(&plan.catalog);
         let before = stamp(root, &watched);
         let generator_run = generator_run_marker();

@@ -212,9 +212,7 @@ pub fn main() -> i32 {
 fn plan_without_writing(root: &Root, env_unit_path: Option<&str>) -> (Plan, Closures) {
     let loaded = crate::config::load(root);
     let closures = Closures::start(root, &loaded.0, false);
-    let plan = plan::plan(root, loaded, env_unit_path, &|roots| {
-        closures.read_ahead(roots)
-    });
+    let plan = plan::plan(root, loaded, env_unit_path, &closures);
     (plan, closures)
 }
 

@@ -3,7 +3,9 @@
 //! order, with what each symlink store path resolves to.
 //!
 //! The database is opened, and the closure cache read, on a worker thread
-//! while the units are planned ([`Closures::start`]); the reference graph
+//! while the units are planned, once their files are read
+//! ([`Closures::start`], told by the planner through
+//! [`crate::plan::Progress`]); the reference graph
 //! below every unit's roots is then read in one walk ([`Closures::resolve`])
 //! and each unit's closure taken from memory ([`Closures::order`]). A
 //! `daemon-reload` takes a unit's closure from the last run's summary of it
@@ -98,10 +100,10 @@ pub struct Closure<'c> {
 }
 
 impl Closures {
-    /// Starts opening the database (and reading the closure cache) on a
-    /// worker thread. With `summarise` (the generator's runs), a unit whose
-    /// roots the last run summarised is not walked: see
-    /// [`Closures::summary`].
+    /// Starts the worker thread that opens the database (and reads the
+    /// closure cache) once the unit files are read. With `summarise` (the
+    /// generator's runs), a unit whose roots the last run summarised is not
+    /// walked: see [`Closures::summary`].
     pub fn start(root: &Root, config: &Config, summarise: bool) -> Closures {
         Closures {
             root: Root::new(root.dir()),
@@ -115,14 +117,6 @@ impl Closures {
             summarised: HashMap::new(),
             next_summaries: Summaries::default(),
             cache_held: None,
-        }
-    }
-
-    /// The store paths a unit's closure starts from, for the worker to read
-    /// ahead while the other units are planned.
-    pub fn read_ahead(&self, roots: Vec<String>) {
-        if let Database::Opening(opening) = &self.database {
-            opening.roots_found(roots);
         }
     }
 
@@ -526,6 +520,23 @@ impl Closures {
     }
 }
 
+/// The planner's news goes to the database worker, while there is one.
+impl crate::plan::Progress for Closures {
+    fn units_read(&self) {
+        if let Database::Opening(opening) = &self.database {
+            opening.send(ToWorker::UnitsRead);
+        }
+    }
+
+    /// The store paths a unit's closure starts from, for the worker to read
+    /// ahead while the other units are planned.
+    fn roots_found(&self, roots: Vec<String>) {
+        if let Database::Opening(opening) = &self.database {
+            opening.send(ToWorker::Roots(roots));
+        }
+    }
+}
+
 /// Why [`Closures::save_cache`] did not write the closure cache `file`.
 #[derive(Debug)]
 pub struct CacheNotKept {
@@ -724,14 +735,22 @@ fn summary_key(unit: &UnitPlan) -> Option<String> {
 /// The database worker: a thread that opens the database and reads the
 /// closure cache while the units are planned, then reads the reference
 /// graph below each unit's roots as the planner finds them (reading the
-/// cache, or the database without one, costs more than planning; this
-/// machine has a second core). Whatever it fails to read is read again,
-/// and its failure reported, by [`Closures::resolve`]. Opening reads and
-/// creates nothing that a run without annotated units would not; such a run
-/// never waits for it.
+/// cache, or the database without one, costs about what planning does, and
+/// the planner leaves a CPU free once the unit files are read). Whatever
+/// it fails to read is read again, and its failure reported, by
+/// [`Closures::resolve`]. Opening reads and creates nothing that a run
+/// without annotated units would not; such a run never waits for it.
 struct Opening {
     worker: std::thread::JoinHandle<Opened>,
-    roots: Option<std::sync::mpsc::Sender<Vec<String>>>,
+    planner: Option<std::sync::mpsc::Sender<ToWorker>>,
+}
+
+/// What the planner tells the database worker.
+enum ToWorker {
+    /// The unit files are read: the worker may take a CPU.
+    UnitsRead,
+    /// The roots of a unit just planned, to read ahead.
+    Roots(Vec<String>),
 }
 
 impl Opening {
@@ -739,8 +758,14 @@ impl Opening {
         // A root of its own: `Root` remembers lookups and is not shared.
         let root = Root::new(root.dir());
         let config = config.clone();
-        let (sender, receiver) = std::sync::mpsc::channel::<Vec<String>>();
+        let (sender, receiver) = std::sync::mpsc::channel::<ToWorker>();
         let worker = std::thread::spawn(move || {
+            // Nothing is done before the unit files are read: two threads
+            // read them, and a third taking a CPU from them (this machine,
+            // like many, has two) slowed a daemon-reload more than opening
+            // the database early gained (see benches/README.md). Any word
+            // from the planner, or its hanging up, ends the wait.
+            let mut news = receiver.recv().ok();
             let mut opened =
                 open_database(&root, &config, config.closure_cache.as_deref(), summarise);
             // Only with a closure cache: the roots are then looked up and
@@ -758,11 +783,17 @@ impl Opening {
                     summaries::key(roots.iter().map(String::as_str))
                         .is_some_and(|key| summaries.contains(&key))
                 };
-                while let Ok(first) = receiver.recv() {
+                while let Some(first) = news.take().or_else(|| receiver.recv().ok()) {
                     // The roots of every unit planned meanwhile, at once: the
                     // graph is read a level at a time for all of them.
                     let (mut walked, mut looked_up) = (Vec::new(), Vec::new());
-                    for roots in std::iter::once(first).chain(receiver.try_iter()) {
+                    let all_roots = std::iter::once(first)
+                        .chain(receiver.try_iter())
+                        .filter_map(|news| match news {
+                            ToWorker::Roots(roots) => Some(roots),
+                            ToWorker::UnitsRead => None,
+                        });
+                    for roots in all_roots {
                         if summarised(&roots) {
                             looked_up.extend(roots);
                         } else {
@@ -777,20 +808,19 @@ impl Opening {
         });
         Opening {
             worker,
-            roots: Some(sender),
+            planner: Some(sender),
         }
     }
 
-    /// The store paths a unit's closure starts from, to read ahead.
-    fn roots_found(&self, roots: Vec<String>) {
-        if let Some(sender) = &self.roots {
-            let _ = sender.send(roots);
+    fn send(&self, news: ToWorker) {
+        if let Some(sender) = &self.planner {
+            let _ = sender.send(news);
         }
     }
 
     fn wait(mut self, config: &Config) -> Opened {
         // No more roots: the worker finishes what it has and returns.
-        self.roots = None;
+        self.planner = None;
         self.worker.join().unwrap_or_else(|_| {
             let error = DbError {
                 path: config.state_dir.join("db/db.sqlite"),

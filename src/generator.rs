@@ -69,9 +69,7 @@ pub fn run_generator(
     let started = std::time::Instant::now();
     let (config, config_errors) = crate::config::load(root);
     let closures = Closures::start(root, &config, true);
-    let mut plan = plan::plan(root, (config, config_errors), env_unit_path, &|roots| {
-        closures.read_ahead(roots)
-    });
+    let mut plan = plan::plan(root, (config, config_errors), env_unit_path, &closures);
     let planned = started.elapsed();
     logger.diagnostics(&plan.warnings);
     let Plan {

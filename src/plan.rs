@@ -73,18 +73,35 @@ pub struct Plan {
     pub unconfinable: Vec<String>,
 }
 
+/// What the planner tells whoever reads the units' closures meanwhile, on
+/// the other CPU (see [`crate::closure::Closures`]).
+pub trait Progress {
+    /// Every unit file is read (by two threads): from here the planner
+    /// works on one CPU.
+    fn units_read(&self);
+    /// The store paths a unit's closure starts from, as it is planned.
+    fn roots_found(&self, roots: Vec<String>);
+}
+
+/// No one reads closures meanwhile.
+impl Progress for () {
+    fn units_read(&self) {}
+    fn roots_found(&self, _roots: Vec<String>) {}
+}
+
 /// Finds every annotated service under `root` and what blocks it, with the
-/// configuration loaded (and its errors), telling `roots_found` the roots of
-/// each unit as it is planned (the database can be read meanwhile).
+/// configuration loaded (and its errors), telling `progress` when the unit
+/// files are read and the roots of each unit as it is planned (the database
+/// can be read meanwhile).
 pub fn plan(
     root: &Root,
     (config, global_errors): (Config, Vec<Diagnostic>),
     env_unit_path: Option<&str>,
-    roots_found: &dyn Fn(Vec<String>),
+    progress: &dyn Progress,
 ) -> Plan {
     let search_path = unit_search_path(root, config.unit_path.as_deref(), env_unit_path);
     let mut reader = FileReader::new(root);
-    let catalog = Catalog::scan_reading(root, search_path, &mut reader);
+    let catalog = Catalog::scan_reading(root, search_path, &mut reader, &|| progress.units_read());
     let mut warnings = catalog.warnings.clone();
     let mut unconfinable = Vec::new();
     let mut units = Vec::new();
@@ -151,7 +168,7 @@ pub fn plan(
             Some(request) => {
                 let unit = plan_unit(root, &config, merged, *kind, request, annotations.errors);
                 if !unit.is_blocked() {
-                    roots_found(
+                    progress.roots_found(
                         unit.roots
                             .paths
                             .iter()

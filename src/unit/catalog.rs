@@ -442,17 +442,19 @@ fn normalize(path: &Utf8Path) -> Utf8PathBuf {
 
 impl Catalog {
     pub fn scan(root: &Root, search_path: Vec<Utf8PathBuf>) -> Catalog {
-        Catalog::scan_reading(root, search_path, &mut FileReader::new(root))
+        Catalog::scan_reading(root, search_path, &mut FileReader::new(root), &|| {})
     }
 
     /// [`Catalog::scan`], reading every plain unit file and drop-in found
     /// into `reader` on the way (they are all read anyway, to find the
     /// annotated ones): the directories are listed first, then the files
-    /// read on two threads, then the entries classified.
+    /// read on two threads (`files_read` is called when they are done),
+    /// then the entries classified.
     pub fn scan_reading(
         root: &Root,
         search_path: Vec<Utf8PathBuf>,
         reader: &mut FileReader<'_>,
+        files_read: &dyn Fn(),
     ) -> Catalog {
         let mut search_dir_forms = search_path.clone();
         search_dir_forms.extend(search_path.iter().filter_map(|d| root.canonicalize(d).ok()));
@@ -462,6 +464,7 @@ impl Catalog {
             ..Catalog::default()
         };
         let listings = Listing::list_all(root, &catalog.search_path, reader);
+        files_read();
         for (index, listing) in listings.iter().enumerate() {
             if let Some(listing) = listing {
                 let dir = catalog.search_path[index].clone();
