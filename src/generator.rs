@@ -50,9 +50,9 @@ impl State {
 /// a plan for every annotated service, every one of them is blocked, then
 /// each gets its drop-in as its closure is computed; the closure cache and
 /// the views' records are left for the next run. Returns the exit status:
-/// 0 when every annotated unit was confined. The process is to exit right
-/// after: what the run read is left for the kernel to free. (Public for
-/// the generator fuzz target, which leaks that memory run after run.)
+/// 0 when every annotated unit was confined. What the run read is left for
+/// the kernel to free when the process exits right after (see
+/// [`crate::at_exit`]). Public for the generator fuzz target.
 pub fn run_generator(
     root: &Root,
     normal: &Utf8Path,
@@ -118,7 +118,11 @@ pub fn run_generator(
             started.elapsed().as_secs_f64() * 1e3
         )
     });
-    summarise(&states, write_failed, logger)
+    let status = summarise(&states, write_failed, logger);
+    crate::at_exit::done_with(confiner);
+    crate::at_exit::done_with(plan);
+    crate::at_exit::done_with(output);
+    status
 }
 
 /// Blocks every unit that a drop-in can be written for (see

@@ -10,6 +10,7 @@
 //! runs one mode; all below it takes the root directory as a parameter.
 
 pub mod annotation;
+pub mod at_exit;
 pub mod check_loaded;
 pub mod cli;
 pub mod closure;
