@@ -87,8 +87,9 @@ class Runner:
     made = 0
 
     def __init__(self, generator: str, root: str, work: str, out_base: str,
-                 before=None) -> None:
+                 before=None, after=None) -> None:
         self.before = before  # called before each run, outside the timed region
+        self.after = after  # and after it
         self.generator = generator
         self.root = root
         self.work = work
@@ -109,28 +110,36 @@ class Runner:
     def run_once(self, keep: bool = False) -> tuple[float, str | None]:
         if self.before:
             self.before()
-        out = self.fresh_out()
-        ns, status, cpu = spawn_timed(self.argv(out), self.stdout, self.stderr)
-        self.cpu.append(cpu)
-        if status != 0:
-            raise GeneratorFailed(
-                f"generator exited with {status}: {' '.join(self.argv(out))}\n"
-                f"--- stderr ---\n{read(self.stderr)}--- end of stderr ---")
-        if keep:
-            return ns / 1e6, out
-        shutil.rmtree(out)
-        return ns / 1e6, None
+        try:
+            out = self.fresh_out()
+            ns, status, cpu = spawn_timed(self.argv(out), self.stdout, self.stderr)
+            self.cpu.append(cpu)
+            if status != 0:
+                raise GeneratorFailed(
+                    f"generator exited with {status}: {' '.join(self.argv(out))}\n"
+                    f"--- stderr ---\n{read(self.stderr)}--- end of stderr ---")
+            if keep:
+                return ns / 1e6, out
+            shutil.rmtree(out)
+            return ns / 1e6, None
+        finally:
+            if self.after:
+                self.after()
 
     def rss_once(self) -> float:
         """Peak RSS (MiB) of one run, measured by GNU time."""
         if self.before:
             self.before()
-        out = self.fresh_out()
-        rss_file = os.path.join(self.work, "rss")
-        argv = ["/usr/bin/time", "-f", "%M", "-o", rss_file] + self.argv(out)
-        r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
-        shutil.rmtree(out)
+        try:
+            out = self.fresh_out()
+            rss_file = os.path.join(self.work, "rss")
+            argv = ["/usr/bin/time", "-f", "%M", "-o", rss_file] + self.argv(out)
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+            shutil.rmtree(out)
+        finally:
+            if self.after:
+                self.after()
         if r.returncode != 0:
             raise GeneratorFailed(f"generator exited with {r.returncode} under /usr/bin/time\n"
                                   f"--- stderr ---\n{r.stderr}--- end of stderr ---")
@@ -496,6 +505,8 @@ def measure(args, system: str, generator: str, passes: int) -> dict:
     run_mounted = os.geteuid() == 0 and subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "mode=755", "ncg-bench-run", run_dir]).returncode == 0
     res["run_tmpfs"] = run_mounted
+    if args.against and not run_mounted:
+        raise GeneratorFailed("--against mounts a tmpfs over ROOT/run: run as root")
     out_parent = os.path.join(run_dir, "systemd") if run_mounted else args.out_base
     os.makedirs(out_parent, exist_ok=True)
     try:
@@ -503,6 +514,81 @@ def measure(args, system: str, generator: str, passes: int) -> dict:
     finally:
         if run_mounted:
             subprocess.run(["umount", run_dir])
+
+
+def measure_alone(args, res: dict, root: str, work: str, out_base: str, generator: str,
+                  drop_cache) -> tuple[dict, Runner]:
+    """No cache first (removed before each run), then with the cache the
+    previous run left (the warm-up runs make it). Returns the outputs to
+    check and the last runner."""
+    kept = {}
+    for mode, before in (("cold", drop_cache), ("warm", None)):
+        runner = Runner(generator, root, work, out_base, before)
+        for _ in range(args.warmup):
+            runner.run_once()
+        runner.cpu.clear()
+        times = [runner.run_once()[0] for _ in range(args.runs)]
+        prefix = "" if mode == "warm" else "cold_"
+        res[prefix + "cpu"] = list(runner.cpu)
+        _, kept[mode] = runner.run_once(keep=True)  # the output that is checked
+        res[prefix + "rss"] = [runner.rss_once() for _ in range(args.rss_runs)]
+        res[prefix + "times"] = times
+    return kept, runner
+
+
+def measure_against(args, res: dict, root: str, work: str, out_base: str, generator: str,
+                    drop_cache) -> tuple[dict, Runner]:
+    """As measure_alone, with every counted run of the generator paired with
+    one of --against (A B, then B A, …), so that the two see the same load
+    on a shared machine. The other generator runs in a /run of its own (a
+    tmpfs mounted over ROOT/run for its runs only): a closure cache one
+    build wrote is not the other's, and an older build links drop-ins from
+    its scratch directory into the output directory, which must then be on
+    the same mount."""
+    run_dir = os.path.join(root, "run")
+    other_run = os.path.join(work, "against-run")
+    os.makedirs(other_run)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "ncg-bench-against", other_run],
+                   check=True)
+
+    def other_hooks(cold: bool):
+        def before() -> None:
+            subprocess.run(["mount", "--bind", other_run, run_dir], check=True)
+            os.makedirs(out_base, exist_ok=True)
+            if cold:
+                drop_cache()
+
+        def after() -> None:
+            subprocess.run(["umount", run_dir], check=True)
+        return before, after
+
+    kept, against = {}, {}
+    try:
+        for mode in ("cold", "warm"):
+            cold = mode == "cold"
+            this = Runner(generator, root, work, out_base, drop_cache if cold else None)
+            other = Runner(args.against, root, work, out_base, *other_hooks(cold))
+            for _ in range(args.warmup):
+                this.run_once()
+                other.run_once()
+            this.cpu.clear()
+            other.cpu.clear()
+            times, other_times = [], []
+            for i in range(args.runs):
+                for runner in ((this, other) if i % 2 == 0 else (other, this)):
+                    (times if runner is this else other_times).append(runner.run_once()[0])
+            prefix = "" if mode == "warm" else "cold_"
+            res[prefix + "cpu"] = list(this.cpu)
+            res[prefix + "times"] = times
+            against[prefix + "cpu"] = list(other.cpu)
+            against[prefix + "times"] = other_times
+            _, kept[mode] = this.run_once(keep=True)  # the output that is checked
+            res[prefix + "rss"] = [this.rss_once() for _ in range(args.rss_runs)]
+    finally:
+        subprocess.run(["umount", other_run])
+    against["generator"] = args.against
+    res["against"] = against
+    return kept, this
 
 
 def measure_in(args, res: dict, root: str, units: list, db: str, out_parent: str, passes: int,
@@ -518,21 +604,13 @@ def measure_in(args, res: dict, root: str, units: list, db: str, out_parent: str
                 os.remove(cache_file)
             shutil.rmtree(records_dir, ignore_errors=True)
 
-        # No cache first (removed before each run), then with the cache the
-        # previous run left (the warm-up runs make it).
-        kept = {}
-        for mode, before in (("cold", drop_cache), ("warm", None)):
-            runner = Runner(generator, root, work, out_base, before)
-            for _ in range(args.warmup):
-                runner.run_once()
-            runner.cpu.clear()
-            times = [runner.run_once()[0] for _ in range(args.runs)]
-            prefix = "" if mode == "warm" else "cold_"
-            res[prefix + "cpu"] = list(runner.cpu)
-            _, kept[mode] = runner.run_once(keep=True)  # the output that is checked
-            res[prefix + "rss"] = [runner.rss_once() for _ in range(args.rss_runs)]
-            res[prefix + "times"] = times
+        if args.against:
+            kept, runner = measure_against(args, res, root, work, out_base, generator,
+                                           drop_cache)
+        else:
+            kept, runner = measure_alone(args, res, root, work, out_base, generator, drop_cache)
         times = res["times"]
+
         res["hyperfine_median"] = (hyperfine_median(runner, args.warmup, args.runs)
                                    if args.hyperfine else None)
         if os.path.exists(db + "-wal"):
@@ -563,6 +641,28 @@ def measure_in(args, res: dict, root: str, units: list, db: str, out_parent: str
             res["profile"] = res.get("profile", "") + callgrind(
                 Runner(prof_gen, root, work, out_base), args.perf_top)
     return res
+
+
+def print_against(spec: dict, base: float) -> None:
+    """This generator and --against, run in turn: medians, ratios to the
+    baseline, and the median of the paired differences (this − against)."""
+    other = spec["against"]
+    print()
+    print(f"In turn with --against {other['generator']} (A B, B A, …; each with a /run "
+          f"of its own):")
+    head = (f"{'closure cache':>13} | {'this ms':>8} | {'against ms':>10} | {'this ratio':>10} | "
+            f"{'against ratio':>13} | {'paired difference ms':>20} | CPU ms this / against")
+    print(head)
+    print("-" * len(head))
+    for label, prefix in (("warm", ""), ("none", "cold_")):
+        this, that = spec[prefix + "times"], other[prefix + "times"]
+        mine, theirs = statistics.median(this), statistics.median(that)
+        difference = statistics.median(a - b for a, b in zip(this, that))
+        cpu = (f"{fmt_ms(statistics.median(spec[prefix + 'cpu']))} / "
+               f"{fmt_ms(statistics.median(other[prefix + 'cpu']))}")
+        print(f"{label:>13} | {fmt_ms(mine):>8} | {fmt_ms(theirs):>10} | {base / mine:>9.1f}× | "
+              f"{base / theirs:>12.1f}× | {difference:>+20.1f} | {cpu}")
+    print()
 
 
 def default_out_base() -> str:
@@ -627,6 +727,9 @@ def main() -> int:
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--against", metavar="BIN",
+                    help="another generator binary, run in turn with this one (needs root): "
+                         "both medians and ratios, and the median of the paired differences")
     ap.add_argument("--label", help="what is measured (default: git describe of the working tree)")
     args = ap.parse_args()
     counts = [args.annotated] + [int(x) for x in args.variants.split(",") if x.strip()]
@@ -742,6 +845,8 @@ def main() -> int:
     if spec.get("hyperfine_median") is not None:
         print(f"(hyperfine -N cross-check of the generator median: "
               f"{fmt_ms(spec['hyperfine_median'])} ms)")
+    if spec.get("against"):
+        print_against(spec, base)
     print(f"Bind directives seen: {', '.join(spec['check']['styles']) or 'none'}")
     sizes = spec["check"].get("dropin_bytes") or [0]
     print(f"Drop-in bytes per annotated unit: median {statistics.median(sizes):,.0f}, "
