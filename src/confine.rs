@@ -9,7 +9,7 @@ use crate::dropin::{self, Binding, ClosurePath, Confinement};
 use crate::plan::UnitPlan;
 use crate::store::summaries::Summary;
 use crate::view::closure_list::Digest;
-use crate::view::record::{NameHashes, Views};
+use crate::view::record::{NameHashes, RecordError, Views};
 use std::collections::BTreeSet;
 
 /// What is written for a unit.
@@ -125,13 +125,7 @@ impl<'r> Confiner<'r> {
             self.closures.keep_summary(unit, summary);
         }
         if let Err(error) = recorded {
-            unit.warnings.push(Diagnostic::warning(
-                Some(&unit.name),
-                None,
-                format!(
-                    "its closure's view cannot be recorded ({error}): each store path is bound instead"
-                ),
-            ));
+            unit.warnings.push(view_not_recorded(unit, &error));
         }
         Outcome::Confined {
             text,
@@ -142,7 +136,29 @@ impl<'r> Confiner<'r> {
     }
 }
 
+/// The warning of a unit whose closure's view could not be recorded.
+fn view_not_recorded(unit: &UnitPlan, error: &RecordError) -> Diagnostic {
+    Diagnostic::warning(
+        Some(&unit.name),
+        None,
+        format!(
+            "its closure's view cannot be recorded ({error}): each store path is bound instead"
+        ),
+    )
+}
+
 impl Confiner<'_> {
+    /// What to write for `unit`, whose closure's view could not be
+    /// recorded (`error`, found after [`Confiner::confine`] named the
+    /// view): each store path bound on its own, with a warning.
+    pub fn confine_path_by_path(&mut self, unit: &mut UnitPlan, error: &RecordError) -> Outcome {
+        let views = std::mem::replace(&mut self.views, Views::Off(error.to_string()));
+        let outcome = self.confine(unit, false);
+        self.views = views;
+        unit.warnings.push(view_not_recorded(unit, error));
+        outcome
+    }
+
     /// The unit confined from the last run's summary of its closure, when
     /// there is one and its view's record is still in place: nothing of the
     /// closure is read.

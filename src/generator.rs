@@ -9,8 +9,9 @@ use crate::logging::Logger;
 use crate::output::{DropinWriter, OutputDir, ToBlock, WriteReport};
 use crate::plan::{self, Plan, UnitPlan};
 use crate::rootfs::Root;
-use crate::view::record::Views;
+use crate::view::record::{RecordError, Views};
 use camino::Utf8Path;
+use std::collections::HashMap;
 
 /// Where a unit stands after a run, as the summary counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +93,29 @@ pub fn run_generator(
     let mut confiner = Confiner::new(config, closures, views);
     confiner.closures.resolve(units);
     let resolved = started.elapsed();
+    let mut waiting = Vec::new();
     let mut states: Vec<State> = units
         .iter_mut()
         .enumerate()
-        .map(|(number, unit)| confine_and_write(&mut confiner, &mut writer, number, unit, logger))
+        .map(|(number, unit)| {
+            confine_and_write(
+                &mut confiner,
+                &mut writer,
+                number,
+                unit,
+                logger,
+                &mut waiting,
+            )
+        })
         .collect();
+    write_after_records(
+        &mut confiner,
+        &mut writer,
+        units,
+        waiting,
+        &mut states,
+        logger,
+    );
     let report = writer.finish();
     // The check service and its watch come after the drop-ins, and last:
     // `check --loaded` takes the service file for the mark of a finished run.
@@ -187,13 +206,23 @@ fn leave_for_next_run(confiner: &mut Confiner<'_>, logger: &Logger) {
     log_database(&confiner.closures, logger);
 }
 
-/// Computes and writes the drop-in of the unit numbered `number`.
+/// A unit's final drop-in, waiting for the record of its view to be
+/// written.
+struct Waiting {
+    number: usize,
+    view: String,
+    text: String,
+}
+
+/// Computes and writes the drop-in of the unit numbered `number`; one that
+/// names a view whose record is still being written goes to `waiting`.
 fn confine_and_write(
     confiner: &mut Confiner<'_>,
     writer: &mut DropinWriter<'_>,
     number: usize,
     unit: &mut UnitPlan,
     logger: &Logger,
+    waiting: &mut Vec<Waiting>,
 ) -> State {
     if !unit.dropin_fits() {
         // Nothing can be written for it: its error (its warning, for an
@@ -210,8 +239,47 @@ fn confine_and_write(
     if let Outcome::Blocked { .. } = outcome {
         logger.diagnostics(&unit.errors);
     }
-    writer.finish_unit(number, &unit.name, &unit.dropin_name, outcome.text());
-    State::of(&outcome)
+    let state = State::of(&outcome);
+    match outcome {
+        Outcome::Confined {
+            view: Some(view),
+            text,
+            ..
+        } if confiner.views.is_being_written(&view) => waiting.push(Waiting { number, view, text }),
+        outcome => writer.finish_unit(number, &unit.name, &unit.dropin_name, outcome.text()),
+    }
+    state
+}
+
+/// Writes the drop-ins that waited for their views' records, once those
+/// are written: a unit whose record could not be written binds each store
+/// path instead, with a warning (its blocking drop-in is in place until
+/// then).
+fn write_after_records(
+    confiner: &mut Confiner<'_>,
+    writer: &mut DropinWriter<'_>,
+    units: &mut [UnitPlan],
+    waiting: Vec<Waiting>,
+    states: &mut [State],
+    logger: &Logger,
+) {
+    let failed: HashMap<String, RecordError> =
+        confiner.views.wait_for_records().into_iter().collect();
+    for Waiting { number, view, text } in waiting {
+        let unit = &mut units[number];
+        match failed.get(&view) {
+            None => writer.finish_unit(number, &unit.name, &unit.dropin_name, &text),
+            Some(error) => {
+                let outcome = confiner.confine_path_by_path(unit, error);
+                logger.diagnostics(unit.warnings.last());
+                if let Outcome::Blocked { .. } = outcome {
+                    logger.diagnostics(&unit.errors);
+                }
+                states[number] = State::of(&outcome);
+                writer.finish_unit(number, &unit.name, &unit.dropin_name, outcome.text());
+            }
+        }
+    }
 }
 
 /// The mount unit of the read-only store view, which units that bind each

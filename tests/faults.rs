@@ -386,3 +386,67 @@ fn ten_thousand_dropins_for_one_unit() {
     assert!(dropin.contains("#   /etc/systemd/system/a.service.d/09999.conf\n"));
     assert_eq!(root.binds(&dropin), [app]);
 }
+
+#[test]
+fn a_view_record_that_cannot_be_written_leaves_its_unit_binding_each_path() {
+    // The scratch directory on a tmpfs with room for one record (each of
+    // these two closures makes a record of two pages): the other unit's
+    // record cannot be written, and that unit binds each store path, with a
+    // warning naming the record. No drop-in names a view without a record.
+    let root = TestRoot::new("record-full");
+    let mut units = Vec::new();
+    for (unit, seed) in [("a.service", 1000), ("b.service", 2000)] {
+        let libs: Vec<String> = (0..120).map(|i| store_path(seed + i, "lib")).collect();
+        let no_refs: &[&str] = &[];
+        let registrations: Vec<(&str, &[&str])> =
+            libs.iter().map(|l| (l.as_str(), no_refs)).collect();
+        root.register(&registrations);
+        let app = store_path(seed + 999, "app");
+        let refs: Vec<&str> = libs.iter().map(String::as_str).collect();
+        root.register(&[(&app, &refs)]);
+        root.unit(
+            unit,
+            &format!("[Service]\nExecStart={app}/bin/app\nX-ConfinementEnable=yes\n"),
+        );
+        units.push((unit, app));
+    }
+    let scratch = root.dir.join("run/nix-confinement-generator");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let run = root.generate_in_namespace(&format!(
+        "mount -t tmpfs -o size=12k,mode=700 none '{}'",
+        scratch.display()
+    ));
+    assert_no_panic(&run);
+    assert!(
+        run.stderr.contains("2 units confined, 0 blocked"),
+        "{}",
+        run.stderr
+    );
+    let records = "/run/nix-confinement-generator/views/";
+    let warned: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("its closure's view cannot be recorded"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", run.stderr);
+    assert!(
+        warned[0].contains(records) && warned[0].contains("No space left on device"),
+        "{}",
+        warned[0]
+    );
+    let mut through_views = 0;
+    for (unit, app) in &units {
+        let dropin = root.dropin(unit);
+        if support::view_of(&dropin).is_some() {
+            through_views += 1;
+            assert!(!warned[0].contains(&format!("{unit}:")), "{}", warned[0]);
+        } else {
+            // Bound path by path (from the store's read-only view): the
+            // app and its 120 libraries.
+            assert!(dropin.contains(&format!(":{app}\n")), "{dropin}");
+            assert_eq!(dropin.matches("\nBindPaths=").count(), 121, "{dropin}");
+            assert!(warned[0].contains(unit), "{}", warned[0]);
+        }
+    }
+    assert_eq!(through_views, 1);
+}

@@ -10,6 +10,7 @@ pub mod closure_list;
 pub mod layer;
 pub mod mount;
 pub mod record;
+pub mod record_writer;
 
 use crate::config;
 use crate::diag::counted;

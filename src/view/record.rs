@@ -15,6 +15,7 @@ use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::closure_list::{self, Digest};
+use super::record_writer::RecordWriter;
 use crate::rootfs::Root;
 use crate::scratch::{ScratchDir, ScratchError};
 
@@ -123,6 +124,29 @@ impl Views {
         }
     }
 
+    /// Whether the record of the view `digest` is still being written (see
+    /// [`Recorder::is_being_written`]).
+    pub fn is_being_written(&self, digest: &str) -> bool {
+        match (self, Digest::parse(digest)) {
+            (Views::Record(recorder), Some(digest)) => recorder.is_being_written(digest),
+            _ => false,
+        }
+    }
+
+    /// Waits for the records being written (see
+    /// [`Recorder::wait_for_records`]): the digests of those that could
+    /// not be, and why.
+    pub fn wait_for_records(&mut self) -> Vec<(String, RecordError)> {
+        match self {
+            Views::Record(recorder) => recorder
+                .wait_for_records()
+                .into_iter()
+                .map(|(digest, error)| (digest.to_string(), error))
+                .collect(),
+            Views::Off(_) | Views::Preview => Vec::new(),
+        }
+    }
+
     /// The digest of the view of a closure (its store paths, sorted, with
     /// the run's number of each, which names its hash in `hashes`),
     /// recorded when this run records: `Ok(None)` when views are off.
@@ -208,6 +232,14 @@ pub struct Recorder {
     stale: Vec<String>,
     /// The records this run's units name.
     used: HashSet<Digest>,
+    /// The records of this run being written, once one is new.
+    writing: Option<Box<Writing>>,
+}
+
+/// Records being written on a thread, and which.
+struct Writing {
+    writer: RecordWriter,
+    queued: HashSet<Digest>,
 }
 
 impl Recorder {
@@ -226,6 +258,7 @@ impl Recorder {
             present: records,
             stale,
             used: HashSet::new(),
+            writing: None,
         })
     }
 
@@ -236,17 +269,68 @@ impl Recorder {
 
     /// Records the closure whose record `text` makes under its `digest`
     /// (written whole, unless the record is there already: a digest names
-    /// one content).
+    /// one content). A new record is written on a thread of its own when
+    /// one can be started ([`Recorder::is_being_written`] says so until
+    /// [`Recorder::wait_for_records`]); else here.
     pub fn record(
         &mut self,
         digest: Digest,
         text: impl FnOnce() -> String,
     ) -> Result<(), RecordError> {
         if !self.present.contains(&digest) && !self.used.contains(&digest) {
-            write_record(&self.dir, &digest.to_string(), text().as_bytes())?;
+            if self.writing.is_none() {
+                self.writing = self
+                    .dir
+                    .fd()
+                    .try_clone()
+                    .and_then(RecordWriter::start)
+                    .ok()
+                    .map(|writer| {
+                        Box::new(Writing {
+                            writer,
+                            queued: HashSet::new(),
+                        })
+                    });
+            }
+            match &mut self.writing {
+                Some(writing) => {
+                    writing.writer.write(digest.to_string(), text());
+                    writing.queued.insert(digest);
+                }
+                None => write_record(&self.dir, &digest.to_string(), text().as_bytes())?,
+            }
         }
         self.used.insert(digest);
         Ok(())
+    }
+
+    /// Whether the record `digest` is queued and not yet known to be in
+    /// place: a drop-in naming it waits for [`Recorder::wait_for_records`].
+    pub fn is_being_written(&self, digest: Digest) -> bool {
+        self.writing
+            .as_ref()
+            .is_some_and(|writing| writing.queued.contains(&digest))
+    }
+
+    /// Waits until the queued records are written; those that could not
+    /// be, and why (no unit of this run names them any more).
+    pub fn wait_for_records(&mut self) -> Vec<(Digest, RecordError)> {
+        let Some(writing) = self.writing.take() else {
+            return Vec::new();
+        };
+        let failed: Vec<(Digest, RecordError)> = writing
+            .writer
+            .finish()
+            .into_iter()
+            .filter_map(|(name, e)| {
+                let digest = Digest::parse(&name)?;
+                Some((digest, error(&self.dir.path().join(&name), e.to_string())))
+            })
+            .collect();
+        for (digest, _) in &failed {
+            self.used.remove(digest);
+        }
+        failed
     }
 
     /// Keeps the record `digest` for this run's unit, when it is there.
