@@ -193,6 +193,13 @@ impl Closures {
                 })
                 .collect();
             for ((unit, unit_roots), summary) in pending.iter().zip(&mut roots).zip(found) {
+                // Each symlink store path must still resolve (else the
+                // closure is walked, and the unit blocked for it).
+                let summary = summary.filter(|s| {
+                    s.symlinks
+                        .iter()
+                        .all(|link| self.root.canonicalize(camino::Utf8Path::new(link)).is_ok())
+                });
                 if let Some(summary) = summary {
                     self.summarised.insert(unit.name.clone(), summary);
                     *unit_roots = Err(Vec::new());
@@ -239,8 +246,8 @@ impl Closures {
         self.summarised.get(&unit.name)
     }
 
-    /// Keeps `summary` of the unit's closure for the next run (whose
-    /// closures have no symlink store path: see [`crate::store::summaries`]).
+    /// Keeps `summary` of the unit's closure for the next run (see
+    /// [`crate::store::summaries`]).
     pub fn keep_summary(&mut self, unit: &UnitPlan, summary: Summary) {
         if let Some(key) = summary_key(unit) {
             self.next_summaries.insert(key, summary);

@@ -113,14 +113,20 @@ impl<'r> Confiner<'r> {
         } else {
             Vec::new()
         };
-        // What a symlink store path resolves to is read from the host's
-        // files, which the next run must read again.
-        if let Some(digest) = &view
-            && closure.paths.iter().all(|p| p.symlink_target.is_none())
-        {
+        if let Some(digest) = &view {
+            // What a symlink store path resolves to is read from the host's
+            // files: the next run resolves each again (in path order, as
+            // the closure is).
+            let symlinks = closure
+                .paths
+                .iter()
+                .filter(|p| p.symlink_target.is_some())
+                .map(|p| p.path.to_owned())
+                .collect();
             let summary = Summary {
                 digest: digest.clone(),
                 paths,
+                symlinks,
             };
             self.closures.keep_summary(unit, summary);
         }

@@ -438,3 +438,43 @@ fn a_warm_run_takes_closures_from_the_summaries_of_the_cache_it_trusts_only() {
     assert_eq!(view_of(&s.root.dropin("app.service")), Some(new_view));
     assert_exact_closure(&s.root, "app.service", &[&s.app]);
 }
+
+#[test]
+fn a_summary_lists_the_closures_symlinks_and_is_used_only_while_each_resolves() {
+    let s = system("cache-summary-symlink", 9900);
+    // The library is a symlink store path, to a directory of the host.
+    std::fs::remove_dir_all(s.root.path(&s.lib)).unwrap();
+    std::fs::create_dir_all(s.root.path("/etc/hostdir")).unwrap();
+    s.root.symlink("/etc/hostdir", &s.lib);
+    settle();
+    assert_eq!(s.root.generate().status, 0);
+    let first = s.root.dropin("app.service");
+    assert!(view_of(&first).is_some(), "{first}");
+    let summaries = std::fs::read_to_string(s.root.path(SUMMARIES)).unwrap();
+    assert!(summaries.contains(&format!(" 1 {} ", s.lib)), "{summaries}");
+    let warm = s.root.generate_debug();
+    assert_logged(
+        &warm,
+        format!("{SUMMARIES}: the closures of 1 unit taken from it"),
+    );
+    assert_eq!(s.root.dropin("app.service"), first, "the same bytes");
+    // The target goes: nothing the cache stands for changed, but the
+    // symlink dangles, and the unit is blocked for it as a walk finds.
+    std::fs::remove_dir(s.root.path("/etc/hostdir")).unwrap();
+    let dangling = s.root.generate_debug();
+    assert!(
+        !dangling.stderr.contains("taken from it"),
+        "{}",
+        dangling.stderr
+    );
+    assert_ne!(dangling.status, 0);
+    assert!(
+        dangling.stderr.contains(&format!(
+            "store path {} is a symbolic link that does not resolve",
+            s.lib
+        )),
+        "{}",
+        dangling.stderr
+    );
+    assert!(view_of(&s.root.dropin("app.service")).is_none());
+}

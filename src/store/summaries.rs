@@ -9,9 +9,10 @@
 //! renamed, so each write is another inode), and a run reads it only while
 //! it trusts that very file (see [`crate::store::cache`]), and only the
 //! program that wrote it (its binary's stamp: another build may digest
-//! otherwise) reads it. Closures holding
-//! a symlink store path are never summarised: what a symlink resolves to is
-//! read from the host's files, which no stamp covers.
+//! otherwise) reads it. A closure's symlink store paths are listed in its
+//! summary: what a symlink resolves to is read from the host's files, which
+//! no stamp covers, and each must still resolve when the summary is used
+//! (a dangling one blocks the unit: its closure is walked to say so).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -25,7 +26,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::store::cache::FileStamp;
 
-const HEADER: &str = "nix-confinement-generator closure summaries 1";
+const HEADER: &str = "nix-confinement-generator closure summaries 2";
 /// A summaries file larger than this is not read (not one of ours).
 const MAX_SIZE: u64 = 16 << 20;
 
@@ -36,6 +37,8 @@ pub struct Summary {
     pub digest: String,
     /// How many store paths the closure has.
     pub paths: usize,
+    /// Its store paths that are symlinks, sorted.
+    pub symlinks: Vec<String>,
 }
 
 /// The key of a unit's roots: its store paths, sorted, each once. `None`
@@ -84,7 +87,8 @@ impl Summaries {
 
     /// The file's text: a header, what the summaries hold for (the cache
     /// file, the program, the store directory), then a line per closure
-    /// (digest, number of paths, roots), sorted.
+    /// (digest, number of paths, number of symlink store paths, those
+    /// paths, roots), sorted.
     pub fn encode(&self, made_with: &MadeWith) -> String {
         let mut out = String::with_capacity(256 + self.entries.len() * 160);
         let _ = writeln!(out, "{HEADER}");
@@ -94,7 +98,17 @@ impl Summaries {
         let mut lines: Vec<(&String, &Summary)> = self.entries.iter().collect();
         lines.sort_unstable_by_key(|(key, _)| *key);
         for (key, summary) in lines {
-            let _ = writeln!(out, "{} {} {key}", summary.digest, summary.paths);
+            let _ = write!(
+                out,
+                "{} {} {}",
+                summary.digest,
+                summary.paths,
+                summary.symlinks.len()
+            );
+            for link in &summary.symlinks {
+                let _ = write!(out, " {link}");
+            }
+            let _ = writeln!(out, " {key}");
         }
         out
     }
@@ -113,12 +127,25 @@ impl Summaries {
         }
         let mut entries = HashMap::new();
         for line in lines {
-            let mut fields = line.splitn(3, ' ');
-            let (digest, paths, roots) = (fields.next()?, fields.next()?, fields.next()?);
+            let mut fields = line.splitn(4, ' ');
+            let (digest, paths, links) = (fields.next()?, fields.next()?, fields.next()?);
             let hex = |b: u8| matches!(b, b'0'..=b'9' | b'a'..=b'f');
             if digest.len() != 32 || !digest.bytes().all(hex) {
                 return None;
             }
+            let mut rest = fields.next()?.split(' ');
+            let symlinks: Vec<String> = rest
+                .by_ref()
+                .take(links.parse().ok()?)
+                .map(str::to_owned)
+                .collect();
+            // Written sorted, each once, as the roots.
+            if !symlinks.is_empty()
+                && key(symlinks.iter().map(String::as_str))? != symlinks.join(" ")
+            {
+                return None;
+            }
+            let roots = rest.collect::<Vec<_>>().join(" ");
             // Written by `key`: sorted, each root once.
             if key(roots.split(' '))? != roots {
                 return None;
@@ -126,8 +153,9 @@ impl Summaries {
             let summary = Summary {
                 digest: digest.to_owned(),
                 paths: paths.parse().ok()?,
+                symlinks,
             };
-            entries.insert(roots.to_owned(), summary);
+            entries.insert(roots, summary);
         }
         Some(Summaries { entries })
     }
@@ -239,6 +267,7 @@ mod tests {
             Summary {
                 digest: "0123456789abcdef0123456789abcdef".into(),
                 paths: 561,
+                symlinks: Vec::new(),
             },
         );
         summaries.insert(
@@ -246,6 +275,7 @@ mod tests {
             Summary {
                 digest: "fedcba9876543210fedcba9876543210".into(),
                 paths: 3,
+                symlinks: vec!["/nix/store/ddd-d".into(), "/nix/store/eee-e".into()],
             },
         );
         summaries
@@ -267,7 +297,14 @@ mod tests {
         let text = sample().encode(&made_with(7));
         assert_eq!(
             text.lines().nth(4),
-            Some("0123456789abcdef0123456789abcdef 561 /nix/store/aaa-a /nix/store/bbb-b")
+            Some("0123456789abcdef0123456789abcdef 561 0 /nix/store/aaa-a /nix/store/bbb-b")
+        );
+        assert_eq!(
+            text.lines().nth(5),
+            Some(
+                "fedcba9876543210fedcba9876543210 3 2 /nix/store/ddd-d /nix/store/eee-e \
+                 /nix/store/ccc-c"
+            )
         );
         assert_eq!(Summaries::decode(&text, &made_with(7)), Some(sample()));
         // Another inode: the cache was written again.
@@ -289,14 +326,21 @@ mod tests {
         let damaged = [
             text.replacen("0123456789abcdef", "0123456789ABCDEF", 1),
             text.replacen(" 561 ", " many ", 1),
+            text.replacen(" 3 2 ", " 3 3 ", 1),
+            text.replacen(" 3 2 ", " 3 x ", 1),
+            text.replacen(
+                "/nix/store/ddd-d /nix/store/eee-e",
+                "/nix/store/eee-e /nix/store/ddd-d",
+                1,
+            ),
             text.replacen(
                 "/nix/store/aaa-a /nix/store/bbb-b",
                 "/nix/store/bbb-b /nix/store/aaa-a",
                 1,
             ),
             text.replacen("0123456789abcdef0123456789abcdef 561 ", "0123 561 ", 1),
-            text.replacen(" 561 /nix/store/aaa-a /nix/store/bbb-b", " 561", 1),
-            text.replacen("summaries 1", "summaries 2", 1),
+            text.replacen(" 561 0 /nix/store/aaa-a /nix/store/bbb-b", " 561 0", 1),
+            text.replacen("summaries 2", "summaries 1", 1),
         ];
         for text in damaged {
             assert_eq!(Summaries::decode(&text, &made_with(7)), None, "{text}");
