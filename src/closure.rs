@@ -444,7 +444,7 @@ impl Closures {
             Some(Symlink::To(_)) => Some(true),
             _ => None,
         };
-        let Some(tables) = nix_db.cache_to_save(symlink_of) else {
+        let Some(tables) = nix_db.cache_to_save(symlink_of, self.order.ranks()) else {
             opened.notes.push(format!("{file}: unchanged"));
             self.cache_held = nix_db.cache_stamp();
             return Ok(());

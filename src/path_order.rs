@@ -36,6 +36,11 @@ impl PathOrder {
 
     /// `nodes` in path order. (A node no rank was given to cannot occur:
     /// ranks are made after every closure is resolved; it would come last.)
+    /// Each node's rank, by node (see [`NixDb::path_ranks`]).
+    pub fn ranks(&self) -> &[u32] {
+        &self.ranks
+    }
+
     pub fn sort(&mut self, nodes: impl Iterator<Item = NodeId>) -> Vec<NodeId> {
         let (ranks, by_rank, bits) = (&self.ranks, &self.by_rank, &mut self.bits);
         bits.clear();

@@ -124,7 +124,10 @@ fn a_second_run_takes_closures_from_the_cache_and_writes_the_same_bytes() {
     assert_eq!(dir.permissions().mode() & 0o777, 0o700);
     let cached = read_cache(&s.root);
     let mut paths: Vec<&str> = (0..cached.len()).map(|i| cached.path(i)).collect();
+    let written = paths.clone();
     paths.sort();
+    // Written in path order: the next run ranks the paths without a sort.
+    assert_eq!(written, paths);
     let mut expected = vec![s.libc.as_str(), s.lib.as_str(), s.app.as_str()];
     expected.sort();
     assert_eq!(paths, expected);

@@ -343,10 +343,12 @@ impl NixDb {
     /// [`NixDb::load_graph`] read in this run (the closures of its units) whose
     /// path, registration time, references and symlink flag (`symlink_of`)
     /// are known, and whose references are all in it too. `None` when that
-    /// is what the cache read at the start holds.
+    /// is what the cache read at the start holds. `ranks` is the run's path
+    /// order ([`NixDb::path_ranks`]), which saves sorting the paths again.
     pub fn cache_to_save(
         &self,
         symlink_of: impl Fn(NodeId) -> Option<bool>,
+        ranks: &[u32],
     ) -> Option<CacheTables<'_>> {
         // Nothing read and every cached path kept (as after
         // `keep_cached`): the cache read is the one that would be written.
@@ -396,7 +398,13 @@ impl NixDb {
             return None;
         }
         // In path order: the next run then needs no sort (see `path_ranks`).
-        nodes.sort_unstable_by(|&a, &b| self.known_path(a).cmp(&self.known_path(b)));
+        // The ranks the run's path order gave the nodes say it without
+        // comparing paths (when they were made after every node kept).
+        if nodes.iter().all(|&n| (n as usize) < ranks.len()) {
+            nodes.sort_unstable_by_key(|&n| ranks[n as usize]);
+        } else {
+            nodes.sort_unstable_by(|&a, &b| self.known_path(a).cmp(&self.known_path(b)));
+        }
         let mut position = vec![u32::MAX; self.nodes.len()];
         for (i, &n) in nodes.iter().enumerate() {
             position[n as usize] = i as u32;
