@@ -294,7 +294,9 @@ impl Recorder {
             }
             match &mut self.writing {
                 Some(writing) => {
-                    writing.writer.write(digest.to_string(), text());
+                    let name = digest.to_string();
+                    let temporary = temporary_name(&name);
+                    writing.writer.write(name, temporary, text());
                     writing.queued.insert(digest);
                 }
                 None => write_record(&self.dir, &digest.to_string(), text().as_bytes())?,
@@ -495,13 +497,20 @@ fn is_temporary(name: &str, prefix: &str, suffix: &str) -> bool {
         })
 }
 
+/// Where the record `name` is written before it is renamed into place: a
+/// name [`is_temporary`] recognises, with this process's id.
+fn temporary_name(name: &str) -> String {
+    format!(".{name}.{}.tmp", std::process::id())
+}
+
 /// Writes a record whole: a temporary file renamed into place, mode 0600.
 fn write_record(dir: &ScratchDir, name: &str, bytes: &[u8]) -> Result<(), RecordError> {
     use std::io::Write;
-    let temporary = format!(".{name}.{}.tmp", std::process::id());
-    crate::scratch::write_whole_at(dir.fd(), name, &temporary, |file| file.write_all(bytes))
-        .map(drop)
-        .map_err(|e| error(&dir.path().join(name), e.to_string()))
+    crate::scratch::write_whole_at(dir.fd(), name, &temporary_name(name), |file| {
+        file.write_all(bytes)
+    })
+    .map(drop)
+    .map_err(|e| error(&dir.path().join(name), e.to_string()))
 }
 
 #[cfg(test)]

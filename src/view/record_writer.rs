@@ -11,25 +11,25 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc::{Sender, channel};
 use std::thread::JoinHandle;
 
+/// A file to write: its name, the temporary name it is written under, its
+/// text.
+type Queued = (String, String, String);
+
 /// A thread writing whole files into one directory.
 pub struct RecordWriter {
-    queue: Sender<(String, String)>,
+    queue: Sender<Queued>,
     thread: JoinHandle<Vec<(String, std::io::Error)>>,
 }
 
 impl RecordWriter {
     /// Starts the thread, which writes into `dir` (a descriptor of its own).
     pub fn start(dir: OwnedFd) -> std::io::Result<RecordWriter> {
-        let (queue, files) = channel::<(String, String)>();
+        let (queue, files) = channel::<Queued>();
         let thread = std::thread::Builder::new()
             .name("records".into())
             .spawn(move || {
-                let pid = std::process::id();
                 let mut failed = Vec::new();
-                for (name, text) in files {
-                    // The temporary name a record's writer uses (see
-                    // `record::write_record`), which later runs recognise.
-                    let temporary = format!(".{name}.{pid}.tmp");
+                for (name, temporary, text) in files {
                     if let Err(error) =
                         crate::scratch::write_whole_at(&dir, &name, &temporary, |file| {
                             file.write_all(text.as_bytes())
@@ -43,11 +43,13 @@ impl RecordWriter {
         Ok(RecordWriter { queue, thread })
     }
 
-    /// Queues the file `name` with `text`.
-    pub fn write(&self, name: String, text: String) {
+    /// Queues the file `name` with `text`, written under the name
+    /// `temporary` and renamed into place (see
+    /// [`crate::scratch::write_whole_at`]).
+    pub fn write(&self, name: String, temporary: String, text: String) {
         // The thread stops only when the queue is dropped (or it panicked,
         // which aborts the process): sending does not fail.
-        let _ = self.queue.send((name, text));
+        let _ = self.queue.send((name, temporary, text));
     }
 
     /// Waits until every queued file is written; the files that could not
@@ -75,10 +77,14 @@ mod tests {
         };
         let writer = RecordWriter::start(open()).unwrap();
         for i in 0..20 {
-            writer.write(format!("r{i}"), "x".repeat(30_000 + i));
+            writer.write(
+                format!("r{i}"),
+                format!(".r{i}.tmp"),
+                "x".repeat(30_000 + i),
+            );
         }
         // A name that cannot be a file in the directory.
-        writer.write("no/such/dir".into(), "y".into());
+        writer.write("no/such/dir".into(), ".no-such.tmp".into(), "y".into());
         let failed = writer.finish();
         for i in 0..20 {
             assert_eq!(
