@@ -195,10 +195,11 @@ impl Closures {
             for ((unit, unit_roots), summary) in pending.iter().zip(&mut roots).zip(found) {
                 // Each symlink store path must still resolve (else the
                 // closure is walked, and the unit blocked for it).
+                let store_dir = self.config.store_dir.as_str();
                 let summary = summary.filter(|s| {
-                    s.symlinks
-                        .iter()
-                        .all(|link| self.root.canonicalize(camino::Utf8Path::new(link)).is_ok())
+                    s.symlinks.iter().all(|link| {
+                        resolve_symlink(&self.root, store_dir, link, &unit.name).is_ok()
+                    })
                 });
                 if let Some(summary) = summary {
                     self.summarised.insert(unit.name.clone(), summary);
